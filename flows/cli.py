@@ -1,0 +1,157 @@
+"""The `mm2latent` command line: typer commands that build a config and call one flow.
+
+The outermost layer: the library never imports it. Progress bars live here and in flows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+from flows.cli_common import console, user_errors
+from flows.cli_weights import weights_app
+
+app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+dataset_app = typer.Typer(help="Look at a synth-data dataset.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+app.add_typer(dataset_app, name="dataset")
+
+NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
+             "faces. Use --preset ffhq (official weights) for the paper's setup.")
+
+
+def _samples_done(out: str, samples_per_shard: int, n_samples: int) -> int:
+    """Samples already in complete shards at `out` (for the progress bar's starting point)."""
+    from mm2latent.errors import DatasetError
+    from storage.dataset_index import read_shard_stats
+
+    done = 0
+    n_shards = -(-n_samples // samples_per_shard)
+    try:
+        for shard in range(n_shards):
+            stats = read_shard_stats(out, shard)
+            expected = min(samples_per_shard, n_samples - shard * samples_per_shard)
+            done += expected if stats is not None and stats["count"] == expected else 0
+    except (DatasetError, OSError):
+        return 0
+    return done
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console(stderr=True),
+                    redirect_stderr=True)
+
+
+@app.command("synth-data")
+def synth_data_command(
+    preset: Annotated[str, typer.Option(help="Preset: tiny (seeded, not faces) or ffhq.")] = "tiny",
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 256,
+    out: Annotated[str, typer.Option(help="Dataset root: local path, memory://, s3://...")] = "data/tiny",
+    samples_per_shard: Annotated[int, typer.Option(help="Samples per .tar shard.")] = 64,
+    seed: Annotated[int, typer.Option(help="Dataset seed.")] = 0,
+    truncation_psi: Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")] = 0.7,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    image_size: Annotated[Optional[int], typer.Option(help="Stored image side (px).")] = None,
+    image_format: Annotated[str, typer.Option(help="png or jpg.")] = "png",
+    modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
+    max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+) -> None:
+    """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
+    from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
+
+    with user_errors():
+        values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
+                      truncation_psi=truncation_psi, out=out, batch_size=batch_size, device=device,
+                      image_size=image_size, image_format=image_format,
+                      modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                      max_workers=max_workers)
+        params = parse_params(**values)  # fail fast, before Prefect starts
+        if preset == "tiny":
+            console(stderr=True).print(NOT_FACES)
+        already = 0 if overwrite else _samples_done(out, samples_per_shard, n)
+        with _progress() as progress:
+            bar = progress.add_task("synth-data", total=params.n_samples, completed=already, rate="")
+            clock = {"start": None, "count": 0}
+
+            def advance(count: int) -> None:
+                import time
+                clock["start"] = clock["start"] or time.perf_counter()
+                clock["count"] += count
+                rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
+                progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+
+            summary = synth_data(**(values | {"modalities": list(params.modalities)}),
+                                 overwrite=overwrite, on_progress=advance)
+            progress.update(bar, completed=params.n_samples)
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    out = console()
+    out.print(f"[bold]{summary['out']}[/]: {summary['ok']} ok, {summary['failures']} failed, "
+              f"{summary['shards']} shards")
+    if summary["failures"]:
+        out.print("Failed samples are listed with their error in the shard parquet files "
+                  "(status = 'failed'); `mm2latent dataset inspect` shows the first ones.")
+    if not summary["makes_faces"]:
+        out.print(NOT_FACES)
+
+
+@dataset_app.command("inspect")
+def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
+                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts, failures and per-modality statistics of a dataset."""
+    from mm2latent.dataset_report import inspect_dataset, render_report
+
+    with user_errors():
+        report = inspect_dataset(path)
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+    else:
+        typer.echo(render_report(report))
+
+
+@dataset_app.command("grid")
+def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
+                 out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("grid.png"),
+                 rows: Annotated[int, typer.Option(help="Samples (rows) in the sheet.")] = 8) -> None:
+    """Write a PNG contact sheet: image | colourised mask | sketch, one sample per row."""
+    from mm2latent.dataset_report import contact_sheet
+    from mm2latent.synth.encode import encode_png
+    from storage.atomic import atomic_write_bytes
+
+    with user_errors():
+        sheet = contact_sheet(path, n_rows=rows)
+        atomic_write_bytes(str(out), encode_png(sheet))
+    console().print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
+
+
+@app.command("presets")
+def presets_command(name: Annotated[Optional[str], typer.Argument(help="Show one preset.")] = None) -> None:
+    """List the presets, or print one preset's resolved config as JSON."""
+    from mm2latent.presets import PRESETS, get_preset
+
+    with user_errors():
+        if name is None:
+            for key, preset in PRESETS.items():
+                kind = "official weights" if preset.makes_faces else "seeded, NOT faces"
+                typer.echo(f"{key:6s} {preset.generator.img_resolution:5d} px  {kind}")
+            return
+        typer.echo(json.dumps(dataclasses.asdict(get_preset(name)), indent=2, default=str))
+
+
+def main() -> None:
+    """Entry point of the `mm2latent` console script."""
+    app()

@@ -1,0 +1,54 @@
+"""Exception hierarchy: every error the library raises on bad input is an Mm2LatentError.
+
+The CLI turns these into a short message and exit code 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+
+class Mm2LatentError(Exception):
+    """Base class: a problem with the user's input, config, files or environment."""
+
+
+class ConfigError(Mm2LatentError, ValueError):
+    """A config value or preset is invalid (unknown key, bad range, unknown preset)."""
+
+
+class CheckpointError(Mm2LatentError):
+    """A weights file is unreadable, of the wrong format, or has missing/misshaped tensors."""
+
+    def __init__(self, path: object, problem: str, fix: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        message = f"{self.path}: {problem}"
+        if fix:
+            message += f" {fix}"
+        super().__init__(message)
+
+
+class UnknownWeightsError(Mm2LatentError, KeyError):
+    """A weights name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingWeightsError(Mm2LatentError, FileNotFoundError):
+    """A registered weights file is not in the cache; nothing downloads it implicitly."""
+
+
+class WeightsIntegrityError(Mm2LatentError):
+    """A weights file's sha256 or size does not match the registry."""
+
+
+class DownloadError(Mm2LatentError):
+    """A weights download failed (network, HTTP status, interrupted transfer)."""
+
+
+class DatasetError(Mm2LatentError):
+    """A dataset is missing, incomplete, inconsistent with the requested parameters or corrupt."""
+
+
+class TrainingError(Mm2LatentError):
+    """Training cannot proceed (empty data, missing modality, NaN loss, dimension mismatch)."""

@@ -1,0 +1,289 @@
+"""Convolutional autoencoders that turn a face mask or a sketch into a 512-d spatial embedding.
+
+MM2Latent encodes each spatial modality with its own small autoencoder and feeds the flattened
+bottleneck to the MappingNet next to the text embedding. The authors' published networks
+(`models/greyseg_encoder`, `models/sketch_encoder` in Open-Debin/MM2Latent) work at 256 px and
+use five stages of [3x3 conv, act, 2x2 stride-2 conv, act] with widths 16, 32, 32, 16, 8, so the
+bottleneck is an 8-channel 8x8 map = 512 values, flattened in (C, H, W) order. There is no fully
+connected layer: the embedding is the conv feature map itself. The mask network has no
+normalisation and a Sigmoid output (MSE, Adam lr 1e-3); the sketch network adds a 3x3 stem conv
+and BatchNorm after every conv (Adam lr 1e-2 by default); both use LeakyReLU with torch's
+default slope 0.01. This module rebuilds that family from a config; it is not a key-for-key port.
+
+Mask input encoding. The authors store class ids as grey levels (id * 10 in an 8-bit PNG, read
+back as id * 10 / 255) and regress them with MSE. The default here is one-hot (`num_classes`
+channels) instead: with grey levels MSE treats "nose vs eye_g" (ids 2 and 3) as a smaller error
+than "nose vs cloth" (2 and 18), an ordering the classes do not have, and neighbouring classes
+sit only 10/255 apart, so rounding the decoder output back to ids is fragile. One-hot costs 19x
+input and output channels, which only touches the first and last conv (a few thousand weights).
+`mask_encoding="grey"` reproduces the authors' input exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mm2latent.errors import ConfigError
+from mm2latent.models.resnet_blocks import resolve_preset
+
+logger = logging.getLogger(__name__)
+
+# Grey level of class id k in the authors' mask PNGs after ToTensor: k * 10 / 255.
+GREY_LEVEL_STEP = 10.0 / 255.0
+
+KINDS = ("mask", "sketch")
+MASK_ENCODINGS = ("onehot", "grey")
+ACTIVATIONS = ("lrelu", "silu")
+
+
+@dataclass(frozen=True)
+class AutoencoderCfg:
+    """Architecture of a mask or sketch autoencoder."""
+
+    kind: str = "mask"  # "mask" (MSE on Sigmoid output) or "sketch" (BCE on logits)
+    resolution: int = 256  # input H = W in pixels; authors' img_size = 256
+    in_channels: int = 19  # input channels: num_classes for one-hot masks, 1 for grey/sketch
+    num_classes: int = 19  # mask classes (ids 0..num_classes-1); unused for sketches
+    mask_encoding: str = "onehot"  # "onehot" or "grey" (authors: id * 10 / 255); masks only
+    widths: tuple[int, ...] = (16, 32, 32, 16, 8)  # channels per stage; each stage halves H, W
+    bottleneck_dim: int = 512  # widths[-1] * (resolution / 2**len(widths))**2 must equal this
+    stem: bool = False  # extra 3x3 conv (1 -> widths[0]) before the stages; authors: sketch only
+    batchnorm: bool = False  # BatchNorm2d after every conv; authors: sketch True, mask False
+    activation: str = "lrelu"  # "lrelu" or "silu"
+    lrelu_slope: float = 0.01  # LeakyReLU negative slope (torch default, as the authors)
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, KINDS)
+        _check_choice("mask_encoding", self.mask_encoding, MASK_ENCODINGS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise ConfigError(f"widths must be positive channel counts, got {self.widths}.")
+        if self.in_channels != self.expected_in_channels:
+            raise ConfigError(
+                f"in_channels={self.in_channels} does not fit kind={self.kind!r}, "
+                f"mask_encoding={self.mask_encoding!r}: expected {self.expected_in_channels}."
+            )
+        side = self.resolution >> len(self.widths)
+        if side << len(self.widths) != self.resolution or side < 1:
+            raise ConfigError(
+                f"resolution={self.resolution} is not divisible by 2**{len(self.widths)} "
+                f"(one halving per stage in widths={self.widths})."
+            )
+        if self.widths[-1] * side * side != self.bottleneck_dim:
+            raise ConfigError(
+                f"bottleneck is widths[-1] * side**2 = {self.widths[-1]} * {side}**2 = "
+                f"{self.widths[-1] * side * side}, but bottleneck_dim={self.bottleneck_dim}; "
+                "change widths[-1], the number of stages or the resolution."
+            )
+
+    @property
+    def expected_in_channels(self) -> int:
+        """Input channels implied by kind and mask_encoding."""
+        if self.kind == "mask" and self.mask_encoding == "onehot":
+            return self.num_classes
+        return 1
+
+    @property
+    def bottleneck_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the bottleneck feature map before flattening."""
+        side = self.resolution >> len(self.widths)
+        return (self.widths[-1], side, side)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(choices)}.")
+
+
+AUTOENCODER_PRESETS: dict[str, AutoencoderCfg] = {
+    "mask": AutoencoderCfg(),
+    "mask_grey": AutoencoderCfg(in_channels=1, mask_encoding="grey"),
+    "sketch": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True),
+    "tiny_mask": AutoencoderCfg(resolution=64, widths=(8, 16, 8)),
+    "tiny_sketch": AutoencoderCfg(
+        kind="sketch", resolution=64, in_channels=1, widths=(8, 16, 8), stem=True, batchnorm=True
+    ),
+}
+
+
+def autoencoder_preset(name: str, **overrides: object) -> AutoencoderCfg:
+    """A named autoencoder config, with fields replaced by `overrides`.
+
+    Args:
+        name: one of AUTOENCODER_PRESETS.
+        **overrides: AutoencoderCfg fields to replace.
+    """
+    return resolve_preset(AUTOENCODER_PRESETS, name, overrides)
+
+
+def _conv_unit(cfg: AutoencoderCfg, conv: nn.Module, out_c: int) -> list[nn.Module]:
+    """conv [+ BatchNorm] + activation, the repeated unit of both halves."""
+    layers: list[nn.Module] = [conv]
+    if cfg.batchnorm:
+        layers.append(nn.BatchNorm2d(out_c))
+    if cfg.activation == "lrelu":
+        layers.append(nn.LeakyReLU(cfg.lrelu_slope))
+    else:
+        layers.append(nn.SiLU())
+    return layers
+
+
+def _build_encoder(cfg: AutoencoderCfg) -> nn.Sequential:
+    """Stages of 3x3 conv then 2x2 stride-2 conv (learned pooling), one halving each."""
+    bias = not cfg.batchnorm  # a bias before BatchNorm is cancelled by its mean subtraction
+    layers: list[nn.Module] = []
+    c_in = cfg.in_channels
+    if cfg.stem:
+        layers += _conv_unit(cfg, nn.Conv2d(c_in, cfg.widths[0], 3, 1, 1, bias=bias), cfg.widths[0])
+        c_in = cfg.widths[0]
+    for c_out in cfg.widths:
+        layers += _conv_unit(cfg, nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias), c_out)
+        layers += _conv_unit(cfg, nn.Conv2d(c_out, c_out, 2, 2, 0, bias=bias), c_out)
+        c_in = c_out
+    return nn.Sequential(*layers)
+
+
+def _build_decoder(cfg: AutoencoderCfg) -> nn.Sequential:
+    """Mirror of the encoder: 3x3 stride-2 transposed conv (doubles H, W) then 3x3 conv."""
+    bias = not cfg.batchnorm
+    widths = list(reversed(cfg.widths[:-1])) + [cfg.widths[0]]  # e.g. 16, 32, 32, 16, 16
+    layers: list[nn.Module] = []
+    c_in = cfg.widths[-1]
+    for c_out in widths:
+        up = nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1, bias=bias)
+        layers += _conv_unit(cfg, up, c_out)
+        layers += _conv_unit(cfg, nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias), c_out)
+        c_in = c_out
+    # 1x1 projection to the output channels: mask -> in_channels, sketch -> 1 logit map.
+    layers.append(nn.Conv2d(c_in, cfg.in_channels, 1))
+    return nn.Sequential(*layers)
+
+
+class SpatialAutoencoder(nn.Module):
+    """Mask or sketch autoencoder whose flattened bottleneck is the spatial embedding.
+
+    `forward` returns the decoder output: for masks values in [0, 1] (Sigmoid, as the authors'
+    mask network, compared with MSE), for sketches raw logits (compared with BCE-with-logits).
+    """
+
+    def __init__(self, cfg: AutoencoderCfg) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = _build_encoder(cfg)
+        self.decoder = _build_decoder(cfg)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Kaiming-normal convs (fan_in, matched to the leaky slope), zero biases, unit BN."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, a=self.cfg.lrelu_slope, nonlinearity="leaky_relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        cfg = self.cfg
+        expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
+        if x.ndim != 4:
+            raise ValueError(f"expected input (B, C, H, W), got {x.ndim} dims {tuple(x.shape)}.")
+        for name, got, want in zip(("C", "H", "W"), x.shape[1:], expected):
+            if got != want:
+                raise ValueError(
+                    f"input dimension {name} is {got}, expected {want} for a {cfg.kind} "
+                    f"autoencoder at {cfg.resolution} px (shape {tuple(x.shape)})."
+                )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatial embedding (B, bottleneck_dim) of an input (B, in_channels, R, R)."""
+        self._check_input(x)
+        z = self.encoder(x)  # (B, C, h, w)
+        return z.flatten(1)  # (B, C*h*w), (C, H, W) order as the authors' reshape
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction (B, in_channels, R, R) of embeddings (B, bottleneck_dim)."""
+        if z.ndim != 2 or z.shape[1] != self.cfg.bottleneck_dim:
+            raise ValueError(
+                f"embedding must be (B, {self.cfg.bottleneck_dim}), got {tuple(z.shape)}."
+            )
+        fmap = z.reshape(z.shape[0], *self.cfg.bottleneck_shape)  # (B, C, h, w)
+        out = self.decoder(fmap)  # (B, in_channels, R, R)
+        return torch.sigmoid(out) if self.cfg.kind == "mask" else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode then decode."""
+        return self.decode(self.encode(x))
+
+
+def mask_to_input(mask: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
+    """Float network input (B, in_channels, H, W) from integer class maps (B, H, W).
+
+    Args:
+        mask: class ids in [0, cfg.num_classes), any integer dtype.
+        cfg: a mask AutoencoderCfg; selects one-hot or the authors' grey levels (id * 10 / 255).
+    """
+    if cfg.kind != "mask":
+        raise ConfigError(f"mask_to_input needs a mask config, got kind={cfg.kind!r}.")
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be (B, H, W) class ids, got shape {tuple(mask.shape)}.")
+    if mask.dtype.is_floating_point or mask.dtype == torch.bool:
+        raise ValueError(f"mask must hold integer class ids, got dtype {mask.dtype}.")
+    ids = mask.long()
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= cfg.num_classes):
+        raise ValueError(
+            f"mask ids must lie in [0, {cfg.num_classes}), found "
+            f"[{int(ids.min())}, {int(ids.max())}]."
+        )
+    if cfg.mask_encoding == "grey":
+        return (ids.float() * GREY_LEVEL_STEP).unsqueeze(1)  # (B, 1, H, W)
+    onehot = nn.functional.one_hot(ids, cfg.num_classes)  # (B, H, W, K)
+    return onehot.permute(0, 3, 1, 2).float()  # (B, K, H, W)
+
+
+def decode_to_mask(recon: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
+    """Class map (B, H, W) uint8 from a mask reconstruction (B, in_channels, H, W).
+
+    Args:
+        recon: decoder output (Sigmoid values) or logits; one-hot takes the argmax over
+            channels, grey rounds to the nearest level id * 10 / 255.
+        cfg: the mask AutoencoderCfg that produced `recon`.
+    """
+    if cfg.kind != "mask":
+        raise ConfigError(f"decode_to_mask needs a mask config, got kind={cfg.kind!r}.")
+    if recon.ndim != 4 or recon.shape[1] != cfg.in_channels:
+        raise ValueError(
+            f"reconstruction must be (B, {cfg.in_channels}, H, W), got {tuple(recon.shape)}."
+        )
+    if cfg.mask_encoding == "grey":
+        ids = torch.round(recon[:, 0] / GREY_LEVEL_STEP)  # (B, H, W)
+        return ids.clamp(0, cfg.num_classes - 1).to(torch.uint8)
+    return recon.argmax(dim=1).to(torch.uint8)  # (B, H, W)
+
+
+def sketch_to_input(sketch: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
+    """Float network input (B, 1, H, W) in {0, 1} from a binary sketch (B, H, W) or (B, 1, H, W).
+
+    Args:
+        sketch: stroke map, non-zero = stroke, any dtype.
+        cfg: a sketch AutoencoderCfg.
+    """
+    if cfg.kind != "sketch":
+        raise ConfigError(f"sketch_to_input needs a sketch config, got kind={cfg.kind!r}.")
+    if sketch.ndim == 3:
+        sketch = sketch.unsqueeze(1)  # (B, 1, H, W)
+    if sketch.ndim != 4 or sketch.shape[1] != 1:
+        raise ValueError(f"sketch must be (B, H, W) or (B, 1, H, W), got {tuple(sketch.shape)}.")
+    return (sketch != 0).float()
+
+
+def decode_to_sketch(logits: torch.Tensor) -> torch.Tensor:
+    """Binary sketch (B, H, W) uint8 in {0, 1} from decoder logits (B, 1, H, W)."""
+    if logits.ndim != 4 or logits.shape[1] != 1:
+        raise ValueError(f"sketch logits must be (B, 1, H, W), got {tuple(logits.shape)}.")
+    return (logits[:, 0] > 0).to(torch.uint8)  # (B, H, W); logit 0 = probability 0.5

@@ -1,0 +1,255 @@
+"""CLIP-style image/text towers (FaRL and OpenAI CLIP) built from open_clip's own classes.
+
+MM2Latent embeds captions and images with FaRL (a CLIP ViT-B/16 trained on LAION-Face) and
+evaluates with OpenAI CLIP (ViT-B/32 for CLIP score, ViT-L/14@336 for CMMD). All three share
+OpenAI's parameter layout, which open_clip's `CLIP` class reproduces key for key when built with
+QuickGELU, so one module serves every model and the loaders (clip_loaders.py) only check and copy
+tensors. Nothing here fetches anything: open_clip is only asked for classes, the tokenizer (whose
+BPE vocabulary ships inside the package) and the normalisation constants.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+from torch import nn
+
+from mm2latent.errors import ConfigError
+from mm2latent.models.resnet_blocks import require_positive, resolve_preset
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_LENGTH = 77  # tokens per caption in every OpenAI-layout CLIP (SOT + 75 + EOT)
+
+
+@dataclass(frozen=True)
+class ClipTowerCfg:
+    """Architecture of an OpenAI-layout CLIP ViT (image tower + causal text transformer)."""
+
+    embed_dim: int = 512        # width of the joint embedding both towers project to
+    image_size: int = 224       # input H = W of the vision tower after preprocessing, pixels
+    patch_size: int = 16        # ViT patch side, pixels (grid = image_size / patch_size)
+    vision_width: int = 768     # vision transformer width (channels per token)
+    vision_layers: int = 12     # vision transformer residual blocks
+    vision_heads: int = 12      # vision attention heads (OpenAI: vision_width // 64)
+    text_width: int = 512       # text transformer width
+    text_layers: int = 12       # text transformer residual blocks
+    text_heads: int = 8         # text attention heads (OpenAI: text_width // 64)
+    context_length: int = CONTEXT_LENGTH  # tokens per text, including SOT/EOT; shorter = padded
+    vocab_size: int = 49408     # BPE vocabulary of open_clip's SimpleTokenizer (incl. SOT/EOT)
+    quick_gelu: bool = True     # x*sigmoid(1.702x) as OpenAI/FaRL trained; False = exact GELU
+
+    def __post_init__(self) -> None:
+        require_positive(self, ["embed_dim", "image_size", "patch_size", "vision_width",
+                                "vision_layers", "vision_heads", "text_width", "text_layers",
+                                "text_heads", "context_length", "vocab_size"])
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"ClipTowerCfg.image_size {self.image_size} is not a multiple of "
+                              f"patch_size {self.patch_size}.")
+        for tower in ("vision", "text"):
+            width, heads = getattr(self, f"{tower}_width"), getattr(self, f"{tower}_heads")
+            if width % heads:
+                raise ConfigError(f"ClipTowerCfg.{tower}_width {width} is not divisible by "
+                                  f"{tower}_heads {heads}.")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per image side."""
+        return self.image_size // self.patch_size
+
+
+CLIP_PRESETS: dict[str, ClipTowerCfg] = {
+    # FaRL-Base-Patch16 (ep16 / ep64) has exactly CLIP ViT-B/16's architecture.
+    "farl-b16": ClipTowerCfg(),
+    "clip-vit-b16": ClipTowerCfg(),
+    "clip-vit-b32": ClipTowerCfg(patch_size=32),
+    "clip-vit-l14-336": ClipTowerCfg(embed_dim=768, image_size=336, patch_size=14,
+                                     vision_width=1024, vision_layers=24, vision_heads=16,
+                                     text_width=768, text_heads=12),
+    # Test/CI size. Keeps embed_dim 512 (datasets store 512-d embeddings), the real tokenizer
+    # (vocab 49408, context 77) and heads = width // 64, so OpenAI-style shape inference gives
+    # back this exact config. ~7.6 M parameters, 6.3 M of them the token embedding.
+    "tiny": ClipTowerCfg(image_size=64, patch_size=16, vision_width=128, vision_layers=2,
+                         vision_heads=2, text_width=128, text_layers=2, text_heads=2),
+}
+
+
+def clip_config(preset: str = "farl-b16", **overrides: Any) -> ClipTowerCfg:
+    """Named ClipTowerCfg preset with field overrides.
+
+    Args:
+        preset: one of CLIP_PRESETS ("farl-b16", "clip-vit-b16", "clip-vit-b32",
+            "clip-vit-l14-336", "tiny").
+        **overrides: ClipTowerCfg fields to replace.
+    """
+    return resolve_preset(CLIP_PRESETS, preset, overrides)
+
+
+def tokenize(texts: Sequence[str], context_length: int = CONTEXT_LENGTH) -> torch.Tensor:
+    """CLIP BPE tokens (B, context_length) int64: lowercased, SOT ... EOT, zero padded.
+
+    Texts longer than context_length are truncated with EOT kept last (open_clip's behaviour;
+    OpenAI's clip.tokenize would raise instead). Facial captions are far shorter than 75 tokens.
+
+    Args:
+        texts: the captions; a bare str is rejected because it would be read per character.
+        context_length: tokens per row, including SOT/EOT.
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("tokenize expects a sequence of str (wrap a single caption in a list).")
+    if len(texts) == 0:
+        raise ValueError("tokenize got no texts; expected at least one caption.")
+    return open_clip.tokenize(list(texts), context_length=context_length)  # (B, L)
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (B, 3, H, W) tensor, got "
+                         f"{getattr(images, 'shape', type(images).__name__)}.")
+    if images.shape[1] != 3:
+        raise ValueError(f"images dim 1 (channels) is {images.shape[1]}, expected 3 (RGB).")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be float RGB in [0, 1], got dtype {images.dtype}.")
+
+
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(H, W) after resizing the shorter side to `size` (torchvision Resize(int) rounding)."""
+    # torchvision truncates the long side: int(size * long / short), as CLIP's transform did.
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+def clip_preprocess(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """CLIP preprocessing on a batch: shorter side -> image_size (bicubic), centre crop, mean/std.
+
+    Matches OpenAI's PIL pipeline (Resize(BICUBIC), CenterCrop, Normalize) to about 1/255
+    (PIL's two uint8 roundings): `antialias=True` selects torch's PIL-style filter, bicubic
+    with PIL's a = -0.5 kernel widened by the downscale factor (the non-antialiased path uses
+    a = -0.75 and no widening, and differs visibly when shrinking 1024 px faces to 224).
+    Differentiable with respect to `images` (zero gradient where the resize overshoots [0, 1]
+    and is clipped, as PIL clips).
+
+    Args:
+        images: (B, 3, H, W) float RGB in [0, 1], any H, W.
+        image_size: output side in pixels.
+    """
+    _check_images(images)
+    _, _, height, width = images.shape
+    new_h, new_w = resized_size(height, width, image_size)
+    x = images
+    # PIL resizes horizontally, stores the intermediate as uint8 (clipping overshoot), then
+    # vertically; two separable passes with a clamp between reproduce that clipping.
+    if new_w != width:
+        x = F.interpolate(x, size=(height, new_w), mode="bicubic", align_corners=False,
+                          antialias=True).clamp(0.0, 1.0)  # (B, 3, H, new_w)
+    if new_h != height:
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False,
+                          antialias=True).clamp(0.0, 1.0)  # (B, 3, new_h, new_w)
+    top = int(round((new_h - image_size) / 2.0))  # torchvision CenterCrop offsets
+    left = int(round((new_w - image_size) / 2.0))
+    x = x[:, :, top:top + image_size, left:left + image_size]  # (B, 3, S, S)
+    mean = torch.tensor(OPENAI_DATASET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def build_open_clip(cfg: ClipTowerCfg) -> open_clip.CLIP:
+    """An untrained fp32 open_clip CLIP whose state_dict keys/shapes equal OpenAI's layout."""
+    vision = CLIPVisionCfg(layers=cfg.vision_layers, width=cfg.vision_width,
+                           head_width=cfg.vision_width // cfg.vision_heads,
+                           patch_size=cfg.patch_size, image_size=cfg.image_size)
+    text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
+                       width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers)
+    return open_clip.CLIP(cfg.embed_dim, vision_cfg=vision, text_cfg=text,
+                          quick_gelu=cfg.quick_gelu)
+
+
+class ClipEmbedder(nn.Module):
+    """Frozen CLIP towers: [0,1] images and raw captions -> L2-normalised joint embeddings.
+
+    Parameters are frozen (requires_grad False) because MM2Latent never fine-tunes CLIP/FaRL;
+    gradients still flow to the input images. `model` is the open_clip CLIP, so its
+    state_dict keys are OpenAI's (visual.conv1.weight, text_projection, ...).
+    """
+
+    def __init__(self, cfg: ClipTowerCfg = ClipTowerCfg()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = build_open_clip(cfg)
+        # Keys the loader found in the file but did not use (e.g. FaRL's MIM head).
+        self.extra_keys: tuple[str, ...] = ()
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """OpenAI CLIP's init for both towers (only the weight-free `tiny` preset relies on it)."""
+        m = self.model
+        for width, layers, blocks in ((m.transformer.width, m.transformer.layers,
+                                       m.transformer.resblocks),
+                                      (m.visual.transformer.width, m.visual.transformer.layers,
+                                       m.visual.transformer.resblocks)):
+            proj_std = width ** -0.5 * (2 * layers) ** -0.5
+            for block in blocks:
+                nn.init.normal_(block.attn.in_proj_weight, std=width ** -0.5)
+                nn.init.zeros_(block.attn.in_proj_bias)
+                nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+                nn.init.zeros_(block.attn.out_proj.bias)
+                nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
+                nn.init.zeros_(block.mlp.c_fc.bias)
+                nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+                nn.init.zeros_(block.mlp.c_proj.bias)
+        nn.init.normal_(m.token_embedding.weight, std=0.02)
+        nn.init.normal_(m.positional_embedding, std=0.01)
+        nn.init.normal_(m.text_projection, std=m.transformer.width ** -0.5)
+        v_scale = m.visual.transformer.width ** -0.5  # OpenAI draws these as scale * randn
+        nn.init.normal_(m.visual.class_embedding, std=v_scale)
+        nn.init.normal_(m.visual.positional_embedding, std=v_scale)
+        nn.init.normal_(m.visual.proj, std=v_scale)
+        nn.init.constant_(m.logit_scale, math.log(1 / 0.07))
+        self.requires_grad_(False)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """clip_preprocess at this model's image_size."""
+        return clip_preprocess(images, self.cfg.image_size)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim) unit-norm image embeddings.
+
+        Args:
+            images: (B, 3, H, W) float RGB in [0, 1], any H, W (resized/cropped here).
+        """
+        weight = self.model.visual.conv1.weight
+        x = self.preprocess(images.to(weight.device)).to(weight.dtype)  # (B, 3, S, S)
+        return self.model.encode_image(x, normalize=True)  # (B, E)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, embed_dim) unit-norm text embeddings.
+
+        Args:
+            texts: B captions (lowercased and BPE-tokenised here).
+        """
+        tokens = tokenize(texts, self.cfg.context_length).to(self.model.positional_embedding.device)
+        return self.model.encode_text(tokens, normalize=True)  # (B, E)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Same as encode_image."""
+        return self.encode_image(images)
+
+
+def build_clip_embedder(preset: str = "farl-b16", **overrides: Any) -> ClipEmbedder:
+    """A randomly initialised ClipEmbedder for a named preset (wrap in seeded_init for tiny).
+
+    Args:
+        preset: a CLIP_PRESETS name.
+        **overrides: ClipTowerCfg fields to replace.
+    """
+    return ClipEmbedder(clip_config(preset, **overrides))

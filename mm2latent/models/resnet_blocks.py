@@ -1,0 +1,147 @@
+"""Plumbing shared by the two ResNet-family face encoders (DECA's E_flame and e4e's IR-SE50).
+
+Both port an official torch checkpoint into a module whose parameter names follow upstream, so
+both need the same three things: read a torch file safely, copy a state dict strictly with
+errors that name the file and the key, and resolve a named config preset with overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import fsspec
+import torch
+from torch import nn
+
+from mm2latent.errors import CheckpointError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+CfgT = TypeVar("CfgT")
+
+# BatchNorm's step counter is only used in training with momentum=None; files written before
+# torch 0.4.1 lack it, so its absence is not a reason to reject a checkpoint.
+OPTIONAL_KEY_SUFFIXES = ("num_batches_tracked",)
+_MAX_LISTED = 8
+
+
+def resolve_preset(presets: Mapping[str, CfgT], name: str, overrides: Mapping[str, Any]) -> CfgT:
+    """Return preset `name` with `overrides` applied; unknown names/fields raise ConfigError.
+
+    Args:
+        presets: named config instances.
+        name: the preset to start from.
+        overrides: field -> value replacements (dataclasses.replace).
+    """
+    if name not in presets:
+        raise ConfigError(f"Unknown preset {name!r}; known: {', '.join(sorted(presets))}.")
+    base = presets[name]
+    fields = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"Unknown config field(s) {', '.join(unknown)} for {type(base).__name__}; "
+            f"valid: {', '.join(sorted(fields))}."
+        )
+    return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
+
+
+def require_positive(cfg: object, names: Iterable[str]) -> None:
+    """Raise ConfigError if any named int field of `cfg` is not a positive integer."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(
+                f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}."
+            )
+
+
+def read_torch_checkpoint(path: str | os.PathLike[str], safe_globals: Iterable[type] = ()) -> Any:
+    """torch.load a file or fsspec URL with weights_only=True; failures become CheckpointError.
+
+    Args:
+        path: local path or fsspec URL (zip or legacy torch serialisation).
+        safe_globals: extra classes the file may reference (e.g. argparse.Namespace); admitted
+            for this call only, never globally.
+    """
+    fs, fs_path = fsspec.core.url_to_fs(os.fspath(path))
+    if not fs.isfile(fs_path):
+        raise CheckpointError(path, "file does not exist.", "Check the path or download it.")
+    try:
+        with fs.open(fs_path, "rb") as f, torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError/EOFError/UnpicklingError/... here
+        raise CheckpointError(
+            path,
+            f"cannot be read as a torch checkpoint ({type(e).__name__}: {str(e)[:300]}).",
+            "The file is truncated, corrupt or not the expected format: download it again.",
+        ) from e
+
+
+def describe_container(obj: object) -> str:
+    """Short description of a loaded checkpoint's top level, for 'wrong file' messages."""
+    if isinstance(obj, dict):
+        return f"a dict with keys {_listing(map(str, obj))}"
+    return f"a {type(obj).__name__}"
+
+
+def _listing(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > _MAX_LISTED else "")
+
+
+def load_state_checked(
+    module: nn.Module,
+    state: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    file_prefix: str = "",
+) -> list[str]:
+    """Copy `state` into `module` strictly; return the unexpected keys (with file_prefix).
+
+    Every parameter/buffer of `module` must be present as `file_prefix + name` with the same
+    shape (except OPTIONAL_KEY_SUFFIXES); otherwise CheckpointError names the file, the key and
+    the expected vs found shape. Tensors are cast to the module's dtypes.
+
+    Args:
+        module: the freshly built module (defines the expected names and shapes).
+        state: the file's flat name -> tensor mapping, already filtered to this module.
+        path: the file, for messages.
+        file_prefix: the prefix these names carry in the file (for messages only).
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith(OPTIONAL_KEY_SUFFIXES)]
+    if missing:
+        raise CheckpointError(
+            path,
+            f"missing {len(missing)} key(s): {_listing(file_prefix + k for k in missing)}.",
+            "Is this the right file for this config?",
+        )
+    new_state = {}
+    for key, ref in expected.items():
+        if key not in state:
+            new_state[key] = ref  # an optional counter: keep the module's own
+            continue
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(path, f"key {file_prefix + key} is a {type(value).__name__}, "
+                                        "not a tensor.")
+        if tuple(value.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                path,
+                f"key {file_prefix + key} has shape {tuple(value.shape)}, "
+                f"expected {tuple(ref.shape)}.",
+                "Is this the right file for this config?",
+            )
+        new_state[key] = value.to(ref.dtype)
+    module.load_state_dict(new_state, strict=True)
+    return [file_prefix + k for k in state if k not in expected]
+
+
+def expected_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every parameter and persistent buffer (the checkpoint key list)."""
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}

@@ -1,0 +1,109 @@
+"""Named presets: every component's config, and where its weights come from.
+
+`tiny` builds every network at small size from a seed (no files, seconds on 2 CPU cores; its
+images are not faces). `ffhq` is the paper's setup and loads the official checkpoints from the
+weights registry (mm2latent/weights.py). Presets are plain frozen dataclasses; overrides go
+through `dataclasses.replace` via `get_preset(name, **overrides)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from mm2latent.errors import ConfigError
+from mm2latent.models.autoencoders import AutoencoderCfg, autoencoder_preset
+from mm2latent.models.clip_towers import ClipTowerCfg, clip_config
+from mm2latent.models.deca import DecaConfig, deca_config
+from mm2latent.models.e4e import E4EConfig, e4e_config
+from mm2latent.models.face_parser.bisenet import BiSeNetCfg, bisenet_config
+from mm2latent.models.mapping_net import MappingNetCfg, mapping_preset
+from mm2latent.models.sketch import SketchCfg, sketch_config
+from mm2latent.models.stylegan2.generator import PRESETS as GENERATOR_PRESETS
+from mm2latent.models.stylegan2.generator import GeneratorCfg
+
+
+@dataclass(frozen=True)
+class PresetCfg:
+    """A complete system setup: architectures plus the registry name of each weights file."""
+
+    name: str                      # preset key
+    makes_faces: bool              # False: random-weight networks, images are not faces
+    init_seed: int                 # seed of every network built without a weights file
+    store_size: int                # side of stored images, masks and sketches, pixels
+    generator: GeneratorCfg
+    farl: ClipTowerCfg
+    parser: Literal["bisenet", "facer"]  # which face parser annotates masks
+    bisenet: BiSeNetCfg
+    sketch: SketchCfg
+    deca: DecaConfig
+    e4e: E4EConfig
+    mask_ae: AutoencoderCfg
+    sketch_ae: AutoencoderCfg
+    mapping: MappingNetCfg
+    # Registry names (mm2latent.weights) per component; None = seeded random init (tiny).
+    generator_weights: str | None = None
+    farl_weights: str | None = None
+    parser_weights: str | None = None
+    deca_weights: str | None = None
+    e4e_weights: str | None = None
+
+    def weight_names(self) -> dict[str, str]:
+        """component -> registry name, for the components that load a file."""
+        fields = ("generator", "farl", "parser", "deca", "e4e")
+        return {f: getattr(self, f"{f}_weights") for f in fields
+                if getattr(self, f"{f}_weights") is not None}
+
+
+_TINY_GENERATOR = dataclasses.replace(
+    # 512-d z and w as in FFHQ so every dataset column has the paper's width; 64 px, 64 channels.
+    GENERATOR_PRESETS["tiny"], z_dim=512, w_dim=512, mapping_layers=8)
+
+PRESETS: dict[str, PresetCfg] = {
+    "tiny": PresetCfg(
+        name="tiny", makes_faces=False, init_seed=1234, store_size=64,
+        generator=_TINY_GENERATOR,
+        farl=clip_config("tiny"),
+        parser="bisenet", bisenet=bisenet_config("tiny"),
+        sketch=sketch_config("tiny"),
+        deca=deca_config("tiny"),
+        e4e=e4e_config("tiny", w_dim=512, stylegan_size=64),
+        mask_ae=autoencoder_preset("tiny_mask"),
+        sketch_ae=autoencoder_preset("tiny_sketch"),
+        mapping=mapping_preset("mask", hidden_dim=256),
+    ),
+    "ffhq": PresetCfg(
+        name="ffhq", makes_faces=True, init_seed=1234, store_size=512,
+        generator=GENERATOR_PRESETS["ffhq1024"],
+        farl=clip_config("farl-b16"),
+        parser="facer", bisenet=bisenet_config("official"),
+        sketch=sketch_config("official"),
+        deca=deca_config("official"),
+        e4e=e4e_config("ffhq1024"),
+        mask_ae=autoencoder_preset("mask"),
+        sketch_ae=autoencoder_preset("sketch"),
+        mapping=mapping_preset("mask"),
+        generator_weights="stylegan2.ffhq1024-nvidia",
+        farl_weights="farl.ep64",
+        parser_weights="facer.farl-celebm-448",
+        deca_weights="deca.model",
+        e4e_weights="e4e.ffhq-encode",
+    ),
+}
+
+
+def get_preset(name: str, **overrides: object) -> PresetCfg:
+    """The named preset with fields replaced by `overrides`.
+
+    Args:
+        name: a key of PRESETS.
+        **overrides: PresetCfg fields to replace (e.g. parser="bisenet").
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}.")
+    valid = {f.name for f in dataclasses.fields(PresetCfg)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(f"Unknown preset field(s) {unknown}; valid fields: {', '.join(sorted(valid))}.")
+    return dataclasses.replace(PRESETS[name], **overrides)

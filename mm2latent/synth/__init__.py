@@ -1,0 +1,1 @@
+"""Synthetic multimodal dataset generation: StyleGAN2 samples and their annotations."""

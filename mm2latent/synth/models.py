@@ -1,0 +1,116 @@
+"""Build the networks synth-data needs for a preset: seeded (tiny) or from official weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mm2latent import weights
+from mm2latent.models.clip_loaders import load_farl
+from mm2latent.models.clip_towers import ClipEmbedder
+from mm2latent.models.deca import FlameEncoder, load_deca_flame_encoder
+from mm2latent.models.face_parser.base import FaceParser
+from mm2latent.models.face_parser.bisenet import BiSeNet, load_bisenet
+from mm2latent.models.face_parser.facer_farl import load_facer_farl
+from mm2latent.models.sketch import SketchCfg
+from mm2latent.models.stylegan2.checkpoints import load_generator
+from mm2latent.models.stylegan2.generator import Generator
+from mm2latent.presets import PresetCfg
+from mm2latent.seeding import derive_seed, seeded_init
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthModels:
+    """The generator and the annotators of one preset, in eval mode on one device."""
+
+    generator: Generator
+    parser: FaceParser | None       # None when masks are not requested
+    sketch: SketchCfg | None        # None when sketches are not requested
+    flame: FlameEncoder | None      # None when 3DMM codes are not requested
+    farl: ClipEmbedder | None       # None when FaRL embeddings are not requested
+    weight_digests: dict[str, str]  # component -> sha256 of its file, or "seeded:<seed>"
+    device: torch.device
+
+
+_COMPONENT_OF = {"mask": "parser", "flame": "deca", "farl": "farl"}
+
+
+def components(modalities: Sequence[str]) -> list[str]:
+    """Networks a run computing `modalities` needs, generator first."""
+    return ["generator", *(_COMPONENT_OF[m] for m in modalities if m in _COMPONENT_OF)]
+
+
+def check_weights_available(preset: PresetCfg, modalities: Sequence[str],
+                            cache_dir: Path | None = None) -> dict[str, Path]:
+    """Resolve every needed weights file before any work starts (MissingWeightsError if absent)."""
+    names = preset.weight_names()
+    return {c: weights.resolve(names[c], cache_dir) for c in components(modalities) if c in names}
+
+
+def weight_digests(preset: PresetCfg, modalities: Sequence[str],
+                   cache_dir: Path | None = None) -> dict[str, str]:
+    """component -> sha256 of its weights file, or "seeded:<seed>" for seeded networks.
+
+    These identify the networks a dataset was made with: a rerun with other weights into the
+    same dataset is refused because its dataset.json differs here.
+    """
+    names = preset.weight_names()
+    digests = {}
+    for component in components(modalities):
+        if component in names:
+            result = weights.verify(names[component], cache_dir, mode="stamp")
+            digests[component] = result.found_sha256 or result.expected_sha256 or "unverified"
+        else:
+            digests[component] = f"seeded:{derive_seed(preset.init_seed, component)}"
+    return digests
+
+
+def _build(preset: PresetCfg, component: str, paths: dict[str, Path],
+           load: Callable[[Path], nn.Module], make: Callable[[], nn.Module]) -> nn.Module:
+    """Load `component` from its weights file if the preset names one, else seed-initialise it.
+
+    Seeded parameters depend only on (preset.init_seed, component).
+    """
+    if component in paths:
+        return load(paths[component])
+    with seeded_init(derive_seed(preset.init_seed, component)):
+        return make()
+
+
+def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str = "cpu",
+                       cache_dir: Path | None = None) -> SynthModels:
+    """Networks for a synth-data run of `preset` computing `modalities`.
+
+    Args:
+        preset: the resolved preset.
+        modalities: subset of ("mask", "sketch", "flame", "farl").
+        device: torch device string.
+        cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
+    """
+    paths = check_weights_available(preset, modalities, cache_dir)
+    generator = _build(preset, "generator", paths, load_generator, lambda: Generator(preset.generator))
+    parser = flame = farl = None
+    if "mask" in modalities:
+        load_parser = load_facer_farl if preset.parser == "facer" else load_bisenet
+        parser = _build(preset, "parser", paths, load_parser, lambda: BiSeNet(preset.bisenet))
+    if "flame" in modalities:
+        flame = _build(preset, "deca", paths, load_deca_flame_encoder,
+                       lambda: FlameEncoder(preset.deca))
+    if "farl" in modalities:
+        farl = _build(preset, "farl", paths, lambda p: load_farl(p, preset.farl),
+                      lambda: ClipEmbedder(preset.farl))
+    target = torch.device(device)
+    for net in (generator, parser, flame, farl):
+        if net is not None:
+            net.to(target).eval().requires_grad_(False)
+    return SynthModels(generator=generator, parser=parser,
+                       sketch=preset.sketch if "sketch" in modalities else None,
+                       flame=flame, farl=farl,
+                       weight_digests=weight_digests(preset, modalities, cache_dir), device=target)

@@ -1,0 +1,86 @@
+"""The three steps of a synth-data run that the Prefect flow composes: plan, shard, summarise."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from mm2latent import __version__
+from mm2latent.errors import DatasetError
+from mm2latent.presets import PresetCfg, get_preset
+from mm2latent.synth.models import build_synth_models, check_weights_available, weight_digests
+from mm2latent.synth.params import SynthDataParams
+from mm2latent.synth.shard import ProgressFn, write_shard
+from storage.dataset_index import DatasetIndex, prepare_output, read_shard_stats, shard_name
+
+logger = logging.getLogger(__name__)
+
+
+def store_size(params: SynthDataParams, preset: PresetCfg) -> int:
+    """Side of stored images in pixels: the parameter, else the preset's default."""
+    return params.image_size or preset.store_size
+
+
+def dataset_index(params: SynthDataParams, preset: PresetCfg, cache_dir: Path | None = None) -> DatasetIndex:
+    """The dataset.json content a run with `params` writes."""
+    return DatasetIndex(
+        preset=params.preset,
+        parameters=params.fingerprint() | {"store_size": store_size(params, preset)},
+        weights=weight_digests(preset, params.modalities, cache_dir),
+        software_version=__version__, samples_per_shard=params.samples_per_shard,
+        num_samples=params.n_samples, shards=[shard_name(i) for i in range(params.n_shards)])
+
+
+def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None) -> list[int]:
+    """Validate everything before work starts; return the shards still to write.
+
+    Checks the preset, the weights files, the output's writability and its compatibility with
+    an existing dataset there (DatasetError naming each differing field), then writes
+    dataset.json. A shard counts as done only if its stats marker holds the expected number of
+    samples, so growing n_samples redoes a previously short last shard.
+    """
+    preset = get_preset(params.preset)
+    check_weights_available(preset, params.modalities, cache_dir)
+    index = dataset_index(params, preset, cache_dir)
+    done = set(prepare_output(params.out, index, overwrite=overwrite))
+    todo = []
+    for shard in range(params.n_shards):
+        stats = read_shard_stats(params.out, shard) if shard in done else None
+        if stats is None or stats["count"] != len(params.shard_indices(shard)):
+            todo.append(shard)
+    logger.info("%s: %d of %d shards already complete", params.out,
+                params.n_shards - len(todo), params.n_shards)
+    return todo
+
+
+def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None,
+              cache_dir: Path | None = None) -> dict:
+    """Build the preset's networks and write one shard; returns its stats."""
+    preset = get_preset(params.preset)
+    models = build_synth_models(preset, params.modalities, params.device, cache_dir)
+    with torch.inference_mode():
+        return write_shard(models, params, preset.name, store_size(params, preset), shard, on_progress)
+
+
+def summarize(params: SynthDataParams) -> dict:
+    """Counts over all shards of the dataset; DatasetError if a shard is incomplete or all failed."""
+    totals = {"samples": 0, "ok": 0, "failures": 0, "shards": params.n_shards}
+    durations: dict[str, float] = {}
+    for shard in range(params.n_shards):
+        stats = read_shard_stats(params.out, shard)
+        if stats is None:
+            raise DatasetError(f"{params.out}: shard {shard} is incomplete. Fix: re-run the same "
+                               "command; complete shards are skipped.")
+        for k in ("ok", "failures"):
+            totals[k] += stats[k]
+        totals["samples"] += stats["count"]
+        for stage, seconds in stats["durations_s"].items():
+            durations[stage] = durations.get(stage, 0.0) + seconds
+    if totals["samples"] and totals["ok"] == 0:
+        raise DatasetError(f"{params.out}: every sample failed; see the 'error' column of the "
+                           "shard parquet files.")
+    preset = get_preset(params.preset)
+    return totals | {"durations_s": durations, "out": params.out, "preset": params.preset,
+                     "makes_faces": preset.makes_faces}

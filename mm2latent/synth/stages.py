@@ -1,0 +1,90 @@
+"""Pipeline stages of synth-data: pure functions over a batch of sample indices.
+
+No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
+sample depend only on (dataset seed, sample index, preset, weights), never on which other
+samples share its batch. That needs care on CPU: a matrix multiply with fewer than about a dozen
+rows takes a different BLAS kernel than a larger one and rounds differently, so every stage that
+runs a network pads its batch to at least `MIN_ROWS` rows and drops the padding afterwards.
+Convolutions were checked to be batch-invariant as they are; tests/test_synth_determinism.py
+checks the whole pipeline across batch and shard sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mm2latent.models.face_parser.base import FaceParser
+from mm2latent.models.sketch import SketchCfg, extract_sketch
+from mm2latent.models.stylegan2.generator import Generator
+from mm2latent.seeding import derive_seed
+
+MIN_ROWS = 16  # batch rows below which BLAS kernels (and their rounding) change
+
+
+def sample_seed(dataset_seed: int, index: int) -> int:
+    """The per-sample seed of sample `index` (recorded in the manifest)."""
+    return derive_seed("synth-data", dataset_seed, index)
+
+
+def latents(dataset_seed: int, indices: Sequence[int], z_dim: int) -> torch.Tensor:
+    """(B, z_dim) z ~ N(0, I), row i drawn from its own RNG seeded by (dataset_seed, index)."""
+    rows = []
+    for index in indices:
+        rng = torch.Generator().manual_seed(sample_seed(dataset_seed, index))
+        rows.append(torch.randn(z_dim, generator=rng))
+    return torch.stack(rows) if rows else torch.zeros(0, z_dim)  # (B, z_dim)
+
+
+def pad_rows(x: torch.Tensor) -> torch.Tensor:
+    """x padded to MIN_ROWS rows by repeating row 0 (unchanged when empty or already large)."""
+    n = x.shape[0]
+    if n == 0 or n >= MIN_ROWS:
+        return x
+    return torch.cat([x, x[:1].expand(MIN_ROWS - n, *x.shape[1:])])
+
+
+def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """fn(x) computed on pad_rows(x), padding removed: batch-invariant results."""
+    return fn(pad_rows(x))[: x.shape[0]]
+
+
+def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
+             store_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map z to w and render, returning w (B, w_dim) and uint8 RGB images (B, S, S, 3).
+
+    The image is quantised the way StyleGAN2 saves its samples (x * 127.5 + 128, clamped),
+    after an antialiased resize to `store_size` when that differs from the generator's.
+    """
+    ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
+    images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
+    if images.shape[-1] != store_size:
+        images = F.interpolate(images, size=(store_size, store_size), mode="bilinear",
+                               align_corners=False, antialias=True)
+    pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S)
+    return ws[:, 0], pixels.permute(0, 2, 3, 1).contiguous()  # (B, w_dim), (B, S, S, 3)
+
+
+def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]: annotators see the stored image."""
+    return pixels.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+
+
+def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction."""
+    n = images01.shape[0]
+    result = parser.parse(pad_rows(images01))
+    return result.labels[:n], result.face_fraction[:n]
+
+
+def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
+    """(B, S, S) uint8 {0, 255} Canny edges of the stored uint8 images (per image, no padding)."""
+    return extract_sketch(pixels.numpy(), cfg)
+
+
+def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
+    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
+    return run_padded(encoder, images01).float()

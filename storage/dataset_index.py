@@ -1,0 +1,293 @@
+"""Dataset root layout: `dataset.json`, shard names, completion markers and resume checks.
+
+Layout under a dataset URL:
+    dataset.json                 DatasetIndex: what produced the dataset (see fingerprint()).
+    shard-000000.tar             WebDataset samples (storage.shard_writer).
+    shard-000000.parquet         manifest, one row per sample (storage.manifest).
+    shard-000000.stats.json      written LAST: the shard's completion marker.
+A shard is complete iff its stats file exists and parses; a crash before that leaves at most
+a tar/parquet that the next run overwrites, plus dot-prefixed temp files it removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mm2latent.errors import DatasetError
+from storage.atomic import atomic_write_bytes, remove_temp_files
+from storage.fs import check_writable, join, open_fs
+from storage.manifest import DEFAULT_VECTOR_DIMS, STATUS_FAILED, write_manifest
+from storage.shard_writer import ShardResult
+
+logger = logging.getLogger(__name__)
+
+DATASET_FILE = "dataset.json"
+SHARD_DIGITS = 6
+FORMAT_VERSION = 1
+SHARD_SUFFIXES = ("tar", "parquet", "stats.json")
+_STATS_RE = re.compile(r"^shard-(\d{6})\.stats\.json$")
+_SHARD_FILE_RE = re.compile(r"^shard-\d{6}\.(tar|parquet|stats\.json)$")
+_OVERWRITE_FIX = "Fix: pass --overwrite to replace it, or choose a new --out."
+
+
+def shard_name(index: int, suffix: str = "tar") -> str:
+    """File name of shard `index` with `suffix` in ('tar', 'parquet', 'stats.json')."""
+    if suffix not in SHARD_SUFFIXES:
+        raise ValueError(f"unknown shard suffix {suffix!r}; valid: {', '.join(SHARD_SUFFIXES)}")
+    if not 0 <= index < 10**SHARD_DIGITS:
+        raise ValueError(f"shard index {index} is outside [0, {10**SHARD_DIGITS})")
+    return f"shard-{index:0{SHARD_DIGITS}d}.{suffix}"
+
+
+def shard_url(dataset_url: str, index: int, suffix: str = "tar") -> str:
+    """URL of shard `index`'s file with `suffix` under the dataset root."""
+    return join(dataset_url, shard_name(index, suffix))
+
+
+class DatasetIndex(BaseModel):
+    """Contents of `dataset.json`: what produced the dataset, and its planned shards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = FORMAT_VERSION  # layout version of this file and the shards
+    preset: str  # name of the synth-data preset, e.g. 'tiny' or 'ffhq1024'
+    parameters: dict[str, Any]  # resolved generation parameters (JSON values)
+    weights: dict[str, str]  # weights name -> sha256 of the file used
+    software_version: str  # mm2latent.__version__ that wrote the data
+    vector_dims: dict[str, int] = dict(DEFAULT_VECTOR_DIMS)  # manifest vector widths
+    samples_per_shard: int  # samples per shard (the last shard may hold fewer)
+    num_samples: int  # total planned samples
+    shards: list[str] = []  # planned shard tar names, in index order
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that must match for a re-run to resume into this dataset.
+
+        num_samples and shards are left out so that a re-run may extend the dataset: with the
+        same samples_per_shard, existing shards stay valid.
+        """
+        return self.model_dump(exclude={"num_samples", "shards"})
+
+    def write(self, dataset_url: str) -> None:
+        """Write `dataset.json` atomically under the dataset root."""
+        text = json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(join(dataset_url, DATASET_FILE), text.encode())
+
+    @classmethod
+    def read(cls, dataset_url: str) -> DatasetIndex:
+        """Read `dataset.json`; DatasetError if it is missing or malformed."""
+        url = join(dataset_url, DATASET_FILE)
+        fs, path = open_fs(url)
+        try:
+            with fs.open(path, "rb") as f:
+                return cls.model_validate_json(f.read())
+        except FileNotFoundError as e:
+            raise DatasetError(f"{url}: not found; {dataset_url} is not a dataset (run synth-data first).") from e
+        except ValidationError as e:
+            raise DatasetError(f"{url}: malformed dataset index ({e}). {_OVERWRITE_FIX}") from e
+
+    @classmethod
+    def exists(cls, dataset_url: str) -> bool:
+        """True if the dataset root holds a `dataset.json`."""
+        fs, path = open_fs(join(dataset_url, DATASET_FILE))
+        return fs.exists(path)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {'a.b.c': leaf}; lists and scalars are leaves."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k in value:
+            out.update(_flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def check_compatible(existing: Mapping[str, Any], requested: Mapping[str, Any], url: str = "") -> None:
+    """Raise DatasetError listing every field where two fingerprints differ.
+
+    Args:
+        existing: fingerprint of the dataset on disk (DatasetIndex.fingerprint()).
+        requested: fingerprint of the run being started.
+        url: the dataset URL, named in the message.
+    """
+    old, new = _flatten(existing), _flatten(requested)
+    missing = object()
+    diffs = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, missing), new.get(name, missing)
+        if a != b:
+            a_text = "(absent)" if a is missing else json.dumps(a, sort_keys=True)
+            b_text = "(absent)" if b is missing else json.dumps(b, sort_keys=True)
+            diffs.append(f"  {name}: existing {a_text} vs requested {b_text}")
+    if diffs:
+        where = f"{url}: " if url else ""
+        raise DatasetError(
+            f"{where}the existing dataset was made with different settings:\n"
+            + "\n".join(diffs)
+            + f"\n{_OVERWRITE_FIX}"
+        )
+
+
+def _parse_stats(data: bytes | Exception) -> dict | None:
+    """A stats dict if `data` is a well-formed stats file, else None."""
+    if isinstance(data, Exception):
+        return None
+    try:
+        stats = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(stats, dict) or not isinstance(stats.get("count"), int):
+        return None
+    return stats
+
+
+def read_shard_stats(dataset_url: str, index: int) -> dict | None:
+    """The stats of shard `index`, or None if the shard is not complete."""
+    fs, path = open_fs(shard_url(dataset_url, index, "stats.json"))
+    try:
+        return _parse_stats(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def is_shard_complete(dataset_url: str, index: int) -> bool:
+    """True iff shard `index`'s stats file exists and parses."""
+    return read_shard_stats(dataset_url, index) is not None
+
+
+def complete_shards(dataset_url: str) -> list[int]:
+    """Indices of complete shards under the dataset root, ascending."""
+    fs, root = open_fs(dataset_url)
+    fs.invalidate_cache(root)  # other processes (workers) may have written since the last listing
+    if not fs.exists(root):
+        return []
+    paths = sorted(p for p in fs.ls(root, detail=False) if _STATS_RE.match(p.rsplit("/", 1)[-1]))
+    if not paths:
+        return []
+    # One batched call: object stores fetch the small stats files concurrently. Results are
+    # matched by base name, since filesystems may normalise the returned paths.
+    fetched = fs.cat(paths, on_error="return")
+    contents = {p.rstrip("/").rsplit("/", 1)[-1]: v for p, v in fetched.items()}
+    done = []
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if _parse_stats(contents.get(name, FileNotFoundError(path))) is not None:
+            done.append(int(_STATS_RE.match(name).group(1)))
+        else:
+            logger.warning("ignoring unreadable stats file %s; the shard will be rebuilt", path)
+    return done
+
+
+def commit_shard(
+    dataset_url: str,
+    index: int,
+    shard: ShardResult,
+    rows: Sequence[Mapping],
+    durations_s: Mapping[str, float],
+    vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
+) -> dict:
+    """Write shard `index`'s manifest, then its stats file (the completion marker); return stats.
+
+    Call after the TarShardWriter for this shard has been closed (its tar is committed).
+
+    Args:
+        dataset_url: the dataset root.
+        index: shard index.
+        shard: the closed writer's result.
+        rows: manifest rows for every sample of the shard, failed ones included.
+        durations_s: seconds spent per stage for this shard (e.g. {'generate': 12.5}).
+        vector_dims: manifest vector widths.
+    """
+    tar_url = shard_url(dataset_url, index, "tar")
+    if shard.url != tar_url:
+        raise ValueError(f"shard result is for {shard.url}, expected {tar_url}")
+    ok_keys = sorted(r["key"] for r in rows if r["status"] != STATUS_FAILED)
+    if ok_keys != sorted(shard.members):
+        raise ValueError(
+            f"{tar_url}: manifest 'ok' rows ({len(ok_keys)}) do not match the samples in the tar "
+            f"({shard.count})"
+        )
+    parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims)
+    stats = {
+        "shard": index,
+        "count": len(rows),
+        "ok": shard.count,
+        "failures": len(rows) - shard.count,
+        "durations_s": dict(durations_s),
+        "tar": {"name": shard_name(index, "tar"), "bytes": shard.size, "sha256": shard.sha256},
+        "parquet": {
+            "name": shard_name(index, "parquet"),
+            "bytes": parquet.size,
+            "sha256": parquet.sha256,
+        },
+    }
+    text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), text.encode())
+    return stats
+
+
+def verify_shard(dataset_url: str, index: int) -> None:
+    """Recompute the sha256 of a complete shard's tar and parquet; DatasetError on mismatch."""
+    stats = read_shard_stats(dataset_url, index)
+    if stats is None:
+        raise DatasetError(f"{shard_url(dataset_url, index)}: shard is not complete. Fix: re-run synth-data.")
+    for part in ("tar", "parquet"):
+        url = join(dataset_url, stats[part]["name"])
+        fs, path = open_fs(url)
+        digest = hashlib.sha256()
+        try:
+            with fs.open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except FileNotFoundError as e:
+            raise DatasetError(f"{url}: missing although its stats file exists.") from e
+        if digest.hexdigest() != stats[part]["sha256"]:
+            raise DatasetError(
+                f"{url}: sha256 {digest.hexdigest()} does not match the stats file "
+                f"({stats[part]['sha256']}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
+            )
+
+
+def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = False) -> list[int]:
+    """Make `dataset_url` ready for a run; return the complete shard indices to skip.
+
+    Checks writability, removes temp files of crashed runs, and either deletes the old
+    dataset's files (overwrite) or checks that it was made with the same fingerprint.
+    Then writes `requested` as dataset.json. Run it once, before any shard writer starts.
+
+    Args:
+        dataset_url: the dataset root (created if missing).
+        requested: the index describing this run.
+        overwrite: delete an existing dataset's files instead of resuming.
+    """
+    check_writable(dataset_url)
+    remove_temp_files(dataset_url)
+    if overwrite:
+        _delete_dataset_files(dataset_url)
+    elif DatasetIndex.exists(dataset_url):
+        existing = DatasetIndex.read(dataset_url)
+        check_compatible(existing.fingerprint(), requested.fingerprint(), dataset_url)
+    requested.write(dataset_url)
+    return complete_shards(dataset_url)
+
+
+def _delete_dataset_files(dataset_url: str) -> None:
+    """Delete dataset.json and shard files, stats first (other files are left alone)."""
+    fs, root = open_fs(dataset_url)
+    names = [p for p in fs.ls(root, detail=False)]
+    ours = [p for p in names if _SHARD_FILE_RE.match(p.rsplit("/", 1)[-1])]
+    # Stats first: if deletion is interrupted, no shard still looks complete.
+    ours.sort(key=lambda p: (not p.endswith(".stats.json"), p))
+    for path in ours:
+        fs.rm(path)
+    index_path = join(root, DATASET_FILE)
+    if fs.exists(index_path):
+        fs.rm(index_path)
+    logger.info("overwrite: removed %d shard file(s) under %s", len(ours), dataset_url)

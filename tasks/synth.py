@@ -1,0 +1,35 @@
+"""Prefect tasks of the synth-data flow: each calls one library function with params, not tensors."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mm2latent.synth import run
+from mm2latent.synth.params import SynthDataParams
+from mm2latent.synth.shard import ProgressFn
+
+
+# Planning and shard writing touch storage, so they are never cached: the files are the cache
+# (a shard with a stats marker is skipped by `plan`).
+@task(name="plan-dataset", cache_policy=NO_CACHE)
+def plan_dataset(params: SynthDataParams, overwrite: bool = False) -> list[int]:
+    """Validate the run and write dataset.json; return the shards still to write."""
+    todo = run.plan(params, overwrite=overwrite)
+    get_run_logger().info("%d of %d shards to write into %s", len(todo), params.n_shards, params.out)
+    return todo
+
+
+@task(name="synthesize-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
+      task_run_name="shard-{shard:06d}")
+def synthesize_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None) -> dict:
+    """Generate, annotate and commit one shard; returns its stats (small, JSON-able)."""
+    stats = run.run_shard(params, shard, on_progress)
+    get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats["ok"], stats["failures"])
+    return stats
+
+
+@task(name="summarize-dataset", cache_policy=NO_CACHE)
+def summarize_dataset(params: SynthDataParams) -> dict:
+    """Totals over every shard; fails if any shard is missing or every sample failed."""
+    return run.summarize(params)

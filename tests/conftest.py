@@ -1,0 +1,28 @@
+"""Session-wide test setup: one isolated Prefect harness, temp result storage, no network."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Prefect reads its settings when first imported, so the temp home must be in the environment
+# before any test module imports prefect (pytest imports conftest first).
+_PREFECT_HOME = tempfile.mkdtemp(prefix="mm2latent-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(_PREFECT_HOME, "storage"))
+os.environ.setdefault("PREFECT_API_URL", "")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Tests must never read a user's real weights cache.
+os.environ["MM2LATENT_CACHE"] = os.path.join(_PREFECT_HOME, "weights-cache")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test harness (temporary database) shared by every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
