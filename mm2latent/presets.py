@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
-
 from mm2latent.errors import ConfigError
 from mm2latent.models.autoencoders import AutoencoderCfg, autoencoder_preset
 from mm2latent.models.clip_towers import ClipTowerCfg, clip_config
@@ -34,8 +32,7 @@ class PresetCfg:
     store_size: int                # side of stored images, masks and sketches, pixels
     generator: GeneratorCfg
     farl: ClipTowerCfg
-    parser: Literal["bisenet", "facer"]  # which face parser annotates masks
-    bisenet: BiSeNetCfg
+    bisenet: BiSeNetCfg            # parser architecture when seeded (a weights file brings its own)
     sketch: SketchCfg
     deca: DecaConfig
     e4e: E4EConfig
@@ -65,7 +62,7 @@ PRESETS: dict[str, PresetCfg] = {
         name="tiny", makes_faces=False, init_seed=1234, store_size=64,
         generator=_TINY_GENERATOR,
         farl=clip_config("tiny"),
-        parser="bisenet", bisenet=bisenet_config("tiny"),
+        bisenet=bisenet_config("tiny"),
         sketch=sketch_config("tiny"),
         deca=deca_config("tiny"),
         e4e=e4e_config("tiny", w_dim=512, stylegan_size=64),
@@ -77,7 +74,7 @@ PRESETS: dict[str, PresetCfg] = {
         name="ffhq", makes_faces=True, init_seed=1234, store_size=512,
         generator=GENERATOR_PRESETS["ffhq1024"],
         farl=clip_config("farl-b16"),
-        parser="facer", bisenet=bisenet_config("official"),
+        bisenet=bisenet_config("official"),
         sketch=sketch_config("official"),
         deca=deca_config("official"),
         e4e=e4e_config("ffhq1024"),
@@ -86,7 +83,7 @@ PRESETS: dict[str, PresetCfg] = {
         mapping=mapping_preset("mask"),
         generator_weights="stylegan2.ffhq1024-nvidia",
         farl_weights="farl.ep64",
-        parser_weights="facer.farl-celebm-448",
+        parser_weights="facer.farl-celebm-448",  # or "bisenet.celebamask-79999"
         deca_weights="deca.model",
         e4e_weights="e4e.ffhq-encode",
     ),

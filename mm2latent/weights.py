@@ -33,7 +33,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -61,10 +61,10 @@ class WeightSpec:
     filename: str        # file name in the cache dir
     url: str             # official URL (for manual entries: the page to download from)
     format: str          # 'nvidia-pickle' | 'rosinality-pt' | 'e4e-pt' | 'farl-pth' |
-                         # 'openai-clip-jit' | 'facer-jit' | 'bisenet-pth' | 'deca-tar'
+                         # 'openai-clip-jit' | 'facer-jit' | 'bisenet-pth' | 'deca-tar';
+                         # mm2latent.model_loading.LOADERS maps each format to its loader
     sha256: str | None   # full hex digest if published upstream; None = recorded at first use
     size: int | None     # bytes if published upstream; None = not checked until recorded
-    loader: Callable[[Path], object] | None = None  # reads the file; None = not wired yet
     notes: str = ""      # how to get it by hand (Google Drive files) or other caveats
     manual: bool = False  # True = urllib cannot fetch it (Google Drive); user places the file
 

@@ -11,14 +11,12 @@ import torch
 from torch import nn
 
 from mm2latent import weights
-from mm2latent.models.clip_loaders import load_farl
+from mm2latent.model_loading import load_weights
 from mm2latent.models.clip_towers import ClipEmbedder
-from mm2latent.models.deca import FlameEncoder, load_deca_flame_encoder
+from mm2latent.models.deca import FlameEncoder
 from mm2latent.models.face_parser.base import FaceParser
-from mm2latent.models.face_parser.bisenet import BiSeNet, load_bisenet
-from mm2latent.models.face_parser.facer_farl import load_facer_farl
+from mm2latent.models.face_parser.bisenet import BiSeNet
 from mm2latent.models.sketch import SketchCfg
-from mm2latent.models.stylegan2.checkpoints import load_generator
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
@@ -72,14 +70,15 @@ def weight_digests(preset: PresetCfg, modalities: Sequence[str],
     return digests
 
 
-def _build(preset: PresetCfg, component: str, paths: dict[str, Path],
-           load: Callable[[Path], nn.Module], make: Callable[[], nn.Module]) -> nn.Module:
-    """Load `component` from its weights file if the preset names one, else seed-initialise it.
+def _build(preset: PresetCfg, component: str, make: Callable[[], nn.Module],
+           cache_dir: Path | None) -> nn.Module:
+    """Load `component` from its registered weights if the preset names them, else seed it.
 
     Seeded parameters depend only on (preset.init_seed, component).
     """
-    if component in paths:
-        return load(paths[component])
+    name = preset.weight_names().get(component)
+    if name is not None:
+        return load_weights(name, cache_dir)
     with seeded_init(derive_seed(preset.init_seed, component)):
         return make()
 
@@ -94,18 +93,15 @@ def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str
         device: torch device string.
         cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
     """
-    paths = check_weights_available(preset, modalities, cache_dir)
-    generator = _build(preset, "generator", paths, load_generator, lambda: Generator(preset.generator))
+    check_weights_available(preset, modalities, cache_dir)  # every missing file, before loading any
+    generator = _build(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     parser = flame = farl = None
     if "mask" in modalities:
-        load_parser = load_facer_farl if preset.parser == "facer" else load_bisenet
-        parser = _build(preset, "parser", paths, load_parser, lambda: BiSeNet(preset.bisenet))
+        parser = _build(preset, "parser", lambda: BiSeNet(preset.bisenet), cache_dir)
     if "flame" in modalities:
-        flame = _build(preset, "deca", paths, load_deca_flame_encoder,
-                       lambda: FlameEncoder(preset.deca))
+        flame = _build(preset, "deca", lambda: FlameEncoder(preset.deca), cache_dir)
     if "farl" in modalities:
-        farl = _build(preset, "farl", paths, lambda p: load_farl(p, preset.farl),
-                      lambda: ClipEmbedder(preset.farl))
+        farl = _build(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     target = torch.device(device)
     for net in (generator, parser, flame, farl):
         if net is not None:

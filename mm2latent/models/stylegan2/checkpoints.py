@@ -275,8 +275,11 @@ def _e4e_from_ckpt(ckpt: Any, path: PathLike) -> E4eCheckpoint:
         raise CheckpointError(path, "no 'decoder.*' keys in state_dict; not an e4e/pSp checkpoint")
     latent_avg = ckpt.get("latent_avg")
     decoder = _from_rosinality_state(decoder_sd, latent_avg, path)
-    opts = ckpt.get("opts")
-    opts = vars(opts) if isinstance(opts, argparse.Namespace) else dict(opts or {})
+    opts = ckpt.get("opts")  # e4e's coach saves vars(opts); accept the Namespace too
+    opts = vars(opts) if isinstance(opts, argparse.Namespace) else opts
+    if not isinstance(opts, dict):
+        logger.warning("%s: opts is a %s, not a dict; ignoring it", path, type(opts).__name__)
+        opts = {}
     encoder = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
     if not encoder:
         logger.warning("%s: no 'encoder.*' keys in the e4e checkpoint", path)

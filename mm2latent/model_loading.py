@@ -1,0 +1,43 @@
+"""Load a registered weights file into its network: registry name -> format -> loader.
+
+Kept apart from mm2latent/weights.py so that listing, fetching and verifying weights never
+imports torch model code (open_clip alone takes seconds to import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from mm2latent import weights
+from mm2latent.models.clip_loaders import load_farl, load_openai_clip
+from mm2latent.models.deca import load_deca_flame_encoder
+from mm2latent.models.e4e import load_e4e_encoder
+from mm2latent.models.face_parser.bisenet import load_bisenet
+from mm2latent.models.face_parser.facer_farl import load_facer_farl
+from mm2latent.models.stylegan2.checkpoints import load_nvidia_pickle, load_rosinality
+
+# Every WeightSpec.format in the registry has exactly one loader (a test checks this).
+LOADERS: dict[str, Callable[[Path], nn.Module]] = {
+    "nvidia-pickle": load_nvidia_pickle,
+    "rosinality-pt": load_rosinality,
+    "e4e-pt": load_e4e_encoder,  # the decoder in the same file: stylegan2.checkpoints.load_e4e_decoder
+    "farl-pth": load_farl,
+    "openai-clip-jit": load_openai_clip,
+    "facer-jit": load_facer_farl,
+    "bisenet-pth": load_bisenet,
+    "deca-tar": load_deca_flame_encoder,
+}
+
+
+def load_weights(name: str, cache_dir: Path | None = None) -> nn.Module:
+    """Resolve (and check) the cached file of registry entry `name` and load its network.
+
+    Args:
+        name: a registry name, e.g. 'farl.ep64'.
+        cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
+    """
+    spec = weights.get_spec(name)
+    return LOADERS[spec.format](weights.resolve(name, cache_dir))

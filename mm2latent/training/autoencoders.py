@@ -1,0 +1,102 @@
+"""Train the mask autoencoder (MSE) or the sketch autoencoder (binary cross-entropy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from mm2latent.errors import TrainingError
+from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
+from mm2latent.models.autoencoders import (AutoencoderCfg, SpatialAutoencoder, mask_to_input,
+                                           sketch_to_input)
+from mm2latent.seeding import derive_seed, seeded_init
+from mm2latent.training import data
+from mm2latent.training.config import AutoencoderTrainCfg
+from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+
+logger = logging.getLogger(__name__)
+
+
+def to_network_input(maps: torch.Tensor, ae_cfg: AutoencoderCfg) -> torch.Tensor:
+    """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R)."""
+    if ae_cfg.kind == "mask":
+        return mask_to_input(maps, ae_cfg)
+    return sketch_to_input(maps, ae_cfg)
+
+
+def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor) -> torch.Tensor:
+    """MSE (mask, Sigmoid output vs network input) or BCE-with-logits (sketch) of a batch."""
+    x = to_network_input(maps, model.cfg)  # (B, C, R, R)
+    if model.cfg.kind == "mask":
+        return mask_reconstruction_loss(model(x), x)
+    return sketch_reconstruction_loss(model(x), x)
+
+
+def build_autoencoder(ae_cfg: AutoencoderCfg, seed: int) -> SpatialAutoencoder:
+    """A freshly initialised autoencoder; its weights depend only on (ae_cfg, seed)."""
+    with seeded_init(derive_seed(seed, "init", ae_cfg.kind)):
+        return SpatialAutoencoder(ae_cfg)
+
+
+def autoencoder_job(indices: np.ndarray, maps: torch.Tensor, ae_cfg: AutoencoderCfg,
+                    cfg: AutoencoderTrainCfg) -> TrainJob:
+    """A TrainJob over in-memory maps (N, R, R) with the index-based hold-out split."""
+    if ae_cfg.kind != cfg.modality:
+        raise TrainingError(f"autoencoder config is for {ae_cfg.kind!r} but training data is "
+                            f"{cfg.modality!r}.")
+    if maps.shape[1:] != (ae_cfg.resolution, ae_cfg.resolution):
+        raise TrainingError(f"maps are {tuple(maps.shape[1:])} px, the autoencoder expects "
+                            f"{ae_cfg.resolution} px.")
+    train_pos, val_pos = data.split_positions(indices, cfg.val_fraction, cfg.split_seed)
+    model = build_autoencoder(ae_cfg, cfg.seed)
+    device = torch.device(cfg.device)
+
+    def batches(positions: np.ndarray, seed: int | None):
+        for pos in data.shuffled_batches(positions, cfg.batch_size, seed):
+            yield {"maps": maps.index_select(0, pos).to(device)}  # (B, R, R)
+
+    return TrainJob(
+        model=model,
+        loss_fn=lambda batch, _noise: (reconstruction_loss(model, batch["maps"]), {}),
+        train_batches=lambda epoch: batches(train_pos, derive_seed(cfg.seed, "shuffle", epoch)),
+        val_batches=(lambda: batches(val_pos, None)) if len(val_pos) else None,
+        extra_config={"autoencoder": dataclasses.asdict(ae_cfg)},
+    )
+
+
+def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
+                      cfg: AutoencoderTrainCfg, resume: bool = False,
+                      on_progress: ProgressFn | None = None,
+                      stop_after_epoch: int | None = None) -> dict:
+    """Train one autoencoder on a dataset's complete shards; return fit's summary.
+
+    Args:
+        dataset_url: synth-data dataset root.
+        run_url: checkpoint directory of this run.
+        ae_cfg: architecture (e.g. get_preset("tiny").mask_ae).
+        cfg: optimiser / loop settings; cfg.modality must match ae_cfg.kind.
+        resume: continue from run_url's latest checkpoint.
+        on_progress: called with 1 per finished epoch.
+        stop_after_epoch: stop this call after that many epochs (resume later).
+    """
+    digest = data.dataset_hash(dataset_url)
+    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution)
+    job = autoencoder_job(indices, maps, ae_cfg, cfg)
+    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    summary["num_samples"] = int(len(indices))
+    return summary
+
+
+def _autoencoder_from_extra(extra: dict) -> SpatialAutoencoder:
+    spec = dict(extra["autoencoder"])
+    spec["widths"] = tuple(spec["widths"])
+    return SpatialAutoencoder(AutoencoderCfg(**spec))
+
+
+def load_autoencoder(checkpoint_url: str) -> SpatialAutoencoder:
+    """The autoencoder stored in a training checkpoint, in eval mode (architecture from the file)."""
+    model, _ = load_trained_model(checkpoint_url, _autoencoder_from_extra)
+    return model

@@ -1,0 +1,119 @@
+"""Training configs: one frozen dataclass per trainer, sharing the loop's fields.
+
+Defaults follow the authors' setup where it is known (Adam; mask autoencoder lr 1e-3, sketch
+autoencoder lr 1e-2; MappingNet loss MSE + 10 * (1 - cos)). Values the paper does not give
+(epochs, batch sizes, MappingNet lr) are our choices and are marked so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from mm2latent.errors import ConfigError
+
+SCHEDULES = ("cosine", "step", "none")
+AE_MODALITIES = ("mask", "sketch")
+MAPPING_MODALITIES = ("mask", "sketch", "flame")
+DISTANCES = ("mse", "l1")
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    """Fields of the generic train/validation loop (mm2latent.training.loop.fit)."""
+
+    epochs: int = 100  # passes over the training split (our choice; the paper gives none)
+    batch_size: int = 64  # samples per optimizer step; the last, short batch is kept
+    lr: float = 1e-3  # Adam learning rate at epoch 0
+    schedule: str = "cosine"  # per-epoch lr schedule: "cosine" (to 0), "step", "none" (constant)
+    step_epochs: int = 30  # "step" schedule: multiply lr by step_gamma every this many epochs
+    step_gamma: float = 0.1  # "step" schedule factor
+    weight_decay: float = 0.0  # Adam L2 weight decay; 0 = none
+    val_fraction: float = 0.05  # share of samples held out; 0 = no validation split
+    split_seed: int = 0  # seed of the hold-out rule hash(split_seed, index) < val_fraction
+    patience: int = 0  # early stopping: stop after this many epochs without val improvement; 0 = off
+    min_delta: float = 0.0  # a val loss must drop by more than this to count as an improvement
+    seed: int = 0  # seed of init, shuffling, dropout and PTEG noise
+    device: str = "cpu"  # torch device; bit-exact reproducibility is promised on CPU only
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+        for name in ("epochs", "batch_size", "step_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction}.")
+        if self.patience < 0 or self.weight_decay < 0:
+            raise ConfigError("patience and weight_decay must be >= 0 (0 = off).")
+        if self.patience > 0 and self.val_fraction == 0:
+            raise ConfigError("early stopping (patience > 0) needs a validation split: "
+                              "set val_fraction > 0 or patience = 0.")
+
+    def to_dict(self) -> dict:
+        """JSON-able dict of every field, with the config's class name under 'type'."""
+        return {"type": type(self).__name__, **dataclasses.asdict(self)}
+
+    def digest(self) -> str:
+        """sha256 of the JSON form: names a run directory for this exact config."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainCfg(TrainCfg):
+    """Training of the mask (MSE) or sketch (binary cross-entropy) autoencoder."""
+
+    modality: str = "mask"  # "mask" or "sketch"; the architecture comes from the preset
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.modality not in AE_MODALITIES:
+            raise ConfigError(
+                f"autoencoder modality={self.modality!r}; choose one of {', '.join(AE_MODALITIES)}.")
+
+
+@dataclass(frozen=True)
+class MappingTrainCfg(TrainCfg):
+    """Training of one MappingNet: [pseudo text ; spatial embedding] -> w."""
+
+    modality: str = "mask"  # spatial input: "mask" / "sketch" (AE embeddings) or "flame" (3DMM)
+    cosine_weight: float = 10.0  # lambda of loss = dist + lambda * (1 - cos); paper: 10
+    distance: str = "mse"  # distance term: "mse" (paper) or "l1"
+    pteg: bool = True  # pseudo text embedding y = norm(f + e/|e|); False feeds f itself
+    pteg_noise_norm: float = 1.0  # length of the random unit direction added to f
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.modality not in MAPPING_MODALITIES:
+            raise ConfigError(f"mapping modality={self.modality!r}; choose one of "
+                              f"{', '.join(MAPPING_MODALITIES)}.")
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"distance={self.distance!r}; choose one of {', '.join(DISTANCES)}.")
+        if self.cosine_weight < 0:
+            raise ConfigError(f"cosine_weight must be >= 0, got {self.cosine_weight}.")
+
+
+def autoencoder_train_cfg(modality: str, **overrides: object) -> AutoencoderTrainCfg:
+    """The authors' optimiser setup for one autoencoder (lr 1e-3 mask, 1e-2 sketch) + overrides.
+
+    Args:
+        modality: "mask" or "sketch".
+        **overrides: AutoencoderTrainCfg fields to replace; None values are ignored.
+    """
+    base = AutoencoderTrainCfg(modality=modality, lr=1e-2 if modality == "sketch" else 1e-3)
+    return replace_cfg(base, overrides)
+
+
+def replace_cfg(cfg: TrainCfg, overrides: dict) -> TrainCfg:
+    """dataclasses.replace skipping None values; unknown fields raise ConfigError listing the valid ones."""
+    valid = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(f"Unknown training option(s) {unknown} for {type(cfg).__name__}; "
+                          f"valid: {', '.join(sorted(valid))}.")
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,137 @@
+"""Training data: the hold-out split, the dataset hash, and batches from in-memory tensors.
+
+Hold-out rule: sample `index` is in validation iff hash(split_seed, index) / 2**63 <
+val_fraction. It depends on the index alone, so growing a dataset never moves an old sample
+between the splits (a random permutation of 0..N-1 would reshuffle everything when N changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mm2latent.errors import TrainingError
+from mm2latent.seeding import derive_seed
+from storage.dataset_index import complete_shards, read_shard_stats
+from storage.readers import iter_samples
+
+logger = logging.getLogger(__name__)
+
+_HASH_RANGE = float(1 << 63)  # derive_seed returns 63-bit values
+
+
+def is_validation(indices: np.ndarray, val_fraction: float, split_seed: int = 0) -> np.ndarray:
+    """Boolean (N,) array: True where the sample index belongs to the validation split.
+
+    Args:
+        indices: (N,) global sample indices.
+        val_fraction: expected share of validation samples; 0 = none.
+        split_seed: seed of the split rule.
+    """
+    if val_fraction <= 0:
+        return np.zeros(len(indices), dtype=bool)
+    draws = np.array([derive_seed(split_seed, "holdout", int(i)) / _HASH_RANGE for i in indices])
+    return draws < val_fraction
+
+
+def split_positions(indices: np.ndarray, val_fraction: float, split_seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(train positions, val positions) into `indices`, each ascending; TrainingError if train is empty."""
+    val = is_validation(np.asarray(indices), val_fraction, split_seed)
+    train_pos, val_pos = np.flatnonzero(~val), np.flatnonzero(val)
+    if len(train_pos) == 0:
+        raise TrainingError(
+            f"no training samples: {len(indices)} sample(s) in the dataset, {len(val_pos)} held "
+            "out. Fix: generate more samples or lower val_fraction.")
+    return train_pos, val_pos
+
+
+def dataset_hash(dataset_url: str, shards: list[int] | None = None) -> str:
+    """sha256 over the complete shards' (index, tar sha256, parquet sha256), from their stats files.
+
+    Args:
+        dataset_url: the dataset root.
+        shards: shard indices to cover; None = every complete shard.
+    """
+    shards = complete_shards(dataset_url) if shards is None else shards
+    if not shards:
+        raise TrainingError(f"{dataset_url}: empty dataset (no complete shards). Fix: run "
+                            "`mm2latent synth-data` into it first, or finish its shards.")
+    parts = []
+    for index in shards:
+        stats = read_shard_stats(dataset_url, index)
+        if stats is None:
+            raise TrainingError(f"{dataset_url}: shard {index} is not complete.")
+        parts.append([index, stats["tar"]["sha256"], stats["parquet"]["sha256"]])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def shuffled_batches(positions: np.ndarray, batch_size: int, seed: int | None, min_size: int = 1
+                     ) -> Iterator[torch.Tensor]:
+    """Batches of positions (LongTensor), shuffled by a generator seeded with `seed` (None = in order).
+
+    Args:
+        positions: (N,) row positions to cover once.
+        batch_size: rows per batch; the last batch may be shorter.
+        seed: shuffle seed (e.g. derive_seed(seed, "shuffle", epoch)); None keeps the order.
+        min_size: drop a last batch smaller than this (BatchNorm cannot train on one row).
+    """
+    order = torch.as_tensor(positions, dtype=torch.long)
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+        order = order[torch.randperm(len(order), generator=generator)]
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        if len(batch) >= min_size:
+            yield batch
+
+
+def gather(tensors: Mapping[str, torch.Tensor], positions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows `positions` of every tensor in `tensors` (a batch)."""
+    return {name: t.index_select(0, positions) for name, t in tensors.items()}
+
+
+def resize_map(x: torch.Tensor, modality: str, resolution: int) -> torch.Tensor:
+    """(H, W) uint8 label map / {0,1} sketch -> (resolution, resolution) uint8."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x.to(torch.uint8)
+    grid = x.float()[None, None]  # (1, 1, H, W)
+    if modality == "mask":  # labels: nearest, never blend ids
+        out = F.interpolate(grid, size=(resolution, resolution), mode="nearest")
+    else:  # strokes: area average, then re-binarise at half coverage
+        out = (F.interpolate(grid, size=(resolution, resolution), mode="area") >= 0.5).float()
+    return out[0, 0].to(torch.uint8)  # (R, R)
+
+
+def load_spatial(dataset_url: str, modality: str, resolution: int
+                 ) -> tuple[np.ndarray, torch.Tensor]:
+    """(indices (N,), uint8 (N, R, R)) of every sample's mask ids or {0,1} sketch, in index order.
+
+    Held in memory at the autoencoder's resolution: N * R * R bytes (30k samples at 256 px:
+    1.9 GiB), decoded once instead of once per epoch.
+
+    Args:
+        dataset_url: the dataset root (complete shards only).
+        modality: "mask" or "sketch".
+        resolution: the autoencoder's input side; stored maps are resized to it.
+    """
+    indices, maps = [], []
+    samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
+                           split_by_worker=False)
+    for sample in samples:
+        value = sample[modality]
+        value = value[0] if value.ndim == 3 else value  # sketches come as (1, H, W)
+        indices.append(sample["index"])
+        maps.append(resize_map(value, modality, resolution))
+    if not maps:
+        raise TrainingError(f"{dataset_url}: empty dataset (no {modality} samples in the "
+                            "complete shards).")
+    order = np.argsort(indices, kind="stable")
+    stacked = torch.stack(maps)  # (N, R, R)
+    return np.asarray(indices)[order], stacked[torch.as_tensor(order)]

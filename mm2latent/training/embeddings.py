@@ -1,0 +1,130 @@
+"""Encode every sample with a trained autoencoder and store the 512-d embeddings beside the dataset.
+
+Layout: `<dataset>/embeddings/<version>/shard-NNNNNN.parquet`, one file per complete shard with
+columns key (string), index (int64) and `<modality>` (fixed_size_list<float32>[D]), sorted by
+index. `version` names the autoencoder that produced them (e.g. "mask-ae-v3"), so embeddings
+of different models never mix and MappingNet training reads vectors, not images.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from mm2latent.errors import TrainingError
+from mm2latent.training import data
+from mm2latent.training.autoencoders import load_autoencoder, to_network_input
+from storage.atomic import atomic_write_bytes
+from storage.dataset_index import complete_shards, shard_name
+from storage.fs import join, open_fs
+from storage.readers import read_vectors
+
+logger = logging.getLogger(__name__)
+
+EMBEDDINGS_DIR = "embeddings"
+
+
+def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> str:
+    """URL of an embeddings version directory, or of one shard's parquet in it."""
+    root = join(dataset_url, EMBEDDINGS_DIR, version)
+    return root if shard is None else join(root, shard_name(shard, "parquet"))
+
+
+def _table(keys: list[str], indices: np.ndarray, name: str, vectors: np.ndarray) -> pa.Table:
+    """The embeddings table of one shard (vectors (N, D) float32)."""
+    dim = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
+    return pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
+                     name: pa.FixedSizeListArray.from_arrays(flat, dim)})
+
+
+@torch.no_grad()
+def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.ndarray:
+    """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
+    model = load_autoencoder(checkpoint_url)
+    out = [model.encode(to_network_input(maps[i:i + batch_size], model.cfg))
+           for i in range(0, len(maps), batch_size)]
+    return torch.cat(out).numpy()  # (N, D)
+
+
+def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
+                     batch_size: int = 64, on_progress: Callable[[int], None] | None = None) -> dict:
+    """Encode every sample of each complete shard; write one parquet per shard (atomically).
+
+    Shards whose parquet already exists for this version are left as they are, so a re-run
+    after an interruption only writes what is missing.
+
+    Args:
+        dataset_url: the dataset root.
+        modality: "mask" or "sketch"; also the vector column's name.
+        checkpoint_url: the trained autoencoder (a `fit` checkpoint).
+        version: embeddings directory name, e.g. "mask-ae-v1".
+        batch_size: samples per forward pass (does not change the values).
+        on_progress: called with the number of samples of each shard written.
+
+    Returns:
+        {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
+    """
+    shards = complete_shards(dataset_url)
+    fs, _ = open_fs(dataset_url)
+    todo = [s for s in shards if not fs.exists(open_fs(embeddings_url(dataset_url, version, s))[1])]
+    result = {"url": embeddings_url(dataset_url, version), "written": todo,
+              "skipped": [s for s in shards if s not in todo], "dim": None}
+    if not todo:
+        return result
+    model_res = load_autoencoder(checkpoint_url).cfg.resolution
+    indices, maps = data.load_spatial(dataset_url, modality, model_res)
+    vectors = _encode_all(checkpoint_url, maps, batch_size)  # (N, D)
+    result["dim"] = int(vectors.shape[1])
+    manifest = read_vectors(dataset_url, ("key", "shard"))
+    if not np.array_equal(manifest["index"], indices):
+        raise TrainingError(f"{dataset_url}: the tars and manifests list different samples; "
+                            "rebuild the dataset's shards.")
+    for shard in todo:
+        rows = np.flatnonzero(manifest["shard"] == shard)
+        table = _table([str(k) for k in manifest["key"][rows]], indices[rows], modality, vectors[rows])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        atomic_write_bytes(embeddings_url(dataset_url, version, shard), buffer.getvalue())
+        if on_progress is not None:
+            on_progress(len(rows))
+    logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result["url"])
+    return result
+
+
+def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (N,), vectors (N, D) float32) of every complete shard, in index order.
+
+    Raises:
+        TrainingError: the version directory or a shard's file is missing, or lacks the column.
+    """
+    shards = complete_shards(dataset_url)
+    indices, vectors = [], []
+    for shard in shards:
+        url = embeddings_url(dataset_url, version, shard)
+        fs, path = open_fs(url)
+        try:
+            with fs.open(path, "rb") as f:
+                table = pq.read_table(f)
+        except FileNotFoundError as e:
+            raise TrainingError(
+                f"{url}: no {modality} embeddings for shard {shard}. Fix: run `mm2latent train "
+                "autoencoders` on this dataset (it writes embeddings for every complete shard).") from e
+        if modality not in table.column_names:
+            raise TrainingError(f"{url}: no column {modality!r} (has {table.column_names}); this "
+                                f"embeddings version is for another modality.")
+        column = table[modality].combine_chunks()
+        dim = column.type.list_size
+        indices.append(table["index"].to_numpy())
+        vectors.append(column.flatten().to_numpy().reshape(len(column), dim))  # (n, D)
+    if not indices:
+        raise TrainingError(f"{dataset_url}: empty dataset (no complete shards).")
+    idx = np.concatenate(indices)
+    order = np.argsort(idx, kind="stable")
+    return idx[order], np.concatenate(vectors)[order].astype(np.float32, copy=False)

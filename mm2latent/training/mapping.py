@@ -1,0 +1,162 @@
+"""Train a MappingNet for one spatial modality: [pseudo text ; spatial embedding] -> w.
+
+Inputs come from parquet only: w and the FaRL image embedding f from the dataset manifests,
+the spatial embedding from `embeddings/<version>/` (mask, sketch) or the manifests' `flame`
+column. Each step draws a fresh pseudo text embedding y = norm(f + e/|e|) (PTEG) and
+minimises mean((w - w_hat)^2) + lambda * mean(1 - cos(w, w_hat)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mm2latent.errors import DatasetError, TrainingError
+from mm2latent.losses import mapping_loss
+from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
+                                          pseudo_text_embedding)
+from mm2latent.seeding import derive_seed, seeded_init
+from mm2latent.training import data
+from mm2latent.training.config import MappingTrainCfg
+from mm2latent.training.embeddings import read_embeddings
+from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from storage.readers import read_vectors
+
+logger = logging.getLogger(__name__)
+
+FLAME_DIM = 159  # DECA shape 100 + expression 50 + pose 6 + camera 3, as stored by synth-data
+
+
+def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | None = None,
+                    dropout: float | None = None, depth: int | None = None) -> MappingNetCfg:
+    """The preset's MappingNet config for `modality` with the ablation switches applied.
+
+    Args:
+        base: the preset's MappingNetCfg (e.g. get_preset("tiny").mapping).
+        modality: "mask", "sketch" (spatial_dim kept) or "flame" (spatial_dim = 159).
+        use_batchnorm: BatchNorm1d on the input (paper Table 3); None = the preset's.
+        dropout: input Dropout probability, 0 = none; None = the preset's.
+        depth: number of Linear layers (paper Table 2); None = the preset's.
+    """
+    switches = {"use_batchnorm": use_batchnorm, "dropout": dropout, "depth": depth}
+    cfg = dataclasses.replace(base, **{k: v for k, v in switches.items() if v is not None})
+    return dataclasses.replace(cfg, spatial_dim=FLAME_DIM) if modality == "flame" else cfg
+
+
+def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str | None
+                        ) -> dict[str, np.ndarray]:
+    """{index (N,), farl (N, Dt) unit rows, spatial (N, Ds), w (N, Dw)} aligned by sample index.
+
+    Args:
+        dataset_url: dataset root.
+        modality: "mask", "sketch" or "flame".
+        embeddings_version: embeddings directory for mask/sketch (e.g. "mask-ae-v1"); unused for flame.
+    """
+    columns = ("w", "farl", "flame") if modality == "flame" else ("w", "farl")
+    try:
+        arrays = read_vectors(dataset_url, columns)
+    except DatasetError as e:
+        raise TrainingError(f"cannot train a {modality} MappingNet on {dataset_url}: {e}") from e
+    if len(arrays["index"]) == 0:
+        raise TrainingError(f"{dataset_url}: empty dataset (no 'ok' samples in complete shards).")
+    if modality == "flame":
+        arrays["spatial"] = arrays.pop("flame")
+    else:
+        if embeddings_version is None:
+            raise TrainingError(f"a {modality} MappingNet needs autoencoder embeddings; pass the "
+                                "embeddings version (run `mm2latent train autoencoders` first).")
+        index, spatial = read_embeddings(dataset_url, embeddings_version, modality)
+        if not np.array_equal(index, arrays["index"]):
+            raise TrainingError(f"{dataset_url}: embeddings {embeddings_version!r} cover "
+                                f"{len(index)} samples, the manifests {len(arrays['index'])}. "
+                                "Fix: re-run `mm2latent train autoencoders` to re-encode.")
+        arrays["spatial"] = spatial
+    for name in ("w", "farl", "spatial"):
+        if not np.isfinite(arrays[name]).all():
+            raise TrainingError(f"{dataset_url}: column {name!r} holds non-finite values.")
+    farl = torch.from_numpy(arrays["farl"])
+    arrays["farl"] = F.normalize(farl, dim=1).numpy()  # PTEG needs unit-norm image embeddings
+    return arrays
+
+
+def _check_dims(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, modality: str) -> None:
+    """TrainingError naming the column whose width differs from the MappingNet config."""
+    expected = {"farl": ("text_dim", net_cfg.text_dim), "spatial": ("spatial_dim", net_cfg.spatial_dim),
+                "w": ("w_dim", net_cfg.w_dim)}
+    for column, (field, want) in expected.items():
+        got = arrays[column].shape[1]
+        if got != want:
+            name = modality if column == "spatial" else column
+            raise TrainingError(f"embedding-dimension mismatch: {name} vectors are {got}-d but "
+                                f"MappingNetCfg.{field} = {want}. Fix: use the preset that made the "
+                                "dataset, or matching autoencoder embeddings.")
+
+
+def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: MappingTrainCfg) -> TrainJob:
+    """A TrainJob for the MappingNet over aligned in-memory vectors."""
+    _check_dims(arrays, net_cfg, cfg.modality)
+    if net_cfg.output != "w":
+        raise TrainingError("the dataset stores one w per sample; train with output='w'.")
+    train_pos, val_pos = data.split_positions(arrays["index"], cfg.val_fraction, cfg.split_seed)
+    with seeded_init(derive_seed(cfg.seed, "init", "mapping")):
+        model = MappingNet(net_cfg)
+    device = torch.device(cfg.device)
+    tensors = {k: torch.from_numpy(arrays[k]).to(device) for k in ("farl", "spatial", "w")}
+    pteg = PseudoTextCfg(enabled=cfg.pteg, noise_norm=cfg.pteg_noise_norm)
+    min_size = 2 if net_cfg.use_batchnorm else 1  # BatchNorm1d cannot train on a single row
+
+    def loss_fn(batch: dict[str, torch.Tensor], noise: torch.Generator):
+        # Noise is drawn on the CPU generator so runs match across devices' RNGs.
+        y = pseudo_text_embedding(batch["farl"].cpu(), noise, pteg).to(device)  # (B, Dt)
+        w_hat = model(y, batch["spatial"])  # (B, Dw)
+        return mapping_loss(w_hat, batch["w"], cfg.cosine_weight, cfg.distance)
+
+    def batches(positions: np.ndarray, seed: int | None, keep: int):
+        for pos in data.shuffled_batches(positions, cfg.batch_size, seed, keep):
+            yield data.gather(tensors, pos.to(device))
+
+    return TrainJob(
+        model=model, loss_fn=loss_fn,
+        train_batches=lambda epoch: batches(train_pos, derive_seed(cfg.seed, "shuffle", epoch), min_size),
+        val_batches=(lambda: batches(val_pos, None, 1)) if len(val_pos) else None,
+        extra_config={"mapping_net": dataclasses.asdict(net_cfg)},
+    )
+
+
+def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
+                  embeddings_version: str | None = None, resume: bool = False,
+                  on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> dict:
+    """Train a MappingNet for cfg.modality; return fit's summary (+ num_samples, embeddings_version).
+
+    Args:
+        dataset_url: dataset root (manifests with w, farl and, for flame, flame).
+        run_url: checkpoint directory of this run.
+        net_cfg: architecture, e.g. mapping_net_cfg(get_preset("tiny").mapping, "mask").
+        cfg: loop and loss settings (cosine_weight, pteg, ...).
+        embeddings_version: autoencoder embeddings to read for mask / sketch.
+        resume: continue from run_url's latest checkpoint.
+        on_progress: called with 1 per finished epoch.
+        stop_after_epoch: stop this call after that many epochs (resume later).
+    """
+    version = None if cfg.modality == "flame" else embeddings_version
+    arrays = load_mapping_arrays(dataset_url, cfg.modality, version)
+    job = mapping_job(arrays, net_cfg, cfg)
+    # Embeddings are part of the training data: a new autoencoder means a different dataset.
+    digest = hashlib.sha256(f"{data.dataset_hash(dataset_url)}:{version}".encode()).hexdigest()
+    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    return summary | {"num_samples": int(len(arrays["index"])), "embeddings_version": version}
+
+
+def _mapping_from_extra(extra: dict) -> MappingNet:
+    return MappingNet(MappingNetCfg(**extra["mapping_net"]))
+
+
+def load_mapping_net(checkpoint_url: str) -> MappingNet:
+    """The MappingNet stored in a training checkpoint, in eval mode (architecture from the file)."""
+    model, _ = load_trained_model(checkpoint_url, _mapping_from_extra)
+    return model
