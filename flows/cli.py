@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
 from flows.cli_common import console, user_errors
+from flows.cli_train import train_app
 from flows.cli_weights import weights_app
 
 app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing.",
@@ -22,6 +25,7 @@ app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing."
 dataset_app = typer.Typer(help="Look at a synth-data dataset.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(train_app, name="train")
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
@@ -83,11 +87,9 @@ def synth_data_command(
         already = 0 if overwrite else _samples_done(out, samples_per_shard, n)
         with _progress() as progress:
             bar = progress.add_task("synth-data", total=params.n_samples, completed=already, rate="")
-            clock = {"start": None, "count": 0}
+            clock = {"start": time.perf_counter(), "count": 0}
 
             def advance(count: int) -> None:
-                import time
-                clock["start"] = clock["start"] or time.perf_counter()
                 clock["count"] += count
                 rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
                 progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
@@ -154,4 +156,7 @@ def presets_command(name: Annotated[Optional[str], typer.Argument(help="Show one
 
 def main() -> None:
     """Entry point of the `mm2latent` console script."""
+    # A local run starts Prefect's temporary server, whose usage telemetry would try the
+    # network on every run (and log an error offline). Users can still opt in explicitly.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()

@@ -102,6 +102,19 @@ def test_batch_rows_are_independent(gen: Generator) -> None:
     torch.testing.assert_close(batch[1:2], gen(z[1:2]), rtol=1e-5, atol=1e-5)
 
 
+def test_batch_split_into_samples_matches_single_images() -> None:
+    # At 128 px with 16 channels the last block modulates weights per sample, so the
+    # synthesis splits the batch there.
+    cfg = dataclasses.replace(TINY, img_resolution=128, channel_base=2048)
+    with seeded_init(2):
+        g = Generator(cfg).eval()
+    w = torch.randn(3, cfg.w_dim)
+    batch = g.synthesize_from_w(w)
+    for i in range(3):
+        torch.testing.assert_close(batch[i : i + 1], g.synthesize_from_w(w[i : i + 1]),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_noise_modes(gen: Generator) -> None:
     w = torch.randn(1, TINY.w_dim)
     torch.testing.assert_close(gen.synthesize_from_w(w), gen.synthesize_from_w(w))

@@ -36,11 +36,15 @@ def test_setup_filter_is_normalised_outer_product() -> None:
     assert torch.allclose(f, torch.outer(expected, expected) / 64.0)
 
 
-def test_upsample2d_matches_zero_insertion_and_convolution(asym_filter: torch.Tensor) -> None:
+# 4 taps take the polyphase path, 3 taps the generic zero-insertion path of upfirdn2d.
+@pytest.mark.parametrize("taps", [[1.0, 2.0, 4.0, 3.0], [1.0, 2.0, 0.5]])
+def test_upsample2d_matches_zero_insertion_and_convolution(taps: list[float]) -> None:
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
-    f = asym_filter.double()
+    f = ops.setup_filter(taps).double()
+    k = len(taps)
     u = zero_insert(x, 10, 12)  # zeros after every sample
-    ref = full_conv_depthwise(u, f * 4)[:, :, 1:11, 1:13]  # NVIDIA pads (2, 1) for 4 taps
+    start = k - 1 - (k + 1) // 2  # NVIDIA pads (k+1)//2 before, (k-2)//2 after
+    ref = full_conv_depthwise(u, f * 4)[:, :, start : start + 10, start : start + 12]
     out = ops.upsample2d(x, f)
     assert out.shape == (2, 3, 10, 12)
     torch.testing.assert_close(out, ref)
@@ -70,9 +74,16 @@ def modulated_weights(weight: torch.Tensor, style: torch.Tensor, demodulate: boo
     return w
 
 
+@pytest.fixture(params=["activations", "weights"])
+def modulation_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Force modulated_conv2d down one of its two equivalent implementations."""
+    monkeypatch.setattr(ops, "scales_activations", lambda x, w: request.param == "activations")
+    return request.param
+
+
 @pytest.mark.parametrize("demodulate", [True, False])
-def test_modulated_conv2d_equals_per_sample_conv(demodulate: bool) -> None:
-    x = torch.randn(3, 4, 7, 7, dtype=torch.float64)
+def test_modulated_conv2d_equals_per_sample_conv(demodulate: bool, modulation_path: str) -> None:
+    x = torch.randn(3, 4, 6, 7, dtype=torch.float64)
     weight = torch.randn(5, 4, 3, 3, dtype=torch.float64)
     styles = torch.randn(3, 4, dtype=torch.float64)
     bias = torch.randn(5, dtype=torch.float64)
@@ -83,20 +94,44 @@ def test_modulated_conv2d_equals_per_sample_conv(demodulate: bool) -> None:
         torch.testing.assert_close(out[b : b + 1], ref)
 
 
-def test_modulated_conv2d_up_equals_zero_insertion_conv_and_blur(asym_filter: torch.Tensor) -> None:
-    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+def test_modulated_conv2d_up_equals_zero_insertion_conv_and_blur(
+    asym_filter: torch.Tensor, modulation_path: str
+) -> None:
+    size = 5
+    x = torch.randn(2, 4, size, size, dtype=torch.float64)
     weight = torch.randn(3, 4, 3, 3, dtype=torch.float64)
     styles = torch.randn(2, 4, dtype=torch.float64)
     bias = torch.randn(3, dtype=torch.float64)
     f = asym_filter.double()
     out = ops.modulated_conv2d(x, weight, styles, up=2, resample_filter=f, bias=bias)
-    assert out.shape == (2, 3, 10, 10)
+    n = 2 * size
+    assert out.shape == (2, 3, n, n)
     for b in range(2):
         w = modulated_weights(weight, styles[b], True)
-        u = zero_insert(x[b : b + 1], 9, 9)
-        a = F.conv2d(u, w.flip([2, 3]), padding=2)  # full true convolution: (1, O, 11, 11)
-        ref = full_conv_depthwise(a, f * 4)[:, :, 2:12, 2:12] + bias.view(1, -1, 1, 1)
+        u = zero_insert(x[b : b + 1], n - 1, n - 1)
+        a = F.conv2d(u, w.flip([2, 3]), padding=2)  # full true convolution: (1, O, n+1, n+1)
+        ref = full_conv_depthwise(a, f * 4)[:, :, 2 : n + 2, 2 : n + 2] + bias.view(1, -1, 1, 1)
         torch.testing.assert_close(out[b : b + 1], ref)
+
+
+def test_both_modulation_paths_give_the_same_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    weight = torch.randn(3, 4, 3, 3, dtype=torch.float64)
+    target = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    grads = []
+    for path in (True, False):
+        monkeypatch.setattr(ops, "scales_activations", lambda x, w, path=path: path)
+        styles = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        styles.requires_grad_(True)
+        (ops.modulated_conv2d(x, weight, styles, gain=1.5) * target).sum().backward()
+        grads.append(styles.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_scales_activations_only_when_activations_are_small() -> None:
+    weight = torch.empty(512, 512, 3, 3)
+    assert ops.scales_activations(torch.empty(4, 512, 8, 8), weight)
+    assert not ops.scales_activations(torch.empty(4, 512, 64, 64), weight)
 
 
 def test_noise_lrelu_clamp_matches_reference() -> None:

@@ -45,6 +45,16 @@ def components(modalities: Sequence[str]) -> list[str]:
     return ["generator", *(_COMPONENT_OF[m] for m in modalities if m in _COMPONENT_OF)]
 
 
+def vector_dims(preset: PresetCfg, modalities: Sequence[str]) -> dict[str, int]:
+    """Width of each vector column a run stores: w always, flame and farl when requested."""
+    dims = {"w": preset.generator.w_dim}
+    if "flame" in modalities:
+        dims["flame"] = preset.deca.flame159_dim
+    if "farl" in modalities:
+        dims["farl"] = preset.farl.embed_dim
+    return dims
+
+
 def check_weights_available(preset: PresetCfg, modalities: Sequence[str],
                             cache_dir: Path | None = None) -> dict[str, Path]:
     """Resolve every needed weights file before any work starts (MissingWeightsError if absent)."""

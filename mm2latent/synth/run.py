@@ -10,7 +10,8 @@ import torch
 from mm2latent import __version__
 from mm2latent.errors import DatasetError
 from mm2latent.presets import PresetCfg, get_preset
-from mm2latent.synth.models import build_synth_models, check_weights_available, weight_digests
+from mm2latent.synth.models import (build_synth_models, check_weights_available, vector_dims,
+                                     weight_digests)
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn, write_shard
 from storage.dataset_index import DatasetIndex, prepare_output, read_shard_stats, shard_name
@@ -30,6 +31,7 @@ def dataset_index(params: SynthDataParams, preset: PresetCfg, cache_dir: Path | 
         parameters=params.fingerprint() | {"store_size": store_size(params, preset)},
         weights=weight_digests(preset, params.modalities, cache_dir),
         software_version=__version__, samples_per_shard=params.samples_per_shard,
+        vector_dims=vector_dims(preset, params.modalities),
         num_samples=params.n_samples, shards=[shard_name(i) for i in range(params.n_shards)])
 
 
@@ -61,7 +63,8 @@ def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | Non
     preset = get_preset(params.preset)
     models = build_synth_models(preset, params.modalities, params.device, cache_dir)
     with torch.inference_mode():
-        return write_shard(models, params, preset.name, store_size(params, preset), shard, on_progress)
+        return write_shard(models, params, preset.name, store_size(params, preset), shard,
+                           vector_dims(preset, params.modalities), on_progress)
 
 
 def summarize(params: SynthDataParams) -> dict:

@@ -39,7 +39,7 @@ def _sample_members(result: BatchResult, j: int, params: SynthDataParams, preset
 
 
 def write_shard(models: SynthModels, params: SynthDataParams, preset_name: str, store_size: int,
-                shard: int, on_progress: ProgressFn | None = None) -> dict:
+                shard: int, vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> dict:
     """Generate every sample of `shard` and commit it; returns the shard's stats dict.
 
     The tar and parquet appear atomically and the stats file (the completion marker) last, so
@@ -73,4 +73,4 @@ def write_shard(models: SynthModels, params: SynthDataParams, preset_name: str, 
     rows += [ok_row(**identity, members=tar.members[identity["key"]], vectors=vectors)
              for identity, vectors in written]
     rows.sort(key=lambda row: row["index"])
-    return commit_shard(params.out, shard, tar, rows, durations)
+    return commit_shard(params.out, shard, tar, rows, durations, vector_dims)

@@ -4,8 +4,9 @@ No I/O and no globals: each stage takes models and arrays and returns arrays. Re
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
 samples share its batch. That needs care on CPU: a matrix multiply with fewer than about a dozen
 rows takes a different BLAS kernel than a larger one and rounds differently, so every stage that
-runs a network pads its batch to at least `MIN_ROWS` rows and drops the padding afterwards.
-Convolutions were checked to be batch-invariant as they are; tests/test_synth_determinism.py
+runs a network with small-batch matrix multiplies pads its batch to at least `MIN_ROWS` rows
+and drops the padding afterwards (only a shard's last, short batch pays for it). Convolutions
+were checked to be batch-invariant as they are; tests/test_synth_determinism.py
 checks the whole pipeline across batch and shard sizes.
 """
 
@@ -60,7 +61,8 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     after an antialiased resize to `store_size` when that differs from the generator's.
     """
     ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
-    images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
+    # Not padded: synthesis renders one sample at a time (its style affines always see 1 row).
+    images = generator.synthesis(ws, noise_mode="const")  # (B, 3, R, R)
     if images.shape[-1] != store_size:
         images = F.interpolate(images, size=(store_size, store_size), mode="bilinear",
                                align_corners=False, antialias=True)
@@ -74,10 +76,14 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction."""
-    n = images01.shape[0]
-    result = parser.parse(pad_rows(images01))
-    return result.labels[:n], result.face_fraction[:n]
+    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction.
+
+    Not padded: parsers are convolutional (BiSeNet) or run their linear layers over every
+    token of every image (facer's ViT), so no matrix multiply sees a small batch, and the
+    parser is the costliest annotator at full size.
+    """
+    result = parser.parse(images01)
+    return result.labels, result.face_fraction
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:

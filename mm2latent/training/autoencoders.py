@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 
 import numpy as np
@@ -70,8 +71,8 @@ def autoencoder_job(indices: np.ndarray, maps: torch.Tensor, ae_cfg: Autoencoder
 def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
                       cfg: AutoencoderTrainCfg, resume: bool = False,
                       on_progress: ProgressFn | None = None,
-                      stop_after_epoch: int | None = None) -> dict:
-    """Train one autoencoder on a dataset's complete shards; return fit's summary.
+                      stop_after_epoch: int | None = None, real_dir: str | None = None) -> dict:
+    """Train one autoencoder on a dataset's complete shards (+ real PNGs); return fit's summary.
 
     Args:
         dataset_url: synth-data dataset root.
@@ -81,9 +82,17 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
         resume: continue from run_url's latest checkpoint.
         on_progress: called with 1 per finished epoch.
         stop_after_epoch: stop this call after that many epochs (resume later).
+        real_dir: optional directory of real `*.png` masks / sketches trained on as well
+            (see data.load_png_dir); they are split by the same hold-out rule.
     """
     digest = data.dataset_hash(dataset_url)
     indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution)
+    if real_dir is not None:
+        real_ids, real_maps, real_digest = data.load_png_dir(
+            real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes)
+        indices = np.concatenate([indices, real_ids])
+        maps = torch.cat([maps, real_maps])  # (N + M, R, R)
+        digest = hashlib.sha256(f"{digest}:{real_digest}".encode()).hexdigest()
     job = autoencoder_job(indices, maps, ae_cfg, cfg)
     summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
     summary["num_samples"] = int(len(indices))

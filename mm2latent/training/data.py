@@ -8,18 +8,21 @@ between the splits (a random permutation of 0..N-1 would reshuffle everything wh
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
-from mm2latent.errors import TrainingError
+from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.seeding import derive_seed
 from storage.dataset_index import complete_shards, read_shard_stats
-from storage.readers import iter_samples
+from storage.fs import open_fs
+from storage.readers import iter_samples, read_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,24 @@ def resize_map(x: torch.Tensor, modality: str, resolution: int) -> torch.Tensor:
     return out[0, 0].to(torch.uint8)  # (R, R)
 
 
+def check_modality(dataset_url: str, modality: str) -> int:
+    """Number of 'ok' samples; TrainingError if any of them lacks `modality` (manifest only)."""
+    try:
+        table = read_vectors(dataset_url, (f"{modality}_bytes",))
+    except DatasetError as e:
+        raise TrainingError(f"{dataset_url}: cannot check the {modality!r} modality: {e}") from e
+    present = table[f"{modality}_bytes"]
+    if len(present) == 0:
+        raise TrainingError(f"{dataset_url}: empty dataset (no 'ok' samples in complete shards).")
+    missing = int(sum(v is None or v != v for v in present))  # None or NaN: member absent
+    if missing:
+        raise TrainingError(
+            f"{dataset_url}: {missing} of {len(present)} samples have no {modality!r}; the "
+            f"dataset was made without it. Fix: run synth-data with --modalities including "
+            f"{modality}, or train another modality.")
+    return len(present)
+
+
 def load_spatial(dataset_url: str, modality: str, resolution: int
                  ) -> tuple[np.ndarray, torch.Tensor]:
     """(indices (N,), uint8 (N, R, R)) of every sample's mask ids or {0,1} sketch, in index order.
@@ -121,6 +142,7 @@ def load_spatial(dataset_url: str, modality: str, resolution: int
         modality: "mask" or "sketch".
         resolution: the autoencoder's input side; stored maps are resized to it.
     """
+    check_modality(dataset_url, modality)
     indices, maps = [], []
     samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
                            split_by_worker=False)
@@ -135,3 +157,52 @@ def load_spatial(dataset_url: str, modality: str, resolution: int
     order = np.argsort(indices, kind="stable")
     stacked = torch.stack(maps)  # (N, R, R)
     return np.asarray(indices)[order], stacked[torch.as_tensor(order)]
+
+
+def _decode_real_png(url: str, payload: bytes, modality: str, num_classes: int) -> torch.Tensor:
+    """(H, W) uint8 ids (mask: single-channel label PNG) or {0,1} strokes (sketch: white >= 128)."""
+    try:
+        with Image.open(io.BytesIO(payload)) as im:
+            if modality == "mask" and im.mode not in ("L", "P"):
+                raise TrainingError(f"{url}: a mask must be a single-channel label PNG (class id "
+                                    f"per pixel), found mode {im.mode}.")
+            array = np.asarray(im if modality == "mask" else im.convert("L"))
+    except OSError as e:
+        raise TrainingError(f"{url}: not a readable PNG ({e}).") from e
+    if modality == "sketch":
+        return torch.from_numpy((array >= 128).astype(np.uint8))  # (H, W) white strokes
+    if array.max(initial=0) >= num_classes:
+        raise TrainingError(f"{url}: label {int(array.max())} >= {num_classes} classes; masks "
+                            "must hold CelebAMask-HQ ids 0..18, not colours or id * 10 grey levels.")
+    return torch.from_numpy(array.astype(np.uint8))  # (H, W)
+
+
+def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int = 19
+                 ) -> tuple[np.ndarray, torch.Tensor, str]:
+    """(ids (N,), uint8 (N, R, R), sha256) of every `*.png` directly under `dir_url`, by name.
+
+    For training autoencoders on real masks/sketches besides the synthetic ones. ids are
+    negative hashes of the file names, so the hold-out rule keeps each file on one side as the
+    directory grows and they never collide with dataset indices (>= 0). The digest covers every
+    file's name and bytes (it joins the dataset hash of the run).
+
+    Args:
+        dir_url: directory URL (local, memory://, s3://).
+        modality: "mask" (label-id PNGs) or "sketch" (white strokes on black).
+        resolution: the autoencoder's input side.
+        num_classes: mask classes; larger ids are an error.
+    """
+    fs, root = open_fs(dir_url)
+    paths = sorted(p for p in fs.glob(root.rstrip("/") + "/*.png"))
+    if not paths:
+        raise TrainingError(f"{dir_url}: no *.png files; expected one {modality} per file.")
+    digest = hashlib.sha256()
+    ids, maps = [], []
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        payload = fs.cat_file(path)
+        digest.update(name.encode() + b"\0" + hashlib.sha256(payload).digest())
+        ids.append(-1 - derive_seed("real", name))
+        raw = _decode_real_png(f"{dir_url}/{name}", payload, modality, num_classes)
+        maps.append(resize_map(raw, modality, resolution))
+    return np.asarray(ids, dtype=np.int64), torch.stack(maps), digest.hexdigest()  # (N, R, R)

@@ -36,12 +36,36 @@ def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> 
     return root if shard is None else join(root, shard_name(shard, "parquet"))
 
 
+def _exists(url: str) -> bool:
+    fs, path = open_fs(url)
+    return fs.exists(path)
+
+
 def _table(keys: list[str], indices: np.ndarray, name: str, vectors: np.ndarray) -> pa.Table:
     """The embeddings table of one shard (vectors (N, D) float32)."""
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
     return pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
                      name: pa.FixedSizeListArray.from_arrays(flat, dim)})
+
+
+def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list[str],
+                          indices: np.ndarray, modality: str, vectors: np.ndarray) -> str:
+    """Write one shard's embeddings parquet atomically; return its URL.
+
+    Args:
+        dataset_url: the dataset root.
+        version: embeddings directory name.
+        shard: shard index (names the file).
+        keys, indices: the samples' tar keys and global indices, (N,) each.
+        modality: vector column name ("mask" or "sketch").
+        vectors: (N, D) float32 embeddings.
+    """
+    buffer = io.BytesIO()
+    pq.write_table(_table(keys, indices, modality, vectors), buffer, compression="zstd")
+    url = embeddings_url(dataset_url, version, shard)
+    atomic_write_bytes(url, buffer.getvalue())
+    return url
 
 
 @torch.no_grad()
@@ -72,8 +96,7 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
     """
     shards = complete_shards(dataset_url)
-    fs, _ = open_fs(dataset_url)
-    todo = [s for s in shards if not fs.exists(open_fs(embeddings_url(dataset_url, version, s))[1])]
+    todo = [s for s in shards if not _exists(embeddings_url(dataset_url, version, s))]
     result = {"url": embeddings_url(dataset_url, version), "written": todo,
               "skipped": [s for s in shards if s not in todo], "dim": None}
     if not todo:
@@ -88,10 +111,8 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
                             "rebuild the dataset's shards.")
     for shard in todo:
         rows = np.flatnonzero(manifest["shard"] == shard)
-        table = _table([str(k) for k in manifest["key"][rows]], indices[rows], modality, vectors[rows])
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        atomic_write_bytes(embeddings_url(dataset_url, version, shard), buffer.getvalue())
+        write_embedding_shard(dataset_url, version, shard, [str(k) for k in manifest["key"][rows]],
+                              indices[rows], modality, vectors[rows])
         if on_progress is not None:
             on_progress(len(rows))
     logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result["url"])

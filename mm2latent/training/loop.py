@@ -132,7 +132,7 @@ def _run_epoch(state: _State) -> dict[str, float]:
         n = len(next(iter(batch.values())))
         count += n
         for name, value in {"loss": loss, **parts}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * n
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
     return {f"train_{k}": v / count for k, v in sums.items()}
 
 
@@ -151,7 +151,7 @@ def evaluate(job: TrainJob, seed: int) -> dict[str, float]:
             n = len(next(iter(batch.values())))
             count += n
             for name, value in {"loss": loss, **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * n
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
     finally:
         job.model.train(was_training)
     if count and not math.isfinite(sums["loss"]):
@@ -199,6 +199,7 @@ def fit(job: TrainJob, cfg: TrainCfg, run_url: str, dataset_hash: str, resume: b
     # Leave the caller's global RNG as it was; dropout draws from a seeded/restored copy.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "dropout"))
+        job.model.to(cfg.device)  # before the optimizer loads its state, which follows the params
         state = _State(job, cfg, dataset_hash)
         latest = latest_checkpoint(run_url)
         if latest is not None and not resume:
@@ -207,7 +208,6 @@ def fit(job: TrainJob, cfg: TrainCfg, run_url: str, dataset_hash: str, resume: b
         if latest is not None:
             state.load(latest, load_checkpoint(latest))
             logger.info("resumed %s at epoch %d, step %d", latest, state.epoch, state.step)
-        job.model.to(cfg.device)
         limit = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
         while state.epoch < limit and not state.stopped_early:
             metrics = _run_epoch(state)

@@ -79,7 +79,7 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
     for name in ("w", "farl", "spatial"):
         if not np.isfinite(arrays[name]).all():
             raise TrainingError(f"{dataset_url}: column {name!r} holds non-finite values.")
-    farl = torch.from_numpy(arrays["farl"])
+    farl = torch.from_numpy(np.array(arrays["farl"], dtype=np.float32))  # writable copy
     arrays["farl"] = F.normalize(farl, dim=1).numpy()  # PTEG needs unit-norm image embeddings
     return arrays
 
@@ -97,6 +97,13 @@ def _check_dims(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, modality:
                                 "dataset, or matching autoencoder embeddings.")
 
 
+def mapping_data_hash(dataset_url: str, embeddings_version: str | None) -> str:
+    """Hash of a MappingNet's training data: the dataset's shards plus the embeddings version."""
+    # Embeddings are part of the training data: a new autoencoder means a different dataset.
+    text = f"{data.dataset_hash(dataset_url)}:{embeddings_version}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: MappingTrainCfg) -> TrainJob:
     """A TrainJob for the MappingNet over aligned in-memory vectors."""
     _check_dims(arrays, net_cfg, cfg.modality)
@@ -106,7 +113,7 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
     with seeded_init(derive_seed(cfg.seed, "init", "mapping")):
         model = MappingNet(net_cfg)
     device = torch.device(cfg.device)
-    tensors = {k: torch.from_numpy(arrays[k]).to(device) for k in ("farl", "spatial", "w")}
+    tensors = {k: torch.tensor(arrays[k], device=device) for k in ("farl", "spatial", "w")}  # copies
     pteg = PseudoTextCfg(enabled=cfg.pteg, noise_norm=cfg.pteg_noise_norm)
     min_size = 2 if net_cfg.use_batchnorm else 1  # BatchNorm1d cannot train on a single row
 
@@ -146,8 +153,7 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
     version = None if cfg.modality == "flame" else embeddings_version
     arrays = load_mapping_arrays(dataset_url, cfg.modality, version)
     job = mapping_job(arrays, net_cfg, cfg)
-    # Embeddings are part of the training data: a new autoencoder means a different dataset.
-    digest = hashlib.sha256(f"{data.dataset_hash(dataset_url)}:{version}".encode()).hexdigest()
+    digest = mapping_data_hash(dataset_url, version)
     summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
     return summary | {"num_samples": int(len(arrays["index"])), "embeddings_version": version}
 

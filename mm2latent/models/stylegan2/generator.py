@@ -164,7 +164,10 @@ class SynthesisLayer(nn.Module):
         self.up = up
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        # channels_last storage (same shape and values) spares oneDNN a reorder per call;
+        # load_state_dict copies into it and keeps the layout.
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3,
+                                               memory_format=torch.channels_last))
         self.bias = nn.Parameter(torch.empty(out_channels))
         self.noise_strength = nn.Parameter(torch.empty([]))
         self.register_buffer("noise_const", torch.empty(resolution, resolution))
@@ -193,7 +196,8 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const * (self.noise_strength * g)  # (R, R)
         elif noise_mode == "random":
             r = self.resolution
-            noise = torch.randn([x.shape[0], 1, r, r], generator=generator, dtype=x.dtype)
+            noise = torch.randn([x.shape[0], 1, r, r], generator=generator, dtype=x.dtype,
+                                device=x.device)
             noise = noise.mul_(self.noise_strength * g)  # (B, 1, R, R)
         return ops.noise_lrelu_(x, noise, self.conv_clamp)
 
@@ -302,17 +306,24 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}; got {noise_mode!r}")
         ws = ws.to(torch.float32)
-        # One sample at a time: a channels_last batch cannot be folded into conv groups
-        # without a reorder copy, and per-image cost on the CPU is no worse at batch 1.
-        imgs = [self._render(ws[i : i + 1], noise_mode, generator) for i in range(ws.shape[0])]
-        return imgs[0] if len(imgs) == 1 else torch.cat(imgs, dim=0)  # (B, C, R, R)
+        return self._render(0, None, None, ws, noise_mode, generator)
 
-    def _render(self, ws: torch.Tensor, noise_mode: str,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """Run all blocks for ws (B, num_ws, w_dim)."""
-        x = img = None
-        for idx, res in enumerate(self.block_resolutions):
-            block = getattr(self, f"b{res}")
+    def _render(self, first: int, x: torch.Tensor | None, img: torch.Tensor | None,
+                ws: torch.Tensor, noise_mode: str, generator: torch.Generator | None
+                ) -> torch.Tensor:
+        """Run blocks `first`.. on (x, img); ws (B, num_ws, w_dim) -> img (B, C, R, R).
+
+        Low-resolution blocks run as a batch (ops scale the activations there). From the
+        first block whose convolutions modulate the weights, each sample continues on its
+        own: that path convolves one sample at a time, and splitting here avoids
+        re-concatenating every layer's output.
+        """
+        for idx in range(first, len(self.block_resolutions)):
+            block = getattr(self, f"b{self.block_resolutions[idx]}")
+            if x is not None and x.shape[0] > 1 and not ops.scales_activations(x[:1], block.conv0.weight):
+                parts = [self._render(idx, x[i : i + 1], img[i : i + 1], ws[i : i + 1], noise_mode, generator)
+                         for i in range(x.shape[0])]
+                return torch.cat(parts, dim=0)  # (B, C, R, R)
             start = max(2 * idx - 1, 0)
             x, img = block(x, img, ws[:, start : start + block.num_conv + 1], noise_mode, generator)
         return img

@@ -1,0 +1,161 @@
+"""Whole training runs as the flows use them: train, save curves, register, write embeddings.
+
+Run directories are named by what determines the result,
+`<out>/<model name>/run-<data hash 12>-<config hash 12>`, so re-running the same command
+after an interruption finds its checkpoints (with resume) and a changed dataset or config
+always starts a fresh directory; nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+
+from mm2latent.errors import TrainingError
+from mm2latent.models.autoencoders import AutoencoderCfg
+from mm2latent.models.mapping_net import MappingNetCfg
+from mm2latent.training import data
+from mm2latent.training.autoencoders import train_autoencoder
+from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg, TrainCfg
+from mm2latent.training.embeddings import write_embeddings
+from mm2latent.training.loop import ProgressFn
+from mm2latent.training.mapping import mapping_data_hash, train_mapping
+from mm2latent.training.plots import loss_curves_png
+from mm2latent.training.registry import ModelRecord, ModelRegistry
+from storage.atomic import atomic_write_bytes
+from storage.dataset_index import complete_shards
+from storage.fs import join
+
+logger = logging.getLogger(__name__)
+
+
+def ae_name(modality: str) -> str:
+    """Registry name of a modality's autoencoder, e.g. "mask-ae"."""
+    return f"{modality}-ae"
+
+
+def mapping_name(modality: str) -> str:
+    """Registry name of a modality's MappingNet, e.g. "mapping-mask"."""
+    return f"mapping-{modality}"
+
+
+def run_url_for(out_url: str, name: str, data_hash: str, cfg: TrainCfg, arch: object) -> str:
+    """`<out>/<name>/run-<data hash>-<config+architecture hash>` (12 hex digits each)."""
+    text = json.dumps([cfg.to_dict(), dataclasses.asdict(arch)], sort_keys=True)
+    return join(out_url, name, f"run-{data_hash[:12]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}")
+
+
+def _finish_run(summary: dict, name: str, dataset_url: str, registry_url: str, config: dict,
+                extra: dict) -> ModelRecord:
+    """Write curves.png and summary.json into the run directory, then register the best epoch."""
+    run_url = summary["run_url"]
+    atomic_write_bytes(join(run_url, "curves.png"), loss_curves_png(summary["history"], name))
+    atomic_write_bytes(join(run_url, "summary.json"),
+                       (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    registry = ModelRegistry(registry_url)
+    for record in registry.records(name):  # a re-run of a finished, registered run
+        if record.checkpoint_url == summary["checkpoint_url"]:
+            return record
+    return registry.register(name, summary["checkpoint_url"], dataset_url, summary["dataset_hash"],
+                             metrics=summary["metrics"], config=config, extra=extra)
+
+
+def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: AutoencoderCfg,
+                    cfg: AutoencoderTrainCfg, resume: bool = False,
+                    on_progress: ProgressFn | None = None, real_dir: str | None = None) -> dict:
+    """Train one autoencoder, register it and write its embeddings; a JSON-able report.
+
+    Args:
+        dataset_url: dataset root.
+        out_url: root of run directories.
+        registry_url: model registry directory.
+        ae_cfg: architecture (the preset's mask_ae or sketch_ae).
+        cfg: training settings; cfg.modality picks mask or sketch.
+        resume: continue an interrupted run of the same data and config.
+        on_progress: called with 1 per finished epoch.
+        real_dir: optional directory of real `*.png` masks / sketches to train on as well.
+
+    Returns:
+        {"record": registry record dict, "summary": fit summary, "embeddings": write report}.
+    """
+    name = ae_name(cfg.modality)
+    shards = complete_shards(dataset_url)
+    digest = data.dataset_hash(dataset_url, shards)
+    # The real directory's content joins the data hash inside `fit`, which refuses to resume
+    # a run whose files changed; its URL is enough to keep runs apart here.
+    run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
+    run_url = run_url_for(out_url, name, run_hash, cfg, ae_cfg)
+    summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
+                                real_dir=real_dir)
+    if not summary["finished"]:
+        raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
+    record = _finish_run(summary, name, dataset_url, registry_url,
+                         {"train": cfg.to_dict(), "autoencoder": dataclasses.asdict(ae_cfg)},
+                         {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir})
+    embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url, record.tag)
+    return {"record": dataclasses.asdict(record), "summary": summary, "embeddings": embeddings}
+
+
+def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: MappingNetCfg,
+                cfg: MappingTrainCfg, embeddings_version: str | None = None, resume: bool = False,
+                on_progress: ProgressFn | None = None) -> dict:
+    """Train and register one MappingNet; a JSON-able report {"record", "summary"}.
+
+    Args:
+        dataset_url: dataset root.
+        out_url: root of run directories.
+        registry_url: model registry directory.
+        net_cfg: architecture with the ablation switches applied (see mapping_net_cfg).
+        cfg: training settings; cfg.modality picks the spatial input.
+        embeddings_version: e.g. "mask-ae-v2"; None = the latest registered autoencoder's.
+        resume: continue an interrupted run of the same data and config.
+        on_progress: called with 1 per finished epoch.
+    """
+    if cfg.modality != "flame" and embeddings_version is None:
+        latest = ModelRegistry(registry_url).latest(ae_name(cfg.modality))
+        if latest is None:
+            raise TrainingError(f"{registry_url}: no {ae_name(cfg.modality)} registered, so there "
+                                f"are no {cfg.modality} embeddings. Fix: run `mm2latent train "
+                                "autoencoders` first, or pass --embeddings.")
+        embeddings_version = latest.tag
+    version = None if cfg.modality == "flame" else embeddings_version
+    name = mapping_name(cfg.modality)
+    shards = complete_shards(dataset_url)
+    run_url = run_url_for(out_url, name, mapping_data_hash(dataset_url, version), cfg, net_cfg)
+    summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress)
+    if not summary["finished"]:
+        raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
+    record = _finish_run(summary, name, dataset_url, registry_url,
+                         {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
+                         {"shards": shards, "embeddings_version": version,
+                          "raw_dataset_hash": data.dataset_hash(dataset_url, shards)})
+    return {"record": dataclasses.asdict(record), "summary": summary}
+
+
+def retrain_plan(dataset_url: str, registry_url: str, names: list[str]) -> dict:
+    """Whether models `names` are out of date: the dataset has shards the last models did not see.
+
+    Returns:
+        {"needed": bool, "reason": str, "new_shards": [...], "dataset_hash": str}.
+    """
+    shards = complete_shards(dataset_url)
+    digest = data.dataset_hash(dataset_url, shards)
+    registry = ModelRegistry(registry_url)
+    stale = []
+    for name in names:
+        record = registry.latest(name)
+        seen = set(record.extra.get("shards", [])) if record else set()
+        raw = record and record.extra.get("raw_dataset_hash", record.dataset_hash)
+        if record is None or raw != digest:
+            stale.append((name, sorted(set(shards) - seen), record is None))
+    if not stale:
+        return {"needed": False, "dataset_hash": digest, "new_shards": [],
+                "reason": f"nothing to do: {', '.join(names)} are up to date with the "
+                          f"{len(shards)} complete shard(s) of {dataset_url}."}
+    new = sorted({s for _, shard_list, _ in stale for s in shard_list})
+    parts = [f"{n} ({'never trained' if missing else f'{len(s)} new shard(s)' if s else 'shards changed'})"
+             for n, s, missing in stale]
+    return {"needed": True, "dataset_hash": digest, "new_shards": new,
+            "reason": "retraining: " + "; ".join(parts) + "."}
