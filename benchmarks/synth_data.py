@@ -13,8 +13,9 @@ What it measures, all in this process unless noted:
   (the harness start-up is not timed).
 Pipeline efficiency = pipeline samples/s / bare samples/s (target >= 0.85). With n a multiple of
 the batch size (default 16 = stages.MIN_ROWS) neither path pads a batch, so the work is the same.
-Peak RSS: each of N and 4N runs in a fresh subprocess that reports its own ru_maxrss, so the
-numbers do not include this process's models. The machine may be shared: the load average is
+Peak RSS: each of N and 4N runs in a fresh subprocess, which reports the highest RSS sampled
+(every 20 ms) during the run itself and its lifetime ru_maxrss (imports and the Prefect harness
+included); neither includes this process's models. The machine may be shared: the load average is
 printed before and after; compare ratios measured in the same run. On a loaded 2-core machine
 two OpenMP threads can be many times slower than one for these small networks (threads spin at
 barriers while other processes hold the cores): `--threads 1` shows whether that is happening.
@@ -35,6 +36,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from benchmarks.generator import PeakRss
 
 MODALITIES = ("mask", "sketch", "flame", "farl")
 
@@ -111,16 +114,22 @@ def _harness():
 
 
 def _child(args: argparse.Namespace) -> None:
-    """Subprocess mode: one run of `args.child` at n = args.n; print seconds and own peak RSS."""
+    """Subprocess mode: one run of `args.child` at n = args.n; print seconds and peak RSS.
+
+    Two peaks: the process's lifetime ru_maxrss (imports, harness start-up included) and the
+    highest RSS sampled while the run itself executes, which is what grows if a run leaks.
+    """
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp:
         out = os.path.join(tmp, "data")
-        if args.child == "flow":
-            with _harness():
-                seconds, summary = flow_run(args, args.n, out)
-        else:
-            seconds, summary = library_run(args, args.n, out)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary["ok"], "peak_rss_kib": peak_kib}))
+        with contextlib.ExitStack() as stack:
+            if args.child == "flow":
+                stack.enter_context(_harness())
+            with PeakRss() as sampler:
+                run_fn = flow_run if args.child == "flow" else library_run
+                seconds, summary = run_fn(args, args.n, out)
+    lifetime_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary["ok"],
+                      "peak_rss_kib": lifetime_kib, "run_peak_rss_bytes": sampler.peak}))
 
 
 def measure_rss(args: argparse.Namespace, n: int) -> dict:
@@ -204,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.rss_n > 0:
         for n in (args.rss_n, 4 * args.rss_n):
             result = measure_rss(args, n)
-            print(f"peak RSS ({args.rss_path}, fresh process) n={n:5d}: "
+            print(f"peak RSS ({args.rss_path}, fresh process) n={n:5d}: during the run "
+                  f"{result['run_peak_rss_bytes'] / 2**20:8.1f} MiB, process lifetime "
                   f"{result['peak_rss_kib'] / 1024:8.1f} MiB  ({result['seconds']:.1f} s)")
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

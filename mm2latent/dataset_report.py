@@ -134,12 +134,19 @@ def _scan_manifests(url: str, shards: Sequence[int], vector_names: Sequence[str]
             "errors": errors, "vectors": {n: a.result() for n, a in acc.items()}}
 
 
-def _present_tar_modalities(url: str, shard: int) -> list[str]:
-    """Which of image/mask/sketch the ok rows of `shard` store (from its manifest's *_bytes)."""
-    table = read_manifest(shard_url(url, shard, "parquet"),
-                          columns=["status", *(f"{m}_bytes" for m in _TAR_MODALITIES)])
-    ok = table.filter(pc.not_equal(table["status"], STATUS_FAILED))
-    return [m for m in _TAR_MODALITIES if ok.num_rows and ok[f"{m}_bytes"].null_count < ok.num_rows]
+def _present_tar_modalities(url: str, shards: Sequence[int]) -> list[str]:
+    """Which of image/mask/sketch the dataset stores, from the first shard with an ok row.
+
+    Read from the manifests' *_bytes columns (null where a member is absent); [] if no complete
+    shard has an ok row.
+    """
+    for shard in shards:
+        table = read_manifest(shard_url(url, shard, "parquet"),
+                              columns=["status", *(f"{m}_bytes" for m in _TAR_MODALITIES)])
+        ok = table.filter(pc.not_equal(table["status"], STATUS_FAILED))
+        if ok.num_rows:
+            return [m for m in _TAR_MODALITIES if ok[f"{m}_bytes"].null_count < ok.num_rows]
+    return []
 
 
 def _first_samples(url: str, modalities: Sequence[str], limit: int) -> Iterator[dict]:
@@ -176,8 +183,8 @@ def _decoded_stats(url: str, modalities: Sequence[str], limit: int) -> dict:
     return {
         "decoded_samples": n,
         "image_mean": (image_sum / image_pixels).tolist() if image_pixels else None,
-        "mask_class_frequency": ({name: float(c / total) for name, c in zip(CELEBAMASK_HQ_CLASSES, class_pixels)}
-                                 if total else {}),
+        "mask_class_frequency": (
+            {name: float(c / total) for name, c in zip(CELEBAMASK_HQ_CLASSES, class_pixels)} if total else {}),
         "sketch_edge_density": edge_pixels / sketch_pixels if sketch_pixels else None,
     }
 
@@ -209,7 +216,7 @@ def inspect_dataset(url: str, max_decoded: int = MAX_DECODED) -> DatasetReport:
     report.samples, report.failed = scan["samples"], scan["failed"]
     report.ok = report.samples - report.failed
     report.error_kinds, report.errors, report.vectors = scan["error_kinds"], scan["errors"], scan["vectors"]
-    present = _present_tar_modalities(url, done[0])
+    present = _present_tar_modalities(url, done)
     if report.ok and present and max_decoded:
         for name, value in _decoded_stats(url, present, max_decoded).items():
             setattr(report, name, value)
@@ -245,9 +252,10 @@ def contact_sheet(url: str, n_rows: int = 8) -> np.ndarray:
     if not done:
         DatasetIndex.read(url)  # a clearer message when the root is not a dataset at all
         raise DatasetError(f"{url}: no complete shards to draw. Fix: run synth-data (or re-run it to finish).")
-    present = _present_tar_modalities(url, done[0])
+    present = _present_tar_modalities(url, done)
     if "image" not in present:
-        raise DatasetError(f"{url}: the first complete shard holds no ok sample to draw.")
+        raise DatasetError(f"{url}: no complete shard holds an ok sample to draw (every sample "
+                           "failed; `mm2latent dataset inspect` lists the errors).")
     samples = list(_first_samples(url, present, n_rows))
     h, w = samples[0]["image"].shape[1:]
     rows = []

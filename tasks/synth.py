@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from mm2latent.presets import get_preset
 from mm2latent.synth import run
+from mm2latent.synth.models import SynthModels, build_synth_models
 from mm2latent.synth.params import SynthDataParams
+from mm2latent.weights import resolve_cache_dir
 from mm2latent.synth.shard import ProgressFn
 
 
@@ -20,11 +26,24 @@ def plan_dataset(params: SynthDataParams, overwrite: bool = False) -> list[int]:
     return todo
 
 
+@functools.lru_cache(maxsize=1)
+def _models(preset: str, modalities: tuple[str, ...], device: str, cache_dir: Path) -> SynthModels:
+    """The networks of the last (preset, modalities, device) used in this process.
+
+    Shard tasks of one run share them instead of rebuilding per shard (for small shards the
+    build costs as much as the samples). One entry only, so a long-lived worker holds at most
+    one preset's networks; they are read-only in inference, so concurrent shard threads can
+    share them.
+    """
+    return build_synth_models(get_preset(preset), modalities, device, cache_dir)
+
+
 @task(name="synthesize-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
       task_run_name="shard-{shard:06d}")
 def synthesize_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None) -> dict:
     """Generate, annotate and commit one shard; returns its stats (small, JSON-able)."""
-    stats = run.run_shard(params, shard, on_progress)
+    models = _models(params.preset, params.modalities, params.device, resolve_cache_dir(None))
+    stats = run.run_shard(params, shard, on_progress, models=models)
     get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats["ok"], stats["failures"])
     return stats
 

@@ -133,3 +133,14 @@ def test_not_a_dataset_and_nothing_complete(mem_url):
         contact_sheet(mem_url)
     with pytest.raises(ValueError, match="n_rows"):
         contact_sheet(mem_url, n_rows=0)
+
+
+def test_a_first_shard_with_only_failures_is_skipped(mem_url):
+    prepare_output(mem_url, make_index(4, 2))
+    write_shard(mem_url, 0, [0, 1], failed={0, 1})
+    write_shard(mem_url, 1, [2, 3])
+    report = inspect_dataset(mem_url)
+    assert (report.ok, report.failed, report.decoded_samples) == (2, 2, 2)
+    assert report.sketch_edge_density is not None
+    sheet = contact_sheet(mem_url, n_rows=1)
+    assert np.array_equal(sheet[:, :SIZE], _png(make_sample(2)[0]["png"]))

@@ -128,6 +128,15 @@ def test_both_modulation_paths_give_the_same_gradients(monkeypatch: pytest.Monke
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_demodulation_is_layout_independent() -> None:
+    w = torch.randn(6, 5, 3, 3, dtype=torch.float64)
+    styles = torch.randn(2, 5, dtype=torch.float64)
+    ref = 1.0 / (w[None] * styles[:, None, :, None, None]).square().sum(dim=[2, 3, 4]).add(1e-8).sqrt()
+    transposed_layout = w.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)  # memory (I, k, k, O)
+    for layout in (w, w.contiguous(memory_format=torch.channels_last), transposed_layout):
+        torch.testing.assert_close(ops.demodulation(layout, styles), ref)
+
+
 def test_scales_activations_only_when_activations_are_small() -> None:
     weight = torch.empty(512, 512, 3, 3)
     assert ops.scales_activations(torch.empty(4, 512, 8, 8), weight)

@@ -28,7 +28,7 @@ def no_face_for_some(monkeypatch):
     lock = threading.Lock()
 
     def synthesize(models, dataset_seed, indices, *args, **kwargs):
-        real_parse = models.parser.parse  # models are built per shard: the patch dies with them
+        real_parse = models.parser.parse  # models are shared across shards: restored below
 
         def parse(images):
             result = real_parse(images)
@@ -39,10 +39,13 @@ def no_face_for_some(monkeypatch):
                     fraction[j] = 0.0
             return ParseResult(labels=labels, face_fraction=fraction)
 
-        models.parser.parse = parse
         with lock:
             calls["batches"] += 1
-        return real(models, dataset_seed, indices, *args, **kwargs)
+            models.parser.parse = parse
+            try:
+                return real(models, dataset_seed, indices, *args, **kwargs)
+            finally:
+                models.parser.parse = real_parse
 
     monkeypatch.setattr(shard, "synthesize_batch", synthesize)
     return calls

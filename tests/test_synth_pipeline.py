@@ -11,6 +11,9 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mm2latent.dataset_report import inspect_dataset
 from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
 from mm2latent.synth import run, shard
 from mm2latent.synth.params import parse_params
@@ -30,7 +34,9 @@ from storage.readers import iter_samples
 N = 6  # samples of the reference dataset: shards of 4 and 2 at samples_per_shard 4
 SEED = 3
 REFERENCE = dict(preset="tiny", n_samples=N, samples_per_shard=4, batch_size=16, seed=SEED)
-MEMBER_EXTS = {"png", "mask.png", "sketch.png", "w.npy", "flame.npy", "farl.npy", "json"}
+# Upstream first, so that a list of differing members starts where the difference arose.
+MEMBER_ORDER = ("png", "mask.png", "sketch.png", "w.npy", "flame.npy", "farl.npy", "json")
+MEMBER_EXTS = set(MEMBER_ORDER)
 ALL_DECODED = ("image", "mask", "sketch", "w", "flame", "farl", "json")
 
 
@@ -91,17 +97,20 @@ def reference(tmp_path_factory) -> Path:
 # Determinism
 
 
-@pytest.mark.parametrize("samples_per_shard, batch_size, n_samples", [(7, 3, N), (4, 1, 2)])
+# stages.generate calls generator.synthesis on the unpadded batch, and the generator is not
+# batch-invariant below 8 rows (max |diff| ~4e-6 for 1 or 3 rows vs 16, enough to flip pixels by
+# one level and so change every annotation): wrapping it in run_padded again makes these pass.
+@pytest.mark.parametrize("samples_per_shard, batch_size, n_samples", [
+    (7, 3, N), (4, 1, 2)])
 def test_samples_do_not_depend_on_shard_or_batch_size(reference, tmp_path, samples_per_shard,
                                                       batch_size, n_samples):
     run_all(make_params(tmp_path, samples_per_shard=samples_per_shard, batch_size=batch_size,
                         n_samples=n_samples))
     expected, got = tar_members(reference), tar_members(tmp_path)
     assert sorted(got) == [f"{i:09d}" for i in range(n_samples)]
-    for key in got:  # raw bytes of every member of every sample
-        assert set(got[key]) == MEMBER_EXTS
-        for ext in MEMBER_EXTS:
-            assert got[key][ext] == expected[key][ext], f"{key}.{ext} differs"
+    assert all(set(members) == MEMBER_EXTS for members in got.values())
+    differing = [f"{key}.{ext}" for key in got for ext in MEMBER_ORDER if got[key][ext] != expected[key][ext]]
+    assert differing == []  # raw bytes of every member of every sample
     rows, expected_rows = manifest_rows(tmp_path), manifest_rows(reference)
     assert all(rows[key] == expected_rows[key] for key in rows)  # vectors, seeds, digests
     ref_samples, samples = decoded(reference), decoded(tmp_path)
@@ -143,6 +152,21 @@ def _without_durations(stats_bytes: bytes) -> dict:
     return stats
 
 
+def assert_same_files(root: Path, reference: Path) -> dict[str, tuple[bytes, int]]:
+    """Same file names (no temp files left) and bytes as `reference`; returns root's snapshot.
+
+    Stats files hold measured durations, so they are compared without them.
+    """
+    after, expected = snapshot(root), snapshot(reference)
+    assert sorted(after) == sorted(expected)
+    for name, (data, _) in after.items():
+        if name.endswith(".stats.json"):
+            assert _without_durations(data) == _without_durations(expected[name][0]), name
+        else:
+            assert data == expected[name][0], f"{name} differs from the uninterrupted run"
+    return after
+
+
 def test_resume_after_a_crash_mid_shard_is_byte_identical(reference, tmp_path, monkeypatch):
     params = make_params(tmp_path)
     with monkeypatch.context() as patch:
@@ -162,14 +186,42 @@ def test_resume_after_a_crash_mid_shard_is_byte_identical(reference, tmp_path, m
 
     assert run_all(params) == [1]  # the complete shard 0 is skipped
 
-    after, expected = snapshot(tmp_path), snapshot(reference)
-    assert sorted(after) == sorted(expected)  # no temp files left, nothing missing
-    for name, (data, _) in after.items():
-        if name.endswith(".stats.json"):  # identical up to the measured durations
-            assert _without_durations(data) == _without_durations(expected[name][0]), name
-        else:
-            assert data == expected[name][0], f"{name} differs from the uninterrupted run"
+    after = assert_same_files(tmp_path, reference)
     assert all(after[n] == shard0[n] for n in shard0)  # shard 0 neither rewritten nor touched
+
+
+# A child process that runs the reference parameters and SIGKILLs itself while encoding sample k
+# (argv: params JSON, k): no exception handler, finally block or atexit hook gets to clean up.
+_KILLED_CHILD = """
+import json, os, signal, sys
+from mm2latent.synth import run, shard
+from mm2latent.synth.params import parse_params
+real, calls = shard.encode_members, [0]
+def encode(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+shard.encode_members = encode
+params = parse_params(**json.loads(sys.argv[1]))
+for index in run.plan(params):
+    run.run_shard(params, index)
+"""
+
+
+def test_resume_after_kill_9_mid_shard_is_byte_identical(reference, tmp_path):
+    params = make_params(tmp_path)
+    child = subprocess.run([sys.executable, "-c", _KILLED_CHILD, params.model_dump_json(), "6"],
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not any(n.startswith("shard-000001") for n in names)  # the killed shard left ...
+    assert any(n.startswith(f".{shard_name(1)}.tmp-") for n in names)  # ... only its temp tar
+
+    assert run_all(params) == [1]
+
+    assert_same_files(tmp_path, reference)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,10 +342,12 @@ def test_reader_decodes_documented_dtypes_and_shapes(reference):
         assert abs(float(sample["farl"].norm()) - 1.0) < 1e-5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "run.dataset_index/shard.write_shard never pass vector_dims: the manifest always expects "
-    "w, flame and farl vectors, so a run without the flame or farl modality fails at commit"))
 def test_a_subset_of_modalities_writes_only_those_members(tmp_path):
     params = make_params(tmp_path, n_samples=1, modalities=("sketch",))
     run_all(params)
     assert set(tar_members(tmp_path)["000000000"]) == {"png", "sketch.png", "w.npy", "json"}
+    row = manifest_rows(tmp_path)["000000000"]
+    assert "flame" not in row and "farl" not in row and row["mask_bytes"] is None
+    report = inspect_dataset(str(tmp_path))
+    assert set(report.vectors) == {"w"} and report.ok == 1
+    assert report.mask_class_frequency == {} and report.sketch_edge_density is not None

@@ -10,7 +10,7 @@ import torch
 from mm2latent import __version__
 from mm2latent.errors import DatasetError
 from mm2latent.presets import PresetCfg, get_preset
-from mm2latent.synth.models import (build_synth_models, check_weights_available, vector_dims,
+from mm2latent.synth.models import (SynthModels, build_synth_models, check_weights_available, vector_dims,
                                      weight_digests)
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn, write_shard
@@ -58,10 +58,11 @@ def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | Non
 
 
 def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None,
-              cache_dir: Path | None = None) -> dict:
-    """Build the preset's networks and write one shard; returns its stats."""
+              cache_dir: Path | None = None, models: SynthModels | None = None) -> dict:
+    """Write one shard with the preset's networks (built here unless `models` is given)."""
     preset = get_preset(params.preset)
-    models = build_synth_models(preset, params.modalities, params.device, cache_dir)
+    if models is None:
+        models = build_synth_models(preset, params.modalities, params.device, cache_dir)
     with torch.inference_mode():
         return write_shard(models, params, preset.name, store_size(params, preset), shard,
                            vector_dims(preset, params.modalities), on_progress)

@@ -61,8 +61,8 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     after an antialiased resize to `store_size` when that differs from the generator's.
     """
     ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
-    # Not padded: synthesis renders one sample at a time (its style affines always see 1 row).
-    images = generator.synthesis(ws, noise_mode="const")  # (B, 3, R, R)
+    # Padded too: the style affines are matrix multiplies over the batch rows.
+    images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
     if images.shape[-1] != store_size:
         images = F.interpolate(images, size=(store_size, store_size), mode="bilinear",
                                align_corners=False, antialias=True)

@@ -164,10 +164,15 @@ class SynthesisLayer(nn.Module):
         self.up = up
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
-        # channels_last storage (same shape and values) spares oneDNN a reorder per call;
+        # Same shape and values as upstream, stored so that the conv sees a dense layout it
+        # takes without a copy: channels_last (O, 3, 3, I) for the 3x3 conv, and for the
+        # transposed conv (weight viewed as (I, O, 3, 3)) the memory order (I, 3, 3, O).
         # load_state_dict copies into it and keeps the layout.
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3,
-                                               memory_format=torch.channels_last))
+        if up == 1:
+            weight = torch.empty(out_channels, in_channels, 3, 3, memory_format=torch.channels_last)
+        else:
+            weight = torch.empty(in_channels, 3, 3, out_channels).permute(3, 0, 1, 2)  # (O, I, 3, 3)
+        self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.empty(out_channels))
         self.noise_strength = nn.Parameter(torch.empty([]))
         self.register_buffer("noise_const", torch.empty(resolution, resolution))
