@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from mm2latent.errors import ConfigError
+from mm2latent.config_utils import resolve_preset
 from mm2latent.models.autoencoders import AutoencoderCfg, autoencoder_preset
 from mm2latent.models.clip_towers import ClipTowerCfg, clip_config
 from mm2latent.models.deca import DecaConfig, deca_config
@@ -95,12 +95,6 @@ def get_preset(name: str, **overrides: object) -> PresetCfg:
 
     Args:
         name: a key of PRESETS.
-        **overrides: PresetCfg fields to replace (e.g. parser="bisenet").
+        **overrides: PresetCfg fields to replace (e.g. parser_weights="bisenet.celebamask-79999").
     """
-    if name not in PRESETS:
-        raise ConfigError(f"Unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}.")
-    valid = {f.name for f in dataclasses.fields(PresetCfg)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ConfigError(f"Unknown preset field(s) {unknown}; valid fields: {', '.join(sorted(valid))}.")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return resolve_preset(PRESETS, name, overrides)

@@ -15,7 +15,7 @@ from mm2latent.models.deca import (
     flame_encoder_from_checkpoint,
     load_deca_flame_encoder,
 )
-from mm2latent.models.resnet_blocks import expected_shapes
+from mm2latent.checkpoint_io import expected_shapes
 from mm2latent.seeding import seeded_init
 from tests.fabricate_encoders import official_deca_shapes, write_deca_checkpoint
 

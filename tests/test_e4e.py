@@ -18,7 +18,7 @@ from mm2latent.models.e4e import (
     e4e_encoder_from_checkpoint,
     load_e4e_encoder,
 )
-from mm2latent.models.resnet_blocks import expected_shapes
+from mm2latent.checkpoint_io import expected_shapes
 from tests.fabricate_encoders import official_e4e_encoder_shapes, write_e4e_checkpoint
 
 TINY = e4e_config("tiny")

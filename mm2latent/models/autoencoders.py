@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mm2latent.errors import ConfigError
-from mm2latent.models.resnet_blocks import resolve_preset
+from mm2latent.config_utils import resolve_preset
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import torch
 
 from mm2latent.errors import CheckpointError
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg
-from mm2latent.models.resnet_blocks import load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
 from mm2latent.errors import ConfigError
-from mm2latent.models.resnet_blocks import require_positive, resolve_preset
+from mm2latent.config_utils import require_positive, resolve_preset
 
 logger = logging.getLogger(__name__)
 

@@ -28,13 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm2latent.errors import CheckpointError, ConfigError
-from mm2latent.models.resnet_blocks import (
-    describe_container,
-    load_state_checked,
-    read_torch_checkpoint,
-    require_positive,
-    resolve_preset,
-)
+from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
+from mm2latent.config_utils import require_positive, resolve_preset
 
 logger = logging.getLogger(__name__)
 

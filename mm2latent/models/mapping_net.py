@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from mm2latent.errors import CheckpointError, ConfigError
-from mm2latent.models.resnet_blocks import load_state_checked, read_torch_checkpoint, resolve_preset
+from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
+from mm2latent.config_utils import resolve_preset
 
 logger = logging.getLogger(__name__)
 

@@ -1,63 +1,30 @@
-"""Plumbing shared by the two ResNet-family face encoders (DECA's E_flame and e4e's IR-SE50).
+"""Reading official torch checkpoints safely and copying them strictly into our modules.
 
-Both port an official torch checkpoint into a module whose parameter names follow upstream, so
-both need the same three things: read a torch file safely, copy a state dict strictly with
-errors that name the file and the key, and resolve a named config preset with overrides.
+Every loader ports an upstream file into a module whose parameter names follow upstream, so
+all need the same two things: read a torch file with weights_only (extra classes admitted per
+call, never globally), and copy a state dict strictly with errors that name the file, the key
+and the expected vs found shape.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import fsspec
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
-
-CfgT = TypeVar("CfgT")
 
 # BatchNorm's step counter is only used in training with momentum=None; files written before
 # torch 0.4.1 lack it, so its absence is not a reason to reject a checkpoint.
 OPTIONAL_KEY_SUFFIXES = ("num_batches_tracked",)
 _MAX_LISTED = 8
-
-
-def resolve_preset(presets: Mapping[str, CfgT], name: str, overrides: Mapping[str, Any]) -> CfgT:
-    """Return preset `name` with `overrides` applied; unknown names/fields raise ConfigError.
-
-    Args:
-        presets: named config instances.
-        name: the preset to start from.
-        overrides: field -> value replacements (dataclasses.replace).
-    """
-    if name not in presets:
-        raise ConfigError(f"Unknown preset {name!r}; known: {', '.join(sorted(presets))}.")
-    base = presets[name]
-    fields = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ConfigError(
-            f"Unknown config field(s) {', '.join(unknown)} for {type(base).__name__}; "
-            f"valid: {', '.join(sorted(fields))}."
-        )
-    return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
-
-
-def require_positive(cfg: object, names: Iterable[str]) -> None:
-    """Raise ConfigError if any named int field of `cfg` is not a positive integer."""
-    for name in names:
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(
-                f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}."
-            )
 
 
 def read_torch_checkpoint(path: str | os.PathLike[str], safe_globals: Iterable[type] = ()) -> Any:
