@@ -37,7 +37,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         image_size: stored image side in pixels; None = the preset's.
         image_format: "png" (lossless) or "jpg".
         modalities: annotations to compute, subset of mask, sketch, flame, farl.
-        max_workers: shards processed at once (threads), at most 8.
+        max_workers: shards processed at once (threads, at most 8); 1 = in the flow's thread.
         overwrite: delete an existing dataset at `out` instead of resuming into it.
         on_progress: called with the number of samples finished (local CLI progress bar).
     """
@@ -46,7 +46,12 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
     todo = plan_dataset(params, overwrite)
-    for start in range(0, len(todo), min(params.max_workers, _MAX_THREADS)):
+    if params.max_workers == 1:
+        # Called directly, a task runs in the flow's own thread: a second thread would bring a
+        # second OpenMP team whose spinning workers compete with the first for the same cores.
+        for shard in todo:
+            synthesize_shard(params, shard, on_progress)
+    for start in range(0, len(todo) if params.max_workers > 1 else 0, params.max_workers):
         wave = todo[start:start + params.max_workers]
         futures = [synthesize_shard.submit(params, shard, on_progress) for shard in wave]
         for future in futures:
