@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 
 import pytest
 
@@ -26,3 +27,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def mem_url():
+    """A fresh memory:// directory URL, removed after the test (memory:// is process-global)."""
+    from fsspec.core import url_to_fs
+
+    url = f"memory://test-{uuid.uuid4().hex}"
+    yield url
+    fs, root = url_to_fs(url)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)

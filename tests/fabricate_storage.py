@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import uuid
 
 import numpy as np
-import pytest
-from fsspec.core import url_to_fs
 from PIL import Image
 
 from storage.dataset_index import DatasetIndex, commit_shard, prepare_output, shard_url
@@ -84,13 +81,3 @@ def write_dataset(url: str, n_shards: int = 2, per_shard: int = 3, failed: set[i
     for shard in range(n_shards):
         indices = list(range(shard * per_shard, (shard + 1) * per_shard))
         write_shard(url, shard, indices, failed, dims)
-
-
-@pytest.fixture
-def mem_url():
-    """A fresh memory:// directory URL, removed after the test (memory:// is process-global)."""
-    url = f"memory://storage-test-{uuid.uuid4().hex}"
-    yield url
-    fs, root = url_to_fs(url)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)

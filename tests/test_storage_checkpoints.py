@@ -14,7 +14,6 @@ from mm2latent.errors import CheckpointError
 from storage.atomic import temp_name
 from storage.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from storage.fs import join
-from tests.fabricate_storage import mem_url  # noqa: F401 - pytest fixture
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,6 @@ from fsspec.core import url_to_fs
 from mm2latent.errors import DatasetError
 from storage.atomic import AtomicFile, atomic_write_bytes, is_temp_name, remove_temp_files, temp_name
 from storage.fs import check_writable, dirname, join, open_fs
-from tests.fabricate_storage import mem_url  # noqa: F401 - pytest fixture
 
 
 def _fsspec_cache() -> dict:

@@ -15,7 +15,6 @@ from mm2latent.synth import shard
 from storage.dataset_index import read_shard_stats, shard_url
 from storage.fs import join
 from storage.manifest import read_manifest
-from tests.fabricate_storage import mem_url  # noqa: F401  (fixture)
 
 NO_FACE = {1, 3}  # sample indices whose parse is forced to all-background
 

@@ -18,7 +18,6 @@ from mm2latent.training.autoencoders import (build_autoencoder, load_autoencoder
                                              train_autoencoder)
 from mm2latent.training.config import autoencoder_train_cfg
 from mm2latent.training.embeddings import embeddings_url, read_embeddings, write_embeddings
-from tests.fabricate_storage import mem_url  # noqa: F401  (fixture)
 from tests.fabricate_training import write_learnable_dataset
 
 TINY = get_preset("tiny")

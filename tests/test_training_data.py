@@ -10,7 +10,6 @@ from mm2latent.errors import ConfigError, TrainingError
 from mm2latent.training import data
 from mm2latent.training.config import MappingTrainCfg, TrainCfg, autoencoder_train_cfg
 from storage.dataset_index import DatasetIndex
-from tests.fabricate_storage import mem_url  # noqa: F401  (fixture)
 from tests.fabricate_training import write_learnable_dataset, write_learnable_shard
 
 

@@ -9,7 +9,6 @@ from mm2latent.training import data
 from mm2latent.training.pipeline import retrain_plan
 from mm2latent.training.registry import ModelRegistry
 from storage.fs import join
-from tests.fabricate_storage import mem_url  # noqa: F401  (fixture)
 from tests.fabricate_training import write_learnable_dataset, write_learnable_shard
 
 
