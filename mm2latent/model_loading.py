@@ -12,6 +12,8 @@ from pathlib import Path
 from torch import nn
 
 from mm2latent import weights
+from mm2latent.presets import PresetCfg
+from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
 from mm2latent.models.deca import load_deca_flame_encoder
 from mm2latent.models.e4e import load_e4e_encoder
@@ -41,3 +43,16 @@ def load_weights(name: str, cache_dir: Path | None = None) -> nn.Module:
     """
     spec = weights.get_spec(name)
     return LOADERS[spec.format](weights.resolve(name, cache_dir))
+
+
+def build_component(preset: PresetCfg, component: str, make: Callable[[], nn.Module],
+                    cache_dir: Path | None) -> nn.Module:
+    """Load `component` from its registered weights if the preset names them, else seed it.
+
+    Seeded parameters depend only on (preset.init_seed, component).
+    """
+    name = preset.weight_names().get(component)
+    if name is not None:
+        return load_weights(name, cache_dir)
+    with seeded_init(derive_seed(preset.init_seed, component)):
+        return make()

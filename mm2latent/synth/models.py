@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from mm2latent import weights
-from mm2latent.model_loading import load_weights
+from mm2latent.model_loading import build_component
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.deca import FlameEncoder
 from mm2latent.models.face_parser.base import FaceParser
@@ -19,7 +18,7 @@ from mm2latent.models.face_parser.bisenet import BiSeNet
 from mm2latent.models.sketch import SketchCfg
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
-from mm2latent.seeding import derive_seed, seeded_init
+from mm2latent.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -80,19 +79,6 @@ def weight_digests(preset: PresetCfg, modalities: Sequence[str],
     return digests
 
 
-def _build(preset: PresetCfg, component: str, make: Callable[[], nn.Module],
-           cache_dir: Path | None) -> nn.Module:
-    """Load `component` from its registered weights if the preset names them, else seed it.
-
-    Seeded parameters depend only on (preset.init_seed, component).
-    """
-    name = preset.weight_names().get(component)
-    if name is not None:
-        return load_weights(name, cache_dir)
-    with seeded_init(derive_seed(preset.init_seed, component)):
-        return make()
-
-
 def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str = "cpu",
                        cache_dir: Path | None = None) -> SynthModels:
     """Networks for a synth-data run of `preset` computing `modalities`.
@@ -104,14 +90,14 @@ def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str
         cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
     """
     check_weights_available(preset, modalities, cache_dir)  # every missing file, before loading any
-    generator = _build(preset, "generator", lambda: Generator(preset.generator), cache_dir)
+    generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     parser = flame = farl = None
     if "mask" in modalities:
-        parser = _build(preset, "parser", lambda: BiSeNet(preset.bisenet), cache_dir)
+        parser = build_component(preset, "parser", lambda: BiSeNet(preset.bisenet), cache_dir)
     if "flame" in modalities:
-        flame = _build(preset, "deca", lambda: FlameEncoder(preset.deca), cache_dir)
+        flame = build_component(preset, "deca", lambda: FlameEncoder(preset.deca), cache_dir)
     if "farl" in modalities:
-        farl = _build(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
+        farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     target = torch.device(device)
     for net in (generator, parser, flame, farl):
         if net is not None:
