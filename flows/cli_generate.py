@@ -12,8 +12,9 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_common import console, user_errors
+from mm2latent.training.registry import default_registry_url
 
-Models = Annotated[str, typer.Option(help="Model registry directory written by `mm2latent train` (e.g. runs/tiny).")]
+Models = Annotated[str, typer.Option(help="The --out directory of `mm2latent train` (e.g. runs/tiny); its registry is <models>/registry.")]
 Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces) or ffhq.")]
 Out = Annotated[str, typer.Option(help="Output PNG (several images are placed side by side).")]
 Device = Annotated[str, typer.Option(help="torch device.")]
@@ -56,7 +57,7 @@ def generate_command(
 
     with user_errors():
         modality, condition = _condition(mask, sketch, flame)
-        model = load_inference(preset, models, modality, device)
+        model = load_inference(preset, default_registry_url(models), modality, device)
         noise_seed = seed if seed is not None or n == 1 else 0
         images = model.generate([text] * n, condition, truncation_psi=psi, noise_seed=noise_seed)
         write_png(out, images)
@@ -86,7 +87,7 @@ def edit_command(
             given, condition = _condition(mask, sketch, flame)
             if given != modality:
                 raise ConfigError(f"--{given} was given but --modality is {modality}; make them agree.")
-        model = load_inference(preset, models, modality, device)
+        model = load_inference(preset, default_registry_url(models), modality, device)
         images = model.edit(read_image(image), target, pivot, beta, spatial=condition)
         write_png(out, images)
     _note_tiny(preset)

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, replace_cfg
 from mm2latent.training.pipeline import ae_name, mapping_name
+from mm2latent.training.registry import default_registry_url
 from storage.fs import join
 from tasks.train import plan_retrain, train_autoencoder, train_mapping
 
@@ -68,7 +69,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                      weight_decay=weight_decay, val_fraction=val_fraction, patience=patience,
                      seed=seed, device=device)
     configs = [autoencoder_train_cfg(m, **overrides) for m in modalities]  # fail before training
-    registry = registry or join(out, "registry")
+    registry = registry or default_registry_url(out)
     reports = []
     for cfg in configs:
         report = train_autoencoder(dataset, out, registry, preset, cfg, resume, on_progress,
@@ -111,7 +112,7 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
         val_fraction=val_fraction, patience=patience, seed=seed, device=device,
         cosine_weight=cosine_weight))
     switches = {"use_batchnorm": batchnorm, "dropout": dropout, "depth": depth}
-    report = train_mapping(dataset, out, registry or join(out, "registry"), preset, cfg,
+    report = train_mapping(dataset, out, registry or default_registry_url(out), preset, cfg,
                            switches, embeddings, resume, on_progress)
     _publish(report)
     return report
@@ -135,7 +136,7 @@ def retrain(dataset: str, out: str = "runs", registry: str | None = None, preset
         mappings: MappingNets to keep current (mask, sketch, flame).
         ae_epochs, mapping_epochs, batch_size, device: training overrides; None = default.
     """
-    registry = registry or join(out, "registry")
+    registry = registry or default_registry_url(out)
     names = [ae_name(m) for m in autoencoders] + [mapping_name(m) for m in mappings]
     plan = plan_retrain(dataset, registry, names)
     create_markdown_artifact(f"# retrain\n\n{plan['reason']}", key="retrain-decision")

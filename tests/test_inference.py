@@ -37,7 +37,7 @@ from mm2latent.training.autoencoders import load_autoencoder
 from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg
 from mm2latent.training.mapping import load_mapping_net, mapping_net_cfg
 from mm2latent.training.pipeline import autoencoder_run, mapping_run
-from mm2latent.training.registry import ModelRegistry
+from mm2latent.training.registry import ModelRegistry, default_registry_url
 
 PRESET = get_preset("tiny")
 SEED = PRESET.init_seed
@@ -48,19 +48,25 @@ def registry(tmp_path_factory) -> str:
     """Registry URL of a tiny setup: mask-ae v1 (used by mapping-mask) and v2, sketch-ae, 3 mappings."""
     root = tmp_path_factory.mktemp("inference")
     data, runs = str(root / "data"), str(root / "runs")
+    registry = default_registry_url(runs)  # where `mm2latent train --out runs` registers
     params = SynthDataParams(preset="tiny", n_samples=16, samples_per_shard=16, out=data,
                              modalities=("mask", "sketch", "flame", "farl"))
     for shard in run.plan(params):
         run.run_shard(params, shard)
     quick = dict(epochs=1, batch_size=8, val_fraction=0.0)
     for modality, ae_cfg in (("mask", PRESET.mask_ae), ("sketch", PRESET.sketch_ae)):
-        autoencoder_run(data, runs, runs, ae_cfg, autoencoder_train_cfg(modality, **quick))
+        autoencoder_run(data, runs, registry, ae_cfg, autoencoder_train_cfg(modality, **quick))
     for modality in ("mask", "sketch", "flame"):
-        mapping_run(data, runs, runs, mapping_net_cfg(PRESET.mapping, modality),
+        mapping_run(data, runs, registry, mapping_net_cfg(PRESET.mapping, modality),
                     MappingTrainCfg(modality=modality, **quick))
     # A newer mask autoencoder the mask MappingNet never saw: inference must not pick it.
-    autoencoder_run(data, runs, runs, PRESET.mask_ae, autoencoder_train_cfg("mask", seed=7, **quick))
-    return runs
+    autoencoder_run(data, runs, registry, PRESET.mask_ae, autoencoder_train_cfg("mask", seed=7, **quick))
+    return registry
+
+
+def _runs_dir(registry: str) -> str:
+    """The `--models` directory (training --out) whose default registry is `registry`."""
+    return registry.rsplit("/", 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +244,7 @@ def test_cli_generate_and_edit(tmp_path, registry, models):
     mask = _masks(1)[0]
     out = tmp_path / "gen.png"
     result = runner.invoke(app, ["generate", "--text", "a face", "--mask", _png(mask, tmp_path / "m.png"),
-                                 "--models", registry, "--out", str(out), "--n", "2", "--seed", "3"])
+                                 "--models", _runs_dir(registry), "--out", str(out), "--n", "2", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "NOT" in result.output and "faces" in result.output
     expected = models["mask"].generate(["a face"] * 2, mask, noise_seed=3)
@@ -247,16 +253,16 @@ def test_cli_generate_and_edit(tmp_path, registry, models):
     source = _png(np.asarray(expected[0]), tmp_path / "face.png")
     edited = tmp_path / "edited.png"
     result = runner.invoke(app, ["edit", source, "--target", "a smiling face", "--beta", "0",
-                                 "--models", registry, "--out", str(edited)])
+                                 "--models", _runs_dir(registry), "--out", str(edited)])
     assert result.exit_code == 0, result.output
     image = torch.from_numpy(np.asarray(expected[0])).permute(2, 0, 1)[None].float() / 255
     assert np.array_equal(_decoded(edited), _e4e_reconstruction(image)[0].numpy())
 
     rgb = _png(np.zeros((64, 64, 3), np.uint8), tmp_path / "rgb.png")
-    bad = runner.invoke(app, ["generate", "--text", "a face", "--mask", rgb, "--models", registry])
+    bad = runner.invoke(app, ["generate", "--text", "a face", "--mask", rgb, "--models", _runs_dir(registry)])
     assert bad.exit_code == 2
     assert re.search(r"rgb\.png: a mask must be a single-channel label PNG", bad.output)
-    none = runner.invoke(app, ["generate", "--text", "a face", "--models", registry])
+    none = runner.invoke(app, ["generate", "--text", "a face", "--models", _runs_dir(registry)])
     assert none.exit_code == 2 and "exactly one spatial condition" in none.output
 
 
@@ -269,12 +275,12 @@ def test_cli_generate_from_a_flame_file_and_a_misshaped_one(tmp_path, registry, 
     np.save(bad, flame[:100])
     out = tmp_path / "flame.png"
     result = CliRunner().invoke(app, ["generate", "--text", "a face", "--flame", str(good),
-                                      "--models", registry, "--out", str(out)])
+                                      "--models", _runs_dir(registry), "--out", str(out)])
     assert result.exit_code == 0, result.output
     expected = models["flame"].generate(["a face"], flame.astype(np.float32))[0].numpy()
     assert np.array_equal(_decoded(out), expected)
     result = CliRunner().invoke(app, ["generate", "--text", "a face", "--flame", str(bad),
-                                      "--models", registry])
+                                      "--models", _runs_dir(registry)])
     assert result.exit_code == 2 and "short.npy" in result.output and "(100,)" in result.output
 
 

@@ -18,6 +18,11 @@ from mm2latent.errors import TrainingError
 from storage.atomic import atomic_write_bytes
 from storage.fs import join, open_fs
 
+
+def default_registry_url(out: str) -> str:
+    """Where `mm2latent train --out OUT` registers models unless told otherwise: OUT/registry."""
+    return join(out, "registry")
+
 logger = logging.getLogger(__name__)
 
 REGISTRY_FILE = "registry.json"
