@@ -8,9 +8,9 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mm2latent.presets import get_preset
+from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.synth import run
-from mm2latent.synth.models import SynthModels, build_synth_models
+from mm2latent.synth.models import SynthModels, build_synth_models, weight_digests
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.weights import resolve_cache_dir
 from mm2latent.synth.shard import ProgressFn
@@ -27,23 +27,31 @@ def plan_dataset(params: SynthDataParams, overwrite: bool = False) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _models(preset: str, modalities: tuple[str, ...], device: str, cache_dir: Path) -> SynthModels:
-    """The networks of the last (preset, modalities, device) used in this process.
+def _models(preset: PresetCfg, modalities: tuple[str, ...], device: str, cache_dir: Path,
+            digests: tuple[tuple[str, str], ...]) -> SynthModels:
+    """The networks of the last (preset config, modalities, device, weights) used in this process.
 
     Shard tasks of one run share them instead of rebuilding per shard (for small shards the
     build costs as much as the samples). One entry only, so a long-lived worker holds at most
     one preset's networks; they are read-only in inference, so concurrent shard threads can
-    share them.
+    share them. The weight digests are part of the key, so a replaced weights file is reloaded
+    (the dataset records the digests `plan` saw, which must be the weights actually used).
     """
-    return build_synth_models(get_preset(preset), modalities, device, cache_dir)
+    return build_synth_models(preset, modalities, device, cache_dir)
+
+
+def _shared_models(params: SynthDataParams) -> SynthModels:
+    """The cached networks for `params`, keyed by the full preset config and weight digests."""
+    preset, cache_dir = get_preset(params.preset), resolve_cache_dir(None)
+    digests = weight_digests(preset, params.modalities, cache_dir)
+    return _models(preset, params.modalities, params.device, cache_dir, tuple(sorted(digests.items())))
 
 
 @task(name="synthesize-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
       task_run_name="shard-{shard:06d}")
 def synthesize_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None) -> dict:
     """Generate, annotate and commit one shard; returns its stats (small, JSON-able)."""
-    models = _models(params.preset, params.modalities, params.device, resolve_cache_dir(None))
-    stats = run.run_shard(params, shard, on_progress, models=models)
+    stats = run.run_shard(params, shard, on_progress, models=_shared_models(params))
     get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats["ok"], stats["failures"])
     return stats
 
