@@ -14,7 +14,7 @@ What it measures, all in this process unless noted:
 Pipeline efficiency = pipeline samples/s / bare samples/s (target >= 0.85). Fixed costs (Prefect
 task bookkeeping, about 1 s per run; model builds) do not shrink with n, and `tiny` does 256
 samples of real work in under a second, so measure the steady state with shards of hundreds. With n a multiple of
-the batch size (default 16 = stages.MIN_ROWS) neither path pads a batch, so the work is the same.
+the batch size (default 16 = batching.MIN_ROWS) neither path pads a batch, so the work is the same.
 Peak RSS: each of N and 4N runs in a fresh subprocess, which reports the highest RSS sampled
 (every 20 ms) during the run itself and its lifetime ru_maxrss (imports and the Prefect harness
 included); neither includes this process's models. The machine may be shared: the load average is

@@ -33,21 +33,15 @@ NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its im
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
 
 
-def _samples_done(out: str, samples_per_shard: int, n_samples: int) -> int:
-    """Samples already in complete shards at `out` (for the progress bar's starting point)."""
+def _samples_done(params) -> int:
+    """Samples already in complete shards at params.out (the progress bar's starting point)."""
     from mm2latent.errors import DatasetError
-    from storage.dataset_index import read_shard_stats
+    from mm2latent.synth.run import done_shards
 
-    done = 0
-    n_shards = -(-n_samples // samples_per_shard)
     try:
-        for shard in range(n_shards):
-            stats = read_shard_stats(out, shard)
-            expected = min(samples_per_shard, n_samples - shard * samples_per_shard)
-            done += expected if stats is not None and stats["count"] == expected else 0
+        return sum(len(params.shard_indices(shard)) for shard in done_shards(params))
     except (DatasetError, OSError):
         return 0
-    return done
 
 
 def _progress() -> Progress:
@@ -86,7 +80,7 @@ def synth_data_command(
         params = parse_params(**values)  # fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
-        already = 0 if overwrite else _samples_done(out, samples_per_shard, n)
+        already = 0 if overwrite else _samples_done(params)
         with _progress() as progress:
             bar = progress.add_task("synth-data", total=params.n_samples, completed=already, rate="")
             clock = {"start": time.perf_counter(), "count": 0}

@@ -51,10 +51,13 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         # second OpenMP team whose spinning workers compete with the first for the same cores.
         for shard in todo:
             synthesize_shard(params, shard, on_progress)
-    for start in range(0, len(todo) if params.max_workers > 1 else 0, params.max_workers):
-        wave = todo[start:start + params.max_workers]
-        futures = [synthesize_shard.submit(params, shard, on_progress) for shard in wave]
-        for future in futures:
+    else:
+        in_flight = []  # at most max_workers shards submitted and not yet finished
+        for shard in todo:
+            if len(in_flight) == params.max_workers:
+                in_flight.pop(0).result()
+            in_flight.append(synthesize_shard.submit(params, shard, on_progress))
+        for future in in_flight:
             future.result()
     summary = summarize_dataset(params)
     create_markdown_artifact(_summary_markdown(summary), key="synth-data-summary")

@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mm2latent.batching import run_padded
 from mm2latent.errors import ConfigError
-from mm2latent.models.autoencoders import SpatialAutoencoder, mask_to_input, sketch_to_input
+from mm2latent.model_loading import build_component
+from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.deca import FlameEncoder, ffhq_crop_for_deca
 from mm2latent.models.e4e import E4EEncoder
@@ -40,8 +42,7 @@ from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.seeding import derive_seed
 from mm2latent.synth import stages
 from mm2latent.synth.encode import encode_png
-from mm2latent.model_loading import build_component
-from mm2latent.training.autoencoders import load_autoencoder
+from mm2latent.training.autoencoders import load_autoencoder, to_network_input
 from mm2latent.training.data import resize_map
 from mm2latent.training.mapping import FLAME_DIM, load_mapping_net
 from mm2latent.training.pipeline import ae_name, mapping_name
@@ -170,10 +171,9 @@ def _broadcast(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("capt
                       "either, or the same number of both.")
 
 
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, R, R) generator output in [-1, 1] -> (B, R, R, 3) uint8, as synth-data stores it."""
-    pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # (B, 3, R, R)
-    return pixels.permute(0, 2, 3, 1).contiguous()  # (B, R, R, 3)
+def _quantize(images: torch.Tensor) -> torch.Tensor:
+    """Generator output (B, 3, R, R) -> uint8 (B, R, R, 3), exactly as synth-data stores it."""
+    return stages.store_pixels(images, images.shape[-1])
 
 
 def _stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
@@ -346,8 +346,9 @@ class Mm2LatentGenerator:
         maps = check_masks(spatial) if self.modality == "mask" else check_sketches(spatial)
         ae_cfg = self.autoencoder.cfg
         maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
-        to_input = mask_to_input if self.modality == "mask" else sketch_to_input
-        return self.autoencoder.encode(to_input(maps.to(self.device), ae_cfg))  # (B, D)
+        inputs = to_network_input(maps.to(self.device), ae_cfg)
+        # Padded like synth-data's stages so a lone map encodes as it did inside a batch.
+        return run_padded(self.autoencoder.encode, inputs)  # (B, D)
 
     @torch.no_grad()
     def latents(self, texts: Sequence[str], spatial: Spatial) -> torch.Tensor:
@@ -370,12 +371,12 @@ class Mm2LatentGenerator:
                 image i drawn from its own RNG seeded by (noise_seed, i).
         """
         if noise_seed is None:
-            return quantize(self.generator.synthesize_from_w(w, noise_mode="const"))
+            return _quantize(self.generator.synthesize_from_w(w, noise_mode="const"))
         images = []
         for i in range(w.shape[0]):
             rng = torch.Generator(self.device).manual_seed(derive_seed(noise_seed, i))
             images.append(self.generator.synthesize_from_w(w[i:i + 1], "random", rng))
-        return quantize(torch.cat(images))
+        return _quantize(torch.cat(images))
 
     @torch.no_grad()
     def generate(self, texts: Sequence[str], spatial: Spatial, truncation_psi: float = 1.0,

@@ -185,6 +185,18 @@ def complete_shards(dataset_url: str) -> list[int]:
     return done
 
 
+def begin_shard(dataset_url: str, index: int) -> None:
+    """Mark shard `index` incomplete before rewriting it: remove its stats file if present.
+
+    Without this, a rerun that redoes a shard (e.g. a short last shard after n_samples grew)
+    would leave the old completion marker in place while the new tar is committed, and a crash
+    in between would leave a shard that looks complete but whose files disagree.
+    """
+    fs, path = open_fs(shard_url(dataset_url, index, "stats.json"))
+    if fs.exists(path):
+        fs.rm(path)
+
+
 def commit_shard(
     dataset_url: str,
     index: int,

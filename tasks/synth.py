@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -40,11 +41,16 @@ def _models(preset: PresetCfg, modalities: tuple[str, ...], device: str, cache_d
     return build_synth_models(preset, modalities, device, cache_dir)
 
 
+_MODELS_LOCK = threading.Lock()  # lru_cache alone lets concurrent first calls all build
+
+
 def _shared_models(params: SynthDataParams) -> SynthModels:
     """The cached networks for `params`, keyed by the full preset config and weight digests."""
     preset, cache_dir = get_preset(params.preset), resolve_cache_dir(None)
     digests = weight_digests(preset, params.modalities, cache_dir)
-    return _models(preset, params.modalities, params.device, cache_dir, tuple(sorted(digests.items())))
+    with _MODELS_LOCK:
+        return _models(preset, params.modalities, params.device, cache_dir,
+                       tuple(sorted(digests.items())))
 
 
 @task(name="synthesize-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,

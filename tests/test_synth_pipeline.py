@@ -2,7 +2,7 @@
 refusal of mismatched reuse, fail-fast parameter checks and the documented member formats.
 
 Every run uses the `tiny` preset and a handful of samples. Each stage pads its batch to
-stages.MIN_ROWS rows, so a run costs one padded forward pass per batch; the runs below are
+batching.MIN_ROWS rows, so a run costs one padded forward pass per batch; the runs below are
 sized to keep the number of batches small.
 """
 

@@ -29,10 +29,10 @@ class SynthDataParams(BaseModel):
     out: str = "data/tiny"                   # fsspec URL of the dataset root
     batch_size: int = Field(16, gt=0)        # samples per forward pass (never changes results)
     device: str = "cpu"                      # torch device for every network
-    image_size: int | None = None            # stored image side, px; None = generator resolution
+    image_size: int | None = None            # stored image side, px; None = the preset's store_size
     image_format: Literal["png", "jpg"] = "png"  # png is lossless; jpg is 95-quality, 4:4:4
     modalities: tuple[Modality, ...] = ALL_MODALITIES  # annotations to compute (w is always kept)
-    max_workers: int = Field(1, gt=0)        # shards processed concurrently in one process
+    max_workers: int = Field(1, gt=0, le=8)  # shards processed concurrently (threads) in one process
 
     @field_validator("modalities")
     @classmethod
@@ -62,12 +62,12 @@ class SynthDataParams(BaseModel):
     def fingerprint(self) -> dict[str, object]:
         """The fields that define each sample's content (not how many, nor how fast).
 
-        n_samples is left out so a rerun may extend a dataset; the shard size is recorded
-        separately in dataset.json.
+        n_samples is left out so a rerun may extend a dataset; the shard size and the resolved
+        stored image size are recorded separately in dataset.json (so `--image-size` equal to
+        the preset's default is the same dataset as leaving it out).
         """
         return self.model_dump(
-            mode="json", include={"preset", "seed", "truncation_psi", "image_size",
-                                  "image_format", "modalities"})
+            mode="json", include={"preset", "seed", "truncation_psi", "image_format", "modalities"})
 
 
 def parse_params(**values: object) -> SynthDataParams:

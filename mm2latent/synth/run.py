@@ -35,25 +35,38 @@ def dataset_index(params: SynthDataParams, preset: PresetCfg, cache_dir: Path | 
         num_samples=params.n_samples, shards=[shard_name(i) for i in range(params.n_shards)])
 
 
+def done_shards(params: SynthDataParams) -> set[int]:
+    """Shards of `params.out` whose stats marker holds the expected number of samples."""
+    done = set()
+    for shard in range(params.n_shards):
+        stats = read_shard_stats(params.out, shard)
+        if stats is not None and stats["count"] == len(params.shard_indices(shard)):
+            done.add(shard)
+    return done
+
+
 def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None) -> list[int]:
     """Validate everything before work starts; return the shards still to write.
 
     Checks the preset, the weights files, the output's writability and its compatibility with
     an existing dataset there (DatasetError naming each differing field), then writes
     dataset.json. A shard counts as done only if its stats marker holds the expected number of
-    samples, so growing n_samples redoes a previously short last shard.
+    samples, so growing n_samples redoes a previously short last shard. Shrinking a dataset is
+    refused (its extra shards would stay readable) unless `overwrite`.
     """
     preset = get_preset(params.preset)
     check_weights_available(preset, params.modalities, cache_dir)
-    index = dataset_index(params, preset, cache_dir)
-    done = set(prepare_output(params.out, index, overwrite=overwrite))
-    todo = []
-    for shard in range(params.n_shards):
-        stats = read_shard_stats(params.out, shard) if shard in done else None
-        if stats is None or stats["count"] != len(params.shard_indices(shard)):
-            todo.append(shard)
-    logger.info("%s: %d of %d shards already complete", params.out,
-                params.n_shards - len(todo), params.n_shards)
+    if not overwrite and DatasetIndex.exists(params.out):
+        existing = DatasetIndex.read(params.out).num_samples
+        if existing > params.n_samples:
+            raise DatasetError(
+                f"{params.out} holds {existing} samples; a run with n_samples={params.n_samples} "
+                "would leave the extra shards readable. Fix: pass the same or a larger n, "
+                "--overwrite to replace the dataset, or a new --out.")
+    prepare_output(params.out, dataset_index(params, preset, cache_dir), overwrite=overwrite)
+    done = done_shards(params)
+    todo = [shard for shard in range(params.n_shards) if shard not in done]
+    logger.info("%s: %d of %d shards already complete", params.out, len(done), params.n_shards)
     return todo
 
 

@@ -12,7 +12,7 @@ from mm2latent.synth.encode import encode_members
 from mm2latent.synth.models import SynthModels
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.stages import sample_seed
-from storage.dataset_index import commit_shard, shard_url
+from storage.dataset_index import begin_shard, commit_shard, shard_url
 from storage.manifest import failed_row, ok_row
 from storage.shard_writer import TarShardWriter, sample_key
 
@@ -45,6 +45,7 @@ def write_shard(models: SynthModels, params: SynthDataParams, preset_name: str, 
     The tar and parquet appear atomically and the stats file (the completion marker) last, so
     an interrupted call leaves the shard incomplete and a rerun redoes it from scratch.
     """
+    begin_shard(params.out, shard)
     durations: dict[str, float] = {}
     rows: list[dict] = []
     written: list[tuple[dict, dict[str, np.ndarray]]] = []  # (identity, vectors) of ok samples

@@ -2,12 +2,9 @@
 
 No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
-samples share its batch. That needs care on CPU: a matrix multiply with fewer than about a dozen
-rows takes a different BLAS kernel than a larger one and rounds differently, so every stage that
-runs a network with small-batch matrix multiplies pads its batch to at least `MIN_ROWS` rows
-and drops the padding afterwards (only a shard's last, short batch pays for it). Convolutions
-were checked to be batch-invariant as they are; tests/test_synth_determinism.py
-checks the whole pipeline across batch and shard sizes.
+samples share its batch: every stage that runs a network with small-batch matrix multiplies
+goes through mm2latent.batching.run_padded (why: see that module). tests/test_synth_pipeline.py
+checks the whole pipeline byte for byte across batch and shard sizes.
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ import torch.nn.functional as F
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
+from mm2latent.batching import run_padded
 from mm2latent.seeding import derive_seed
 
-MIN_ROWS = 16  # batch rows below which BLAS kernels (and their rounding) change
 
 
 def sample_seed(dataset_seed: int, index: int) -> int:
@@ -40,19 +37,6 @@ def latents(dataset_seed: int, indices: Sequence[int], z_dim: int) -> torch.Tens
     return torch.stack(rows) if rows else torch.zeros(0, z_dim)  # (B, z_dim)
 
 
-def pad_rows(x: torch.Tensor) -> torch.Tensor:
-    """x padded to MIN_ROWS rows by repeating row 0 (unchanged when empty or already large)."""
-    n = x.shape[0]
-    if n == 0 or n >= MIN_ROWS:
-        return x
-    return torch.cat([x, x[:1].expand(MIN_ROWS - n, *x.shape[1:])])
-
-
-def run_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """fn(x) computed on pad_rows(x), padding removed: batch-invariant results."""
-    return fn(pad_rows(x))[: x.shape[0]]
-
-
 def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
              store_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Map z to w and render, returning w (B, w_dim) and uint8 RGB images (B, S, S, 3).
@@ -63,11 +47,20 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
     # Padded too: the style affines are matrix multiplies over the batch rows.
     images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
+    return ws[:, 0], store_pixels(images, store_size)  # (B, w_dim), (B, S, S, 3)
+
+
+def store_pixels(images: torch.Tensor, store_size: int) -> torch.Tensor:
+    """Generator output (B, 3, R, R) in [-1, 1] -> stored uint8 RGB (B, S, S, 3).
+
+    An antialiased resize to `store_size` when that differs from R, then StyleGAN2's own
+    quantisation (x * 127.5 + 128, clamped).
+    """
     if images.shape[-1] != store_size:
         images = F.interpolate(images, size=(store_size, store_size), mode="bilinear",
                                align_corners=False, antialias=True)
     pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S)
-    return ws[:, 0], pixels.permute(0, 2, 3, 1).contiguous()  # (B, w_dim), (B, S, S, 3)
+    return pixels.permute(0, 2, 3, 1).contiguous()  # (B, S, S, 3)
 
 
 def to_float_images(pixels: torch.Tensor) -> torch.Tensor:

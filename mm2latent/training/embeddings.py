@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mm2latent.batching import run_padded
 from mm2latent.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
@@ -72,7 +73,8 @@ def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list
 def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.ndarray:
     """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
     model = load_autoencoder(checkpoint_url)
-    out = [model.encode(to_network_input(maps[i:i + batch_size], model.cfg))
+    # Padded like synth-data's stages: a short last batch encodes as it would in a full one.
+    out = [run_padded(model.encode, to_network_input(maps[i:i + batch_size], model.cfg))
            for i in range(0, len(maps), batch_size)]
     return torch.cat(out).numpy()  # (N, D)
 

@@ -133,6 +133,11 @@ def _run_epoch(state: _State) -> dict[str, float]:
         count += n
         for name, value in {"loss": loss, **parts}.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+    if count == 0:
+        raise TrainingError(
+            f"epoch {state.epoch} had no training batch (too few training samples for the batch "
+            "size, or a one-sample batch dropped for BatchNorm). Fix: lower batch_size or "
+            "val_fraction, or generate more samples.")
     return {f"train_{k}": v / count for k, v in sums.items()}
 
 
