@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mm2latent.errors import DownloadError, WeightsIntegrityError
+from mm2latent.errors import ConfigError, DownloadError, WeightsIntegrityError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ class DownloadConfig:
     retry_wait: float = 1.0     # seconds before the first retry, doubled for each later one
     chunk_size: int = 1 << 20   # bytes per read/write and per progress call
     user_agent: str = "mm2latent-weights/0.1"  # some CDNs reject urllib's default agent
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.retries < 0 or self.retry_wait < 0 or self.chunk_size <= 0:
+            raise ConfigError(
+                f"DownloadConfig needs timeout > 0, retries >= 0, retry_wait >= 0 and "
+                f"chunk_size > 0; got {self}.")
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,12 @@ def build_component(preset: PresetCfg, component: str, make: Callable[[], nn.Mod
                     cache_dir: Path | None) -> nn.Module:
     """Load `component` from its registered weights if the preset names them, else seed it.
 
-    Seeded parameters depend only on (preset.init_seed, component).
+    Seeded parameters depend only on (preset.init_seed, component). Returned frozen, in eval mode.
     """
     name = preset.weight_names().get(component)
     if name is not None:
-        return load_weights(name, cache_dir)
-    with seeded_init(derive_seed(preset.init_seed, component)):
-        return make()
+        net = load_weights(name, cache_dir)
+    else:
+        with seeded_init(derive_seed(preset.init_seed, component)):
+            net = make()
+    return net.eval().requires_grad_(False)  # inference networks: frozen, in eval mode

@@ -27,7 +27,6 @@ class PresetCfg:
     """A complete system setup: architectures plus the registry name of each weights file."""
 
     name: str                      # preset key
-    makes_faces: bool              # False: random-weight networks, images are not faces
     init_seed: int                 # seed of every network built without a weights file
     store_size: int                # side of stored images, masks and sketches, pixels
     generator: GeneratorCfg
@@ -46,6 +45,11 @@ class PresetCfg:
     deca_weights: str | None = None
     e4e_weights: str | None = None
 
+    @property
+    def makes_faces(self) -> bool:
+        """True when the generator comes from trained weights; seeded images are not faces."""
+        return self.generator_weights is not None
+
     def weight_names(self) -> dict[str, str]:
         """component -> registry name, for the components that load a file."""
         fields = ("generator", "farl", "parser", "deca", "e4e")
@@ -59,7 +63,7 @@ _TINY_GENERATOR = dataclasses.replace(
 
 PRESETS: dict[str, PresetCfg] = {
     "tiny": PresetCfg(
-        name="tiny", makes_faces=False, init_seed=1234, store_size=64,
+        name="tiny", init_seed=1234, store_size=64,
         generator=_TINY_GENERATOR,
         farl=clip_config("tiny"),
         bisenet=bisenet_config("tiny"),
@@ -71,7 +75,7 @@ PRESETS: dict[str, PresetCfg] = {
         mapping=mapping_preset("mask", hidden_dim=256),
     ),
     "ffhq": PresetCfg(
-        name="ffhq", makes_faces=True, init_seed=1234, store_size=512,
+        name="ffhq", init_seed=1234, store_size=512,
         generator=GENERATOR_PRESETS["ffhq1024"],
         farl=clip_config("farl-b16"),
         bisenet=bisenet_config("official"),

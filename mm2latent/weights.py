@@ -515,6 +515,8 @@ def fetch(name: str, cache_dir: Path | str | None = None, *, force: bool = False
         existing = _check(spec, root, "stamp", pin_unknown=True)
         if existing.status != "mismatch":
             return path
+        if spec.manual:  # nothing to download: say the file is bad, not that it is absent
+            raise WeightsIntegrityError(mismatch_message(existing, root))
         logger.warning("%s: %s; downloading it again", path, existing.message)
     if spec.manual:
         raise ManualDownloadRequired(_missing_message(spec, path, root))

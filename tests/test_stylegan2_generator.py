@@ -174,3 +174,20 @@ def test_bad_shapes_raise_value_error_naming_dimension(gen: Generator, call, mes
 def test_bad_config_raises_config_error(field: str, value: int) -> None:
     with pytest.raises(ConfigError, match=field):
         Generator(dataclasses.replace(TINY, **{field: value}))
+
+
+def test_ws_rows_can_be_edited_in_place(gen: Generator) -> None:
+    ws = gen.mapping(torch.randn(2, TINY.z_dim))
+    ws[:, :2] += 1.0  # a common editing idiom; an expand() view would refuse it
+    assert torch.equal(ws[:, 0], ws[:, 2] + 1.0)
+
+
+def test_cutoff_with_a_single_w_is_an_error(gen: Generator) -> None:
+    w = gen.mapping(torch.randn(1, TINY.z_dim))[:, 0]
+    with pytest.raises(ValueError, match="cutoff"):
+        gen.truncate(w, 0.5, cutoff=4)
+
+
+def test_bad_config_fails_when_the_preset_is_made() -> None:
+    with pytest.raises(ConfigError, match="power of two"):
+        dataclasses.replace(TINY, img_resolution=48)

@@ -223,6 +223,16 @@ def test_manual_entry_first_use_records_then_detects_change(tmp_path):
     assert weights.verify(MANUAL, tmp_path).status == "unverified"
 
 
+def test_fetch_of_a_bad_manual_file_says_it_is_bad_not_absent(tmp_path):
+    path = weights.cache_path(MANUAL, tmp_path)
+    path.write_bytes(BLOB)
+    weights.verify(MANUAL, tmp_path)  # records its digest (trust on first use)
+    _rewrite(path, BLOB[::-1])
+    with pytest.raises(WeightsIntegrityError, match=f"verify --reset {MANUAL}"):
+        weights.fetch(MANUAL, tmp_path)
+    assert path.read_bytes() == BLOB[::-1]  # nothing replaced or deleted
+
+
 def test_corrupt_recorded_json_names_file(tmp_path):
     (tmp_path / weights.RECORDED_FILE).write_text("{not json")
     with pytest.raises(WeightsIntegrityError, match=weights.RECORDED_FILE):

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mm2latent.errors import CheckpointError, ConfigError
-from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import resolve_preset
 
 logger = logging.getLogger(__name__)
@@ -282,10 +282,9 @@ def load_official_mapping_net(
     """
     ckpt = read_torch_checkpoint(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
-            path, f"expected a Lightning checkpoint with a 'state_dict' entry, found {found}."
-        )
+            path, "expected a Lightning checkpoint with a 'state_dict' entry, found "
+                  f"{describe_container(ckpt)}.")
     state, foreign = {}, []
     for key, value in ckpt["state_dict"].items():
         if not key.startswith(OFFICIAL_PREFIX):

@@ -47,8 +47,8 @@ class GeneratorCfg:
         """Feature channels of the block at resolution `res`."""
         return min(self.channel_base // res, self.channel_max)
 
-    def validate(self) -> None:
-        """Raise ConfigError if a field is out of range."""
+    def __post_init__(self) -> None:
+        """Raise ConfigError if a field is out of range (at construction, so presets fail early)."""
         r = self.img_resolution
         if r < 4 or r & (r - 1):
             raise ConfigError(f"img_resolution must be a power of two >= 4; got {r}")
@@ -140,15 +140,19 @@ class MappingNetwork(nn.Module):
         x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for idx in range(self.cfg.mapping_layers):
             x = getattr(self, f"fc{idx}")(x)
-        ws = x.unsqueeze(1).expand(-1, self.num_ws, -1)  # (B, num_ws, w_dim)
+        # A real copy per row (not an expand view), so callers may edit rows of w+ in place.
+        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # (B, num_ws, w_dim)
         return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
 
 
 def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
     """w_avg + psi * (w - w_avg) for w (B, w_dim) or (B, num_ws, w_dim); cutoff = first rows only."""
+    if cutoff is not None and w.ndim == 2:
+        raise ValueError("truncation cutoff selects rows of w+ (B, num_ws, w_dim); a single w "
+                         f"{tuple(w.shape)} has none. Pass cutoff=None or a w+ tensor.")
     if psi == 1:
         return w
-    if cutoff is None or w.ndim == 2:
+    if cutoff is None:
         return w_avg.lerp(w, psi)
     head = w_avg.lerp(w[:, :cutoff], psi)  # (B, cutoff, w_dim)
     return torch.cat([head, w[:, cutoff:]], dim=1)  # (B, num_ws, w_dim)
@@ -339,7 +343,6 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: GeneratorCfg) -> None:
         super().__init__()
-        cfg.validate()
         self.cfg = cfg
         self.synthesis = SynthesisNetwork(cfg)
         self.num_ws = self.synthesis.num_ws
