@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mm2latent import model_loading, presets, weights
-from mm2latent.errors import DatasetError, MissingWeightsError
+from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
 from mm2latent.models.clip_loaders import load_farl
 from mm2latent.models.clip_towers import clip_config
 from mm2latent.models.deca import deca_config, load_deca_flame_encoder
@@ -119,3 +119,12 @@ def test_missing_weights_fail_before_anything_is_written(ffhq_cache, tmp_path):
     with pytest.raises(MissingWeightsError, match="deca_model.tar"):
         _make(tmp_path / "ds")
     assert not (tmp_path / "ds").exists() or not any((tmp_path / "ds").iterdir())
+
+
+def test_weights_whose_widths_disagree_with_the_preset_are_refused(ffhq_cache, tmp_path, monkeypatch):
+    wider = dataclasses.replace(presets.PRESETS["ffhq"], generator=dataclasses.replace(SMALL_G, w_dim=256))
+    monkeypatch.setitem(presets.PRESETS, "ffhq", wider)
+    params = parse_params(preset="ffhq", n_samples=2, samples_per_shard=2, out=str(tmp_path / "ds"))
+    run.plan(params)
+    with pytest.raises(ConfigError, match="w_dim=512 but the preset's generator config says 256"):
+        run.run_shard(params, 0)

@@ -192,14 +192,14 @@ def test_wrong_shape_names_key_and_shapes(G, tmp_path):
     path = tmp_path / "shape.pkl"  # init_kwargs claim twice the channels the tensors have
     write_nvidia_pickle(path, G, nvidia_init_kwargs(CFG, synthesis_kwargs={
         "channel_base": 256, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256}))
-    with pytest.raises(CheckpointError, match=r"synthesis\.b4\.const: expected shape \(32, 4, 4\), "
-                                              r"found \(16, 4, 4\)"):
+    with pytest.raises(CheckpointError, match=r"synthesis\.b4\.const has shape \(16, 4, 4\), "
+                                              r"expected \(32, 4, 4\)"):
         load_nvidia_pickle(path)
     sd = rosinality_state_dict(G)
     sd["style.2.weight"] = sd["style.2.weight"][:, :8]
     torch.save({"g_ema": sd, "latent_avg": G.mapping.w_avg}, tmp_path / "shape.pt")
-    with pytest.raises(CheckpointError, match=r"mapping\.fc1\.weight: expected shape \(16, 16\), "
-                                              r"found \(16, 8\)"):
+    with pytest.raises(CheckpointError, match=r"mapping\.fc1\.weight has shape \(16, 8\), "
+                                              r"expected \(16, 16\)"):
         load_rosinality(tmp_path / "shape.pt")
 
 

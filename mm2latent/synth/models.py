@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from mm2latent import weights
+from mm2latent.errors import ConfigError
 from mm2latent.model_loading import build_component
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.deca import FlameEncoder
@@ -79,6 +80,26 @@ def weight_digests(preset: PresetCfg, modalities: Sequence[str],
     return digests
 
 
+def _check_widths(preset: PresetCfg, loaded: dict[str, object]) -> None:
+    """ConfigError unless loaded networks have the widths the dataset schema takes from `preset`.
+
+    Weights files bring their own architecture; the dataset's vector columns (and dataset.json)
+    are sized from the preset's configs before any network is loaded, so they must agree.
+    """
+    widths = {"generator": ("w_dim", preset.generator.w_dim), "farl": ("embed_dim", preset.farl.embed_dim),
+              "deca": ("flame159_dim", preset.deca.flame159_dim)}
+    for component, net in loaded.items():
+        if net is None or component not in widths:
+            continue
+        field, expected = widths[component]
+        found = getattr(net.cfg, field)
+        if found != expected:
+            raise ConfigError(
+                f"preset {preset.name!r}: the {component} weights have {field}={found} but the "
+                f"preset's {component} config says {expected}. Fix: make the preset's config match "
+                "the weights file, or register the right file.")
+
+
 def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str = "cpu",
                        cache_dir: Path | None = None) -> SynthModels:
     """Networks for a synth-data run of `preset` computing `modalities`.
@@ -98,6 +119,7 @@ def build_synth_models(preset: PresetCfg, modalities: Sequence[str], device: str
         flame = build_component(preset, "deca", lambda: FlameEncoder(preset.deca), cache_dir)
     if "farl" in modalities:
         farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
+    _check_widths(preset, {"generator": generator, "farl": farl, "deca": flame})
     target = torch.device(device)
     for net in (generator, parser, flame, farl):
         if net is not None:

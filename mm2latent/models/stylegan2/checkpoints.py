@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import logging
 import os
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO
 import fsspec
 import torch
 
+from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.stylegan2 import rosinality
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
@@ -72,13 +72,7 @@ def _torch_load(path: PathLike) -> Any:
     if sniff_format(path) != "torch":
         raise CheckpointError(path, "a plain pickle, not a torch.save file.",
                               fix="For an NVIDIA network pickle use load_nvidia_pickle or load_generator.")
-    with _open(path) as f:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                return torch.load(f, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, OSError) as e:
-            raise CheckpointError(path, f"not a readable torch checkpoint (truncated, corrupt or "
-                                  f"holding non-weight objects): {type(e).__name__}: {e}") from e
+    return read_torch_checkpoint(path, safe_globals=[argparse.Namespace])
 
 
 def _build_generator(cfg: GeneratorCfg, path: PathLike) -> Generator:
@@ -95,24 +89,10 @@ def load_state_strict(G: Generator, state: dict[str, torch.Tensor], path: PathLi
 
     Returns G in eval mode with gradients off (a pretrained generator stays frozen).
     """
-    expected = G.state_dict()
-    missing = [k for k in expected if k not in state]
-    if missing:
-        more = f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""
-        raise CheckpointError(path, f"missing {len(missing)} generator key(s): "
-                              f"{', '.join(missing[:8])}{more}")
-    for key, ref in expected.items():
-        found = state[key]
-        if tuple(found.shape) != tuple(ref.shape):
-            raise CheckpointError(path, f"{key}: expected shape {tuple(ref.shape)}, "
-                                  f"found {tuple(found.shape)}")
-        if not found.is_floating_point():
-            raise CheckpointError(path, f"{key}: expected a floating-point tensor, found {found.dtype}")
-    unexpected = sorted(set(state) - set(expected))
+    unexpected = load_state_checked(G, state, path)
     if unexpected:
         logger.warning("%s: ignoring %d unexpected key(s): %s", path, len(unexpected),
-                       ", ".join(unexpected[:8]))
-    G.load_state_dict({k: state[k] for k in expected}, strict=True)
+                       ", ".join(sorted(unexpected)[:8]))
     return G.eval().requires_grad_(False)
 
 
