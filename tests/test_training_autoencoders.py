@@ -17,7 +17,8 @@ from mm2latent.training.autoencoders import (build_autoencoder, load_autoencoder
                                              reconstruction_loss, to_network_input,
                                              train_autoencoder)
 from mm2latent.training.config import autoencoder_train_cfg
-from mm2latent.training.embeddings import embeddings_url, read_embeddings, write_embeddings
+from mm2latent.training.embeddings import read_embeddings, write_embeddings
+from storage.embeddings import embeddings_url
 from tests.fabricate_training import write_learnable_dataset
 
 TINY = get_preset("tiny")

@@ -1,54 +1,26 @@
 """Encode every sample with a trained autoencoder and store the 512-d embeddings beside the dataset.
 
-Layout: `<dataset>/embeddings/<version>/shard-NNNNNN.parquet`, one file per complete shard with
-columns key (string), index (int64) and `<modality>` (fixed_size_list<float32>[D]), sorted by
-index. `version` names the autoencoder that produced them (e.g. "mask-ae-v3"), so embeddings
-of different models never mix and MappingNet training reads vectors, not images.
+The files (layout in storage/embeddings.py) let MappingNet training read vectors, not images.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from mm2latent.batching import run_padded
 from mm2latent.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
-from storage.atomic import atomic_write_bytes
-from storage.dataset_index import complete_shards, shard_name
-from storage.fs import join, open_fs
+from storage.dataset_index import complete_shards
+from storage.embeddings import (embedding_shard_exists, embeddings_url, read_embedding_table,
+                                write_embedding_table)
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
-
-EMBEDDINGS_DIR = "embeddings"
-
-
-def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> str:
-    """URL of an embeddings version directory, or of one shard's parquet in it."""
-    root = join(dataset_url, EMBEDDINGS_DIR, version)
-    return root if shard is None else join(root, shard_name(shard, "parquet"))
-
-
-def _exists(url: str) -> bool:
-    fs, path = open_fs(url)
-    return fs.exists(path)
-
-
-def _table(keys: list[str], indices: np.ndarray, name: str, vectors: np.ndarray) -> pa.Table:
-    """The embeddings table of one shard (vectors (N, D) float32)."""
-    dim = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
-    return pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
-                     name: pa.FixedSizeListArray.from_arrays(flat, dim)})
-
 
 def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list[str],
                           indices: np.ndarray, modality: str, vectors: np.ndarray) -> str:
@@ -62,10 +34,8 @@ def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list
         modality: vector column name ("mask" or "sketch").
         vectors: (N, D) float32 embeddings.
     """
-    buffer = io.BytesIO()
-    pq.write_table(_table(keys, indices, modality, vectors), buffer, compression="zstd")
     url = embeddings_url(dataset_url, version, shard)
-    atomic_write_bytes(url, buffer.getvalue())
+    write_embedding_table(url, keys, indices, modality, vectors)
     return url
 
 
@@ -98,7 +68,7 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
     """
     shards = complete_shards(dataset_url)
-    todo = [s for s in shards if not _exists(embeddings_url(dataset_url, version, s))]
+    todo = [s for s in shards if not embedding_shard_exists(dataset_url, version, s)]
     result = {"url": embeddings_url(dataset_url, version), "written": todo,
               "skipped": [s for s in shards if s not in todo], "dim": None}
     if not todo:
@@ -131,10 +101,8 @@ def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.n
     indices, vectors = [], []
     for shard in shards:
         url = embeddings_url(dataset_url, version, shard)
-        fs, path = open_fs(url)
         try:
-            with fs.open(path, "rb") as f:
-                table = pq.read_table(f)
+            table = read_embedding_table(url)
         except FileNotFoundError as e:
             raise TrainingError(
                 f"{url}: no {modality} embeddings for shard {shard}. Fix: run `mm2latent train "
