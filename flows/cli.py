@@ -109,12 +109,15 @@ def _print_summary(summary: dict) -> None:
 
 @dataset_app.command("inspect")
 def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
-                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                    verify: Annotated[bool, typer.Option(help="Re-hash every shard against its stats file.")] = False) -> None:
     """Counts, failures and per-modality statistics of a dataset."""
-    from mm2latent.dataset_report import inspect_dataset, render_report
+    from mm2latent.dataset_report import inspect_dataset, render_report, verify_dataset
 
     with user_errors():
         report = inspect_dataset(path)
+        if verify:
+            console(stderr=True).print(f"verified {len(verify_dataset(path))} shard(s): sha256 match")
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
     else:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from mm2latent.errors import DatasetError
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
-from storage.dataset_index import DatasetIndex, complete_shards, shard_url
+from storage.dataset_index import DatasetIndex, complete_shards, shard_url, verify_shard
 from storage.manifest import STATUS_FAILED, read_manifest, read_manifest_schema
 from storage.readers import iter_samples
 
@@ -187,6 +187,17 @@ def _decoded_stats(url: str, modalities: Sequence[str], limit: int) -> dict:
             {name: float(c / total) for name, c in zip(CELEBAMASK_HQ_CLASSES, class_pixels)} if total else {}),
         "sketch_edge_density": edge_pixels / sketch_pixels if sketch_pixels else None,
     }
+
+
+def verify_dataset(url: str) -> list[int]:
+    """Re-hash every complete shard's tar and parquet against its stats file.
+
+    Returns the verified shard indices; DatasetError names the first shard whose files changed.
+    """
+    shards = complete_shards(url)
+    for shard in shards:
+        verify_shard(url, shard)
+    return shards
 
 
 def inspect_dataset(url: str, max_decoded: int = MAX_DECODED) -> DatasetReport:

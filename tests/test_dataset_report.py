@@ -15,7 +15,7 @@ from mm2latent import dataset_report
 from mm2latent.dataset_report import GUTTER, GUTTER_VALUE, contact_sheet, inspect_dataset, render_report
 from mm2latent.errors import DatasetError
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, colorize
-from storage.dataset_index import commit_shard, prepare_output, shard_name, shard_url
+from storage.dataset_index import commit_shard, complete_shards, prepare_output, shard_name, shard_url
 from storage.fs import join
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
@@ -144,3 +144,13 @@ def test_a_first_shard_with_only_failures_is_skipped(mem_url):
     assert report.sketch_edge_density is not None
     sheet = contact_sheet(mem_url, n_rows=1)
     assert np.array_equal(sheet[:, :SIZE], _png(make_sample(2)[0]["png"]))
+
+
+def test_verify_rehashes_every_complete_shard(dataset):
+    assert dataset_report.verify_dataset(dataset) == complete_shards(dataset)
+    fs, path = url_to_fs(shard_url(dataset, 1, "tar"))
+    data = bytearray(fs.cat_file(path))
+    data[700] ^= 0xFF  # one flipped byte inside the first member's payload
+    fs.pipe_file(path, bytes(data))
+    with pytest.raises(DatasetError, match="shard-000001.tar: sha256"):
+        dataset_report.verify_dataset(dataset)
