@@ -78,6 +78,23 @@ def join(url: str, *names: str) -> str:
     return url.rstrip("/") + "/" + tail.lstrip("/")
 
 
+def basename(url: str) -> str:
+    """The last path component of a URL or path."""
+    return posixpath.basename(url.rstrip("/"))
+
+
+def dirname(url: str) -> str:
+    """The URL of the directory holding `url` (protocol kept)."""
+    stripped = url.rstrip("/")
+    head, sep, _ = stripped.rpartition("/")
+    if not sep:
+        return "."
+    if not head:
+        return "/"
+    # "memory://x" has its parent "memory:/" after rpartition; keep the "://" intact.
+    return head + "/" if head.endswith(":/") else head
+
+
 def check_writable(url: str) -> None:
     """Fail fast unless a file can be created (and removed) under directory `url`.
 
