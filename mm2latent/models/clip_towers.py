@@ -243,13 +243,3 @@ class ClipEmbedder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Same as encode_image."""
         return self.encode_image(images)
-
-
-def build_clip_embedder(preset: str = "farl-b16", **overrides: Any) -> ClipEmbedder:
-    """A randomly initialised ClipEmbedder for a named preset (wrap in seeded_init for tiny).
-
-    Args:
-        preset: a CLIP_PRESETS name.
-        **overrides: ClipTowerCfg fields to replace.
-    """
-    return ClipEmbedder(clip_config(preset, **overrides))

@@ -124,7 +124,7 @@ class FlameCode:
     @property
     def flame159(self) -> torch.Tensor:
         """Concatenation [shape, exp, pose, cam] (tex and light dropped), (B, 159)."""
-        return torch.cat([self.shape, self.exp, self.pose, self.cam], dim=1)
+        return torch.cat([getattr(self, name) for name in FLAME159_ORDER], dim=1)
 
 
 class Bottleneck(nn.Module):

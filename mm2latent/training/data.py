@@ -154,8 +154,11 @@ def load_spatial(dataset_url: str, modality: str, resolution: int
     if not maps:
         raise TrainingError(f"{dataset_url}: empty dataset (no {modality} samples in the "
                             "complete shards).")
-    order = np.argsort(indices, kind="stable")
     stacked = torch.stack(maps)  # (N, R, R)
+    maps.clear()  # drop the per-sample tensors before any reorder copy
+    order = np.argsort(indices, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):  # shards arrive in index order: no copy
+        return np.asarray(indices), stacked
     return np.asarray(indices)[order], stacked[torch.as_tensor(order)]
 
 
