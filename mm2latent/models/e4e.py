@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent.models.stylegan2.generator import FullyConnectedLayer
 
 logger = logging.getLogger(__name__)
 
@@ -153,21 +154,6 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-class EqualLinear(nn.Module):
-    """Linear layer with the runtime weight gain lr_mul / sqrt(in) (rosinality EqualLinear)."""
-
-    def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
-        self.bias = nn.Parameter(torch.empty(out_dim))
-        self.lr_mul = lr_mul
-        self.scale = lr_mul / math.sqrt(in_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_dim) -> (B, out_dim)."""
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-
-
 class GradualStyleBlock(nn.Module):
     """log2(spatial) stride-2 conv3x3 + LeakyReLU(0.01) down to 1x1, then EqualLinear."""
 
@@ -179,7 +165,8 @@ class GradualStyleBlock(nn.Module):
             layers += [nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, 3, 2, 1),
                        nn.LeakyReLU(STYLE_LRELU_SLOPE)]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(out_ch, out_ch if w_dim is None else w_dim, lr_mul=1.0)
+        # rosinality's EqualLinear is NVIDIA's FullyConnectedLayer without activation (same keys).
+        self.linear = FullyConnectedLayer(out_ch, out_ch if w_dim is None else w_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_ch, spatial, spatial) -> (B, w_dim)."""
@@ -226,13 +213,12 @@ class Encoder4Editing(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Torch defaults for convs, BN 1/0, PReLU 0.25; EqualLinear N(0, 1) weights, 0 bias."""
+        """Torch defaults for convs, BN 1/0, PReLU 0.25; style linears N(0, 1) weights, 0 bias."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.BatchNorm2d | nn.PReLU):
                 m.reset_parameters()
-            elif isinstance(m, EqualLinear):
-                nn.init.normal_(m.weight, 0.0, 1.0 / m.lr_mul)
-                nn.init.zeros_(m.bias)
+            elif isinstance(m, FullyConnectedLayer):
+                m.init_weights()
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Body outputs after blocks 6, 20, 23: c1 (stride 4), c2 (stride 8), c3 (stride 16)."""
