@@ -33,17 +33,6 @@ NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its im
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
 
 
-def _samples_done(params) -> int:
-    """Samples already in complete shards at params.out (the progress bar's starting point)."""
-    from mm2latent.errors import DatasetError
-    from mm2latent.synth.run import done_shards
-
-    try:
-        return sum(len(params.shard_indices(shard)) for shard in done_shards(params))
-    except (DatasetError, OSError):
-        return 0
-
-
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
@@ -80,12 +69,15 @@ def synth_data_command(
         params = parse_params(**values)  # fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
-        already = 0 if overwrite else _samples_done(params)
         with _progress() as progress:
-            bar = progress.add_task("synth-data", total=params.n_samples, completed=already, rate="")
-            clock = {"start": time.perf_counter(), "count": 0}
+            bar = progress.add_task("synth-data", total=params.n_samples, rate="")
+            clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
 
             def advance(count: int) -> None:
+                if not clock["resumed"]:  # the flow's first call: samples already on disk
+                    clock["resumed"] = True
+                    progress.update(bar, advance=count)
+                    return
                 clock["count"] += count
                 rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
                 progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")

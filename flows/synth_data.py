@@ -39,13 +39,16 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         modalities: annotations to compute, subset of mask, sketch, flame, farl.
         max_workers: shards processed at once (threads, at most 8); 1 = in the flow's thread.
         overwrite: delete an existing dataset at `out` instead of resuming into it.
-        on_progress: called with the number of samples finished (local CLI progress bar).
+        on_progress: called once with the number of samples already in complete shards (0 on a
+            fresh run), then with the number of samples finished after each batch.
     """
     params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
                           seed=seed, truncation_psi=truncation_psi, out=out, batch_size=batch_size,
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
     todo = plan_dataset(params, overwrite)
+    if on_progress is not None:  # samples already in complete shards count as done
+        on_progress(params.n_samples - sum(len(params.shard_indices(s)) for s in todo))
     if params.max_workers == 1:
         # Called directly, a task runs in the flow's own thread: a second thread would bring a
         # second OpenMP team whose spinning workers compete with the first for the same cores.

@@ -99,3 +99,13 @@ def test_flow_rejects_bad_parameters_before_writing(prefect_harness, mem_url, no
     fs, root = url_to_fs(mem_url)
     assert not fs.exists(join(root, "dataset.json")) and not fs.exists(root)
     assert no_face_for_some["batches"] == 0
+
+
+def test_progress_counts_resumed_samples_first_then_batches(prefect_harness, mem_url):
+    kwargs = dict(preset="tiny", n_samples=5, samples_per_shard=3, batch_size=2, out=mem_url)
+    calls: list[int] = []
+    synth_data(**kwargs, on_progress=calls.append)
+    assert calls[0] == 0 and sum(calls) == 5 and len(calls) == 1 + 3  # batches 2+1, 2
+    resumed: list[int] = []
+    synth_data(**kwargs, on_progress=resumed.append)
+    assert resumed == [5]
