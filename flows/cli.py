@@ -59,6 +59,7 @@ def synth_data_command(
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
     from flows.synth_data import synth_data
     from mm2latent.synth.params import parse_params
+    from mm2latent.synth.run import validate
 
     with user_errors():
         values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
@@ -66,7 +67,8 @@ def synth_data_command(
                       image_size=image_size, image_format=image_format,
                       modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                       max_workers=max_workers)
-        params = parse_params(**values)  # fail fast, before Prefect starts
+        params = parse_params(**values)
+        validate(params, overwrite)  # user errors fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         with _progress() as progress:

@@ -14,7 +14,8 @@ from mm2latent.synth.models import (SynthModels, build_synth_models, check_weigh
                                      weight_digests)
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn, write_shard
-from storage.dataset_index import DatasetIndex, prepare_output, read_shard_stats, shard_name
+from storage.dataset_index import (DatasetIndex, check_compatible, prepare_output, read_shard_stats,
+                                   shard_name)
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +46,36 @@ def done_shards(params: SynthDataParams) -> set[int]:
     return done
 
 
-def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None) -> list[int]:
-    """Validate everything before work starts; return the shards still to write.
+def validate(params: SynthDataParams, overwrite: bool = False,
+             cache_dir: Path | None = None) -> DatasetIndex:
+    """Every check of a run that writes nothing; returns the dataset.json the run will write.
 
-    Checks the preset, the weights files, the output's writability and its compatibility with
-    an existing dataset there (DatasetError naming each differing field), then writes
-    dataset.json. A shard counts as done only if its stats marker holds the expected number of
-    samples, so growing n_samples redoes a previously short last shard. Shrinking a dataset is
-    refused (its extra shards would stay readable) unless `overwrite`.
+    Checks the preset, the weights files and, unless `overwrite`, that an existing dataset at
+    `params.out` was made with the same settings (DatasetError naming each differing field) and
+    holds no more samples than requested (shrinking would leave its extra shards readable).
     """
     preset = get_preset(params.preset)
     check_weights_available(preset, params.modalities, cache_dir)
+    index = dataset_index(params, preset, cache_dir)
     if not overwrite and DatasetIndex.exists(params.out):
-        existing = DatasetIndex.read(params.out).num_samples
-        if existing > params.n_samples:
+        existing = DatasetIndex.read(params.out)
+        check_compatible(existing.fingerprint(), index.fingerprint(), params.out)
+        if existing.num_samples > params.n_samples:
             raise DatasetError(
-                f"{params.out} holds {existing} samples; a run with n_samples={params.n_samples} "
-                "would leave the extra shards readable. Fix: pass the same or a larger n, "
-                "--overwrite to replace the dataset, or a new --out.")
-    prepare_output(params.out, dataset_index(params, preset, cache_dir), overwrite=overwrite)
+                f"{params.out} holds {existing.num_samples} samples; a run with n_samples="
+                f"{params.n_samples} would leave the extra shards readable. Fix: pass the same or "
+                "a larger n, --overwrite to replace the dataset, or a new --out.")
+    return index
+
+
+def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None) -> list[int]:
+    """Validate everything before work starts, write dataset.json; return the shards to write.
+
+    A shard counts as done only if its stats marker holds the expected number of samples, so
+    growing n_samples redoes a previously short last shard.
+    """
+    index = validate(params, overwrite, cache_dir)
+    prepare_output(params.out, index, overwrite=overwrite)
     done = done_shards(params)
     todo = [shard for shard in range(params.n_shards) if shard not in done]
     logger.info("%s: %d of %d shards already complete", params.out, len(done), params.n_shards)
