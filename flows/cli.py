@@ -93,7 +93,7 @@ def synth_data_command(
 def _print_summary(summary: dict) -> None:
     out = console()
     out.print(f"[bold]{summary['out']}[/]: {summary['ok']} ok, {summary['failures']} failed, "
-              f"{summary['shards']} shards")
+              f"{summary['shards']} shards", soft_wrap=True)  # paths stay copyable
     if summary["failures"]:
         out.print("Failed samples are listed with their error in the shard parquet files "
                   "(status = 'failed'); `mm2latent dataset inspect` shows the first ones.")
@@ -130,7 +130,7 @@ def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
     with user_errors():
         sheet = contact_sheet(path, n_rows=rows)
         atomic_write_bytes(str(out), encode_png(sheet))
-    console().print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
+    console().print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)", soft_wrap=True)
 
 
 @app.command("presets")
