@@ -105,3 +105,11 @@ def test_cosine_schedule_and_caller_rng_are_respected(tmp_path):
     assert lrs == pytest.approx(expected)
     model, ckpt = load_trained_model(summary["last_checkpoint_url"], _mapping_from_extra)
     assert not model.training and ckpt["extra_config"]["mapping_net"]["depth"] == 3
+
+
+def test_an_epoch_without_a_training_batch_is_a_clear_error(tmp_path):
+    # BatchNorm drops one-row batches: a single training sample leaves none to train on.
+    cfg = _cfg(batch_size=16, val_fraction=0.0)
+    job = mapping_job(_arrays(1), NET, cfg)
+    with pytest.raises(TrainingError, match="no training batch"):
+        fit(job, cfg, str(tmp_path), "h")
