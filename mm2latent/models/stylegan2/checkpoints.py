@@ -15,13 +15,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import fsspec
 import torch
 
-from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.stylegan2 import rosinality
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
@@ -229,51 +228,25 @@ def load_rosinality(path: PathLike, prefix: str = "") -> Generator:
     return _rosinality_from_ckpt(_torch_load(path), path, prefix)
 
 
-@dataclass
-class E4eCheckpoint:
-    """The parts of an e4e checkpoint: decoder (our Generator), latent_avg, encoder weights, opts."""
+def _e4e_decoder_from_ckpt(ckpt: Any, path: PathLike) -> Generator:
+    """The generator under `decoder.` of a loaded e4e checkpoint, w_avg = row 0 of latent_avg.
 
-    decoder: Generator
-    latent_avg: torch.Tensor | None  # (n_styles, w_dim) as stored; added to the encoder's codes
-    encoder_state: dict[str, torch.Tensor] = field(repr=False)  # `encoder.` prefix removed
-    opts: dict[str, Any]  # training options (argparse namespace or its vars())
-
-
-def load_e4e(path: PathLike) -> E4eCheckpoint:
-    """Load an e4e checkpoint (`e4e_ffhq_encode.pt`): decoder generator plus encoder-side parts.
-
-    Args:
-        path: local path or fsspec URL of the `.pt` file.
+    The encoder side of the same file is read by mm2latent.models.e4e.
     """
-    return _e4e_from_ckpt(_torch_load(path), path)
-
-
-def _e4e_from_ckpt(ckpt: Any, path: PathLike) -> E4eCheckpoint:
     sd = _state_dict_under(ckpt, "state_dict", path)
     decoder_sd = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
     if not decoder_sd:
         raise CheckpointError(path, "no 'decoder.*' keys in state_dict; not an e4e/pSp checkpoint")
-    latent_avg = ckpt.get("latent_avg")
-    decoder = _from_rosinality_state(decoder_sd, latent_avg, path)
-    opts = ckpt.get("opts")  # e4e's coach saves vars(opts); accept the Namespace too
-    opts = vars(opts) if isinstance(opts, argparse.Namespace) else opts
-    if not isinstance(opts, dict):
-        logger.warning("%s: opts is a %s, not a dict; ignoring it", path, type(opts).__name__)
-        opts = {}
-    encoder = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-    if not encoder:
-        logger.warning("%s: no 'encoder.*' keys in the e4e checkpoint", path)
-    return E4eCheckpoint(decoder, None if latent_avg is None else latent_avg.detach().float(),
-                         encoder, opts)
+    return _from_rosinality_state(decoder_sd, ckpt.get("latent_avg"), path)
 
 
 def load_e4e_decoder(path: PathLike) -> Generator:
-    """Load only the generator of an e4e checkpoint (w_avg = row 0 of its latent_avg).
+    """Load the generator of an e4e checkpoint (`e4e_ffhq_encode.pt`; w_avg = row 0 of latent_avg).
 
     Args:
         path: local path or fsspec URL of the `.pt` file.
     """
-    return load_e4e(path).decoder
+    return _e4e_decoder_from_ckpt(_torch_load(path), path)
 
 
 def _torch_layout(ckpt: Any, path: PathLike) -> str:
@@ -283,8 +256,8 @@ def _torch_layout(ckpt: Any, path: PathLike) -> str:
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and any(
             k.startswith("decoder.") for k in ckpt["state_dict"]):
         return "e4e"
-    found = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-    raise CheckpointError(path, f"torch file without a known generator layout (found {found}).",
+    raise CheckpointError(path, "torch file without a known generator layout (found "
+                          f"{describe_container(ckpt)}).",
                           fix="Supported: " + "; ".join(SUPPORTED_FORMATS))
 
 
@@ -311,4 +284,4 @@ def load_generator(path: PathLike) -> Generator:
     ckpt = _torch_load(path)  # reads the header once more; cheap next to the load
     if _torch_layout(ckpt, path) == "rosinality":
         return _rosinality_from_ckpt(ckpt, path, prefix="")
-    return _e4e_from_ckpt(ckpt, path).decoder
+    return _e4e_decoder_from_ckpt(ckpt, path)
