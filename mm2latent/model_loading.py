@@ -12,14 +12,14 @@ from pathlib import Path
 from torch import nn
 
 from mm2latent import weights
-from mm2latent.presets import PresetCfg
-from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
 from mm2latent.models.deca import load_deca_flame_encoder
 from mm2latent.models.e4e import load_e4e_encoder
 from mm2latent.models.face_parser.bisenet import load_bisenet
 from mm2latent.models.face_parser.facer_farl import load_facer_farl
 from mm2latent.models.stylegan2.checkpoints import load_nvidia_pickle, load_rosinality
+from mm2latent.presets import PresetCfg
+from mm2latent.seeding import derive_seed, seeded_init
 
 # Every WeightSpec.format in the registry has exactly one loader (a test checks this).
 LOADERS: dict[str, Callable[[Path], nn.Module]] = {

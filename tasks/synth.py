@@ -13,8 +13,8 @@ from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.synth import run
 from mm2latent.synth.models import SynthModels, build_synth_models, weight_digests
 from mm2latent.synth.params import SynthDataParams
-from mm2latent.weights import resolve_cache_dir
 from mm2latent.synth.shard import ProgressFn
+from mm2latent.weights import resolve_cache_dir
 
 
 # Planning and shard writing touch storage, so they are never cached: the files are the cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -131,23 +130,6 @@ def test_sketch_helpers_binarise_and_threshold_at_logit_zero() -> None:
     x = sketch_to_input(torch.tensor([[[0, 250, 3]]], dtype=torch.uint8), cfg)
     assert x.tolist() == [[[[0.0, 1.0, 1.0]]]]
     assert decode_to_sketch(torch.tensor([[[[-0.1, 0.1, 5.0]]]])).tolist() == [[[0, 1, 1]]]
-
-
-def test_tiny_preset_encodes_256_samples_well_under_a_second() -> None:
-    model = build("tiny_mask").eval()
-    x = mask_to_input(torch.randint(0, 19, (256, 64, 64)), model.cfg)
-    with torch.no_grad():
-        model.encode(x)  # warm-up (allocator, oneDNN kernels)
-        best = min(_cpu_seconds(lambda: model.encode(x)) for _ in range(3))
-    # CPU time of this process (all threads), so other jobs on the machine do not inflate it;
-    # measured ~0.3 CPU-s (0.14 s wall on 2 threads) on an idle 2-core Zen5.
-    assert best < 1.0, f"encoding 256 tiny masks took {best:.3f} CPU-s"
-
-
-def _cpu_seconds(fn) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 @pytest.mark.parametrize("name", ["tiny_mask", "tiny_sketch"])

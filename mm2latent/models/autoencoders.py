@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mm2latent.errors import ConfigError
 from mm2latent.config_utils import resolve_preset
+from mm2latent.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 import torch
 
+from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 from mm2latent.errors import CheckpointError
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg
-from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 
 logger = logging.getLogger(__name__)
 

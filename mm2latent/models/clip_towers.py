@@ -23,8 +23,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
-from mm2latent.errors import ConfigError
 from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.errors import ConfigError
+from mm2latent.models.image_checks import check_rgb_images
 
 logger = logging.getLogger(__name__)
 
@@ -111,16 +112,6 @@ def tokenize(texts: Sequence[str], context_length: int = CONTEXT_LENGTH) -> torc
     return open_clip.tokenize(list(texts), context_length=context_length)  # (B, L)
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (B, 3, H, W) tensor, got "
-                         f"{getattr(images, 'shape', type(images).__name__)}.")
-    if images.shape[1] != 3:
-        raise ValueError(f"images dim 1 (channels) is {images.shape[1]}, expected 3 (RGB).")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be float RGB in [0, 1], got dtype {images.dtype}.")
-
-
 def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
     """(H, W) after resizing the shorter side to `size` (torchvision Resize(int) rounding)."""
     # torchvision truncates the long side: int(size * long / short), as CLIP's transform did.
@@ -143,7 +134,7 @@ def clip_preprocess(images: torch.Tensor, image_size: int) -> torch.Tensor:
         images: (B, 3, H, W) float RGB in [0, 1], any H, W.
         image_size: output side in pixels.
     """
-    _check_images(images)
+    check_rgb_images(images)
     _, _, height, width = images.shape
     new_h, new_w = resized_size(height, width, image_size)
     x = images

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent.models.image_checks import check_rgb_images
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class FlameEncoder(nn.Module):
         Args:
             images: (B, 3, 224, 224) RGB in [0, 1] (no mean/std), e.g. from ffhq_crop_for_deca.
         """
-        _check_images(images, self.cfg.img_size)
+        check_rgb_images(images, size=self.cfg.img_size, hint=" Crop with ffhq_crop_for_deca.")
         return self.layers(self.encoder(images))  # (B, code_dim)
 
     def encode(self, images: torch.Tensor) -> FlameCode:
@@ -233,16 +234,6 @@ class FlameEncoder(nn.Module):
             images: (B, 3, 224, 224) RGB in [0, 1].
         """
         return self.encode(images).flame159
-
-
-def _check_images(images: torch.Tensor, size: int) -> None:
-    if images.ndim != 4:
-        raise ValueError(f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}.")
-    names = ("channels", "height", "width")
-    for name, got, want in zip(names, images.shape[1:], (3, size, size), strict=True):
-        if got != want:
-            raise ValueError(f"images {name} must be {want}, got {got} "
-                             f"(shape {tuple(images.shape)}); crop with ffhq_crop_for_deca.")
 
 
 def split_code(code: torch.Tensor, cfg: DecaConfig) -> FlameCode:

@@ -41,6 +41,7 @@ from torch import nn
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import require_positive, resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent.models.image_checks import check_rgb_images
 from mm2latent.models.stylegan2.generator import FullyConnectedLayer
 
 logger = logging.getLogger(__name__)
@@ -278,8 +279,7 @@ class E4EEncoder(nn.Module):
         Args:
             images: (B, 3, H, W) RGB in [0, 1].
         """
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W) RGB, got {tuple(images.shape)}.")
+        check_rgb_images(images)
         size = self.cfg.input_size
         if images.shape[-2:] != (size, size):
             # upstream resizes with torchvision Resize on PIL images: bilinear, antialiased

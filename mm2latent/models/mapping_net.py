@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import resolve_preset
+from mm2latent.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mm2latent.batching import run_padded
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
-from mm2latent.batching import run_padded
 from mm2latent.seeding import derive_seed
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mm2latent.models.face_parser.labels import NUM_CLASSES
+from mm2latent.models.image_checks import check_rgb_images
 
 # A parse with less than this share of non-background pixels counts as "no face found".
 MIN_FACE_FRACTION = 0.01
@@ -24,22 +25,6 @@ class ParseResult:
     def face_found(self, min_fraction: float = MIN_FACE_FRACTION) -> torch.Tensor:
         """(B,) bool: True where at least `min_fraction` of the pixels are not background."""
         return self.face_fraction >= min_fraction
-
-
-def check_images(images: torch.Tensor) -> None:
-    """Raise ValueError unless `images` is a float (B, 3, H, W) batch with values in [0, 1]."""
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor, got {type(images).__name__} "
-                         f"{getattr(images, 'dtype', '')}")
-    if images.ndim != 4:
-        raise ValueError(f"images must be (B, 3, H, W); got {images.ndim} dims "
-                         f"{tuple(images.shape)}")
-    if images.shape[1] != 3:
-        raise ValueError(f"images dim 1 (channels) must be 3 (RGB), got {images.shape[1]}")
-    if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
-        raise ValueError("images must be RGB in [0, 1]; got values in "
-                         f"[{images.min().item():.3g}, {images.max().item():.3g}] "
-                         "(divide uint8 images by 255)")
 
 
 class FaceParser(nn.Module):
@@ -73,7 +58,7 @@ class FaceParser(nn.Module):
         Args:
             images: (B, 3, H, W) float RGB in [0, 1], any H and W.
         """
-        check_images(images)
+        check_rgb_images(images, check_range=True)
         logits = self.source_logits(images)  # (B, C_src, H, W)
         return logits.index_select(1, self.inverse_lut)  # (B, 19, H, W)
 
@@ -84,7 +69,7 @@ class FaceParser(nn.Module):
         Args:
             images: (B, 3, H, W) float RGB in [0, 1], any H and W.
         """
-        check_images(images)
+        check_rgb_images(images, check_range=True)
         source = self.source_logits(images).argmax(dim=1)  # (B, H, W) source ids
         labels = self.lut[source].to(torch.uint8)  # (B, H, W) CelebAMask-HQ ids
         fraction = (labels != 0).float().mean(dim=(1, 2))  # (B,)

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
+from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.labels import BISENET_CLASSES, BISENET_TO_CELEBAMASK_LUT
-from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
-from mm2latent.config_utils import resolve_preset
 
 logger = logging.getLogger(__name__)
 
