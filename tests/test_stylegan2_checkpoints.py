@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import pickle
@@ -228,9 +229,9 @@ def test_conditional_or_non_skip_generators_are_refused(G, tmp_path):
 def test_e4e_decoder(G, tmp_path, as_namespace):
     path = tmp_path / "e4e.pt"
     write_e4e_pt(path, G, opts_as_namespace=as_namespace)
-    before = list(torch.serialization.get_safe_globals())
     decoder = load_e4e_decoder(path)
-    assert list(torch.serialization.get_safe_globals()) == before  # no global allow-list change
+    # Namespace was admitted for that one load only (torch may add its own entries lazily).
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
     latent_avg = torch.load(path, weights_only=False)["latent_avg"]
     assert latent_avg.shape == (G.num_ws, CFG.w_dim)
     assert torch.equal(decoder.mapping.w_avg, latent_avg[0])
