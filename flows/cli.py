@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import time
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -58,14 +57,20 @@ def synth_data_command(
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
     from flows.synth_data import synth_data
-    from mm2latent.synth.params import parse_params
+    from mm2latent.input_checks import check_device, check_psi, check_shard_count, parse_list
+    from mm2latent.synth.params import ALL_MODALITIES, parse_params
     from mm2latent.synth.run import validate
+    from storage.path_checks import check_output_dir
 
-    with user_errors():
+    with user_errors(out):
+        check_psi(truncation_psi)
+        check_device(device)
+        check_shard_count(n, samples_per_shard)
+        check_output_dir(out)
         values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
                       truncation_psi=truncation_psi, out=out, batch_size=batch_size, device=device,
                       image_size=image_size, image_format=image_format,
-                      modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                      modalities=tuple(parse_list(modalities, ALL_MODALITIES, "--modalities")),
                       max_workers=max_workers)
         params = parse_params(**values)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
@@ -107,9 +112,10 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
                     verify: Annotated[bool, typer.Option(help="Re-hash every shard against its stats file.")] = False) -> None:
     """Counts, failures and per-modality statistics of a dataset."""
     from mm2latent.dataset_report import inspect_dataset, render_report, verify_dataset
+    from storage.path_checks import check_dataset_dir
 
-    with user_errors():
-        report = inspect_dataset(path)
+    with user_errors(path):
+        report = inspect_dataset(check_dataset_dir(path))
         if verify:
             console(stderr=True).print(f"verified {len(verify_dataset(path))} shard(s): sha256 match")
     if as_json:
@@ -120,16 +126,20 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
 
 @dataset_app.command("grid")
 def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
-                 out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("grid.png"),
+                 out: Annotated[str, typer.Option(help="PNG file to write: path or s3://... URL.")] = "grid.png",
                  rows: Annotated[int, typer.Option(help="Samples (rows) in the sheet.")] = 8) -> None:
     """Write a PNG contact sheet: image | colourised mask | sketch, one sample per row."""
     from mm2latent.dataset_report import contact_sheet
+    from mm2latent.input_checks import check_positive
     from mm2latent.synth.encode import encode_png
     from storage.atomic import atomic_write_bytes
+    from storage.path_checks import check_dataset_dir, check_output_file
 
-    with user_errors():
-        sheet = contact_sheet(path, n_rows=rows)
-        atomic_write_bytes(str(out), encode_png(sheet))
+    with user_errors(path, out):
+        check_positive(rows, "--rows")
+        check_output_file(out)  # a str, not a Path: Path would turn s3://b/x into s3:/b/x
+        sheet = contact_sheet(check_dataset_dir(path), n_rows=rows)
+        atomic_write_bytes(out, encode_png(sheet))
     console().print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)", soft_wrap=True)
 
 

@@ -54,8 +54,13 @@ def generate_command(
 ) -> None:
     """Generate images from a caption and a mask, sketch or 3DMM code."""
     from mm2latent.inference import load_inference, write_png
+    from mm2latent.input_checks import check_device, check_psi
+    from storage.path_checks import check_output_file
 
-    with user_errors():
+    with user_errors(models, out):
+        check_psi(psi)
+        check_device(device)
+        check_output_file(out)
         modality, condition = _condition(mask, sketch, flame)
         model = load_inference(preset, default_registry_url(models), modality, device)
         noise_seed = seed if seed is not None or n == 1 else 0
@@ -80,8 +85,12 @@ def edit_command(
     """Edit a real image with text: e4e inversion, then w+ + beta * MappingNet direction."""
     from mm2latent.errors import ConfigError
     from mm2latent.inference import load_inference, read_image, write_png
+    from mm2latent.input_checks import check_device
+    from storage.path_checks import check_output_file
 
-    with user_errors():
+    with user_errors(image, models, out):
+        check_device(device)
+        check_output_file(out)
         condition = None
         if mask or sketch or flame:
             given, condition = _condition(mask, sketch, flame)

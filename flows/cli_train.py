@@ -13,7 +13,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.cli_common import console, user_errors
+from mm2latent.input_checks import check_device, parse_list
 from mm2latent.training.config import TrainCfg
+from storage.path_checks import check_output_dir
 
 train_app = typer.Typer(help="Train the spatial autoencoders and the MappingNets.",
                         no_args_is_help=True)
@@ -50,6 +52,15 @@ def _print_record(report: dict) -> None:
                     f"(best epoch {summary['best_epoch']}: {metrics})")
 
 
+def _check_outputs(out: str, registry: str | None, device: str | None) -> None:
+    """Fail before training on a --out / --registry that is a file or a missing bucket, or a bad device."""
+    check_output_dir(out)
+    if registry:
+        check_output_dir(registry, "--registry")
+    if device:
+        check_device(device)
+
+
 @train_app.command("autoencoders")
 def autoencoders_command(
     dataset: Dataset, out: Out = "runs", registry: Registry = None, preset: Preset = "tiny",
@@ -65,8 +76,9 @@ def autoencoders_command(
     """Train the mask (MSE) and sketch (BCE) autoencoders, register them, write embeddings."""
     from flows.train import train_autoencoders
 
-    chosen = [m.strip() for m in modalities.split(",") if m.strip()]
-    with user_errors():
+    with user_errors(dataset, out, registry):
+        chosen = parse_list(modalities, ("mask", "sketch"), "--modalities")
+        _check_outputs(out, registry, device)
         reports = _run_with_bar("autoencoders", (epochs or TrainCfg.epochs) * len(chosen),
                                 lambda cb: train_autoencoders(
             dataset, out, registry, preset, chosen, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -98,7 +110,8 @@ def mapping_command(
     """Train and register a MappingNet: (pseudo text, spatial embedding) -> w."""
     from flows.train import train_mapping_flow
 
-    with user_errors():
+    with user_errors(dataset, out, registry):
+        _check_outputs(out, registry, device)
         report = _run_with_bar(f"mapping-{modality}", epochs or TrainCfg.epochs,
                                lambda cb: train_mapping_flow(
             dataset, modality, out, registry, preset, embeddings, epochs=epochs,

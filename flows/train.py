@@ -14,6 +14,7 @@ from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, re
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import default_registry_url
 from storage.fs import join
+from tasks.storage import clean_interrupted
 from tasks.train import plan_retrain, train_autoencoder, train_mapping
 
 _HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "train_distance",
@@ -70,6 +71,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                      seed=seed, device=device)
     configs = [autoencoder_train_cfg(m, **overrides) for m in modalities]  # fail before training
     registry = registry or default_registry_url(out)
+    clean_interrupted([out, registry, join(dataset, "embeddings")])
     reports = []
     for cfg in configs:
         report = train_autoencoder(dataset, out, registry, preset, cfg, resume, on_progress,
@@ -112,8 +114,10 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
         val_fraction=val_fraction, patience=patience, seed=seed, device=device,
         cosine_weight=cosine_weight))
     switches = {"use_batchnorm": batchnorm, "dropout": dropout, "depth": depth}
-    report = train_mapping(dataset, out, registry or default_registry_url(out), preset, cfg,
-                           switches, embeddings, resume, on_progress)
+    registry = registry or default_registry_url(out)
+    clean_interrupted([out, registry])
+    report = train_mapping(dataset, out, registry, preset, cfg, switches, embeddings, resume,
+                           on_progress)
     _publish(report)
     return report
 

@@ -30,6 +30,7 @@ from PIL import Image
 
 from mm2latent.batching import run_padded
 from mm2latent.errors import ConfigError
+from mm2latent.input_checks import check_map_size
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
@@ -345,6 +346,7 @@ class Mm2LatentGenerator:
             return check_flame(spatial).to(self.device)
         maps = check_masks(spatial) if self.modality == "mask" else check_sketches(spatial)
         ae_cfg = self.autoencoder.cfg
+        check_map_size(maps.shape, self.modality, ae_cfg.resolution)
         maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
         inputs = to_network_input(maps.to(self.device), ae_cfg)
         # Padded like synth-data's stages so a lone map encodes as it did inside a batch.

@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mm2latent.errors import DatasetError
-from storage.atomic import atomic_write_bytes, remove_temp_files
+from storage.atomic import (STALE_WRITE_S, abort_unfinished_uploads, atomic_write_bytes,
+                            clean_interrupted_writes, remove_temp_files)
 from storage.fs import check_writable, join, open_fs
 from storage.manifest import DEFAULT_VECTOR_DIMS, STATUS_FAILED, write_manifest
 from storage.shard_writer import ShardResult
@@ -270,7 +271,7 @@ def verify_shard(dataset_url: str, index: int) -> None:
 def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = False) -> list[int]:
     """Make `dataset_url` ready for a run; return the complete shard indices to skip.
 
-    Checks writability, removes temp files of crashed runs, and either deletes the old
+    Checks writability, removes temp files and unfinished uploads of crashed runs, and either deletes the old
     dataset's files (overwrite) or checks that it was made with the same fingerprint.
     Then writes `requested` as dataset.json. Run it once, before any shard writer starts.
 
@@ -280,7 +281,11 @@ def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = 
         overwrite: delete an existing dataset's files instead of resuming.
     """
     check_writable(dataset_url)
+    # The root's shard files are this run's alone: clean what any crashed writer left there.
+    # Subdirectories (embeddings/) may have writers of their own: only old leftovers go.
     remove_temp_files(dataset_url)
+    abort_unfinished_uploads(dataset_url, recursive=False)
+    clean_interrupted_writes(dataset_url, older_than_s=STALE_WRITE_S)
     if overwrite:
         _delete_dataset_files(dataset_url)
     elif DatasetIndex.exists(dataset_url):

@@ -112,14 +112,18 @@ def _decode_stage(samples: Iterable[dict], modalities: Sequence[str]) -> Iterato
         yield _decode_sample(sample, modalities)
 
 
-def _selector(modalities: Sequence[str]):
-    """A tar member filter keeping only the extensions of the requested modalities."""
-    wanted = {e for m in modalities for e in _MODALITY_EXTS[m]}
+class _MemberSelector:
+    """Tar member filter keeping only the extensions of the requested modalities.
 
-    def keep(fname: str) -> bool:
-        return fname.split("/")[-1].split(".", 1)[-1].lower() in wanted
+    A module-level class, not a closure: DataLoader workers started with `spawn` (the default
+    on macOS and Windows) receive the pipeline by pickling, and local functions do not pickle.
+    """
 
-    return keep
+    def __init__(self, modalities: Sequence[str]) -> None:
+        self.wanted = frozenset(e for m in modalities for e in _MODALITY_EXTS[m])
+
+    def __call__(self, fname: str) -> bool:
+        return fname.split("/")[-1].split(".", 1)[-1].lower() in self.wanted
 
 
 def iter_samples(
@@ -157,7 +161,7 @@ def iter_samples(
         stages.append(wds.shuffle(shuffle, initial=shuffle, seed=seed))
     stages += [
         _open_shards,
-        functools.partial(tar_file_expander, select_files=_selector(modalities)),
+        functools.partial(tar_file_expander, select_files=_MemberSelector(modalities)),
         group_by_keys,
         functools.partial(_decode_stage, modalities=tuple(modalities)),
     ]
