@@ -63,11 +63,11 @@ def check_output_file(url: str, suffix: str = ".png", what: str = "PNG", option:
             raise DatasetError(f"{option} {url} is {owner[1]!r} of the dataset at {owner[0]}: "
                                "writing it would destroy data. Fix: write the file outside the "
                                f"dataset, e.g. {option} grid{suffix}.")
+        if fs.isdir(path):
+            raise DatasetError(f"{option} {url} is a directory. Fix: give a file name ending in {suffix}.")
         if not path.lower().endswith(suffix):
             raise DatasetError(f"{option} {url}: this command writes {what}, but the name does not "
                                f"end in {suffix}. Fix: name the file *{suffix}.")
-        if fs.isdir(path):
-            raise DatasetError(f"{option} {url} is a directory. Fix: give a file name ending in {suffix}.")
     check_bucket(url)
     return url
 
