@@ -56,6 +56,7 @@ def check_output_file(url: str, suffix: str = ".png", what: str = "PNG", option:
     Raises:
         DatasetError: naming the path, the problem and the fix.
     """
+    check_bucket(url)
     fs, path = open_fs(url)
     with storage_errors(url):
         owner = _owning_dataset(fs, path)
@@ -68,24 +69,24 @@ def check_output_file(url: str, suffix: str = ".png", what: str = "PNG", option:
         if not path.lower().endswith(suffix):
             raise DatasetError(f"{option} {url}: this command writes {what}, but the name does not "
                                f"end in {suffix}. Fix: name the file *{suffix}.")
-    check_bucket(url)
     return url
 
 
 def check_output_dir(url: str, option: str = "--out") -> str:
     """Refuse a directory output (dataset root, run root) that is an existing file."""
+    check_bucket(url)  # first: names an unreachable endpoint or a missing bucket at once
     fs, path = open_fs(url)
     with storage_errors(url):
         is_file = fs.isfile(path)
     if is_file:
         raise DatasetError(f"{option} {url} is an existing file, but this command writes a "
                            "directory there. Fix: choose a directory path (or move the file).")
-    check_bucket(url)
     return url
 
 
 def check_dataset_dir(url: str) -> str:
     """Refuse a file where a dataset root (the directory holding dataset.json) is expected."""
+    check_bucket(url)
     fs, path = open_fs(url)
     with storage_errors(url):
         is_file = fs.isfile(path)
