@@ -149,3 +149,21 @@ def test_unfinished_uploads_are_cleaned_in_the_root_and_when_stale_below_it(s3, 
     monkeypatch.setattr(storage.atomic.time, "time", lambda: started + 2 * STALE_WRITE_S)
     clean_interrupted.fn([ds, f"s3://{bucket}/runs"])
     assert _uploads(server, bucket) == []
+
+
+def test_fsspec_s3_variables_point_a_fresh_cli_at_the_server(s3, tmp_path):
+    """The README's recipe: FSSPEC_S3_ENDPOINT_URL / _KEY / _SECRET, nothing else configured."""
+    import subprocess
+    import sys
+
+    server, bucket = s3
+    write_dataset(f"s3://{bucket}/ds", n_shards=1, per_shard=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env |= server.env() | {"PYTHONPATH": repo, "AWS_EC2_METADATA_DISABLED": "true",
+                           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "dataset",
+                           "inspect", f"s3://{bucket}/ds"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "samples: 2 (2 ok, 0 failed)" in done.stdout
