@@ -15,9 +15,9 @@ import re
 from fsspec.implementations.local import LocalFileSystem
 
 from mm2latent.errors import DatasetError
+from storage.dataset_index import DATASET_FILE
 from storage.fs import check_bucket, is_object_store, open_fs, storage_errors
 
-DATASET_FILE = "dataset.json"  # storage.dataset_index.DATASET_FILE (not imported: that module is heavy)
 # Names a dataset owns at its root: its index, shard files, derived data and hidden temp files.
 _DATASET_OWNED = re.compile(r"^(dataset\.json|shard-\d+\..+|embeddings|\..+)$")
 
