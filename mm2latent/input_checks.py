@@ -42,9 +42,10 @@ def check_device(device: str, option: str = "--device") -> str:
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(f"{option} {device}: CUDA is not available here (torch "
-                              f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
-                              "Fix: use --device cpu, or install a CUDA build of torch on a GPU machine.")
+            raise ConfigError(f"{option} {device}: CUDA is not available here (no GPU or driver "
+                              f"found; torch {torch.__version__}, CUDA build "
+                              f"{torch.version.cuda or 'none'}). Fix: use --device cpu, or run on a "
+                              "machine with an NVIDIA GPU, its driver and a CUDA build of torch.")
         if parsed.index is not None and parsed.index >= count:
             raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s). "
                               f"Fix: use cuda:0 .. cuda:{count - 1}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -114,3 +115,17 @@ def test_weights_verify_fails_when_a_named_file_is_missing(tmp_path):
     result = CliRunner().invoke(app, ["weights", "verify", "farl.ep64", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "missing:" in result.output and "weights fetch farl.ep64" in result.output
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("truncation_psi", float("nan"), "truncation_psi nan is not a number"),
+    ("truncation_psi", 2.5, "outside [-1, 2]"),
+    ("device", "cuda:7", "cuda:7"),
+])
+def test_flow_parameters_are_checked_too(field, value, expected):
+    """Deployments call the flow without the CLI: its parameter model refuses the same values."""
+    from mm2latent.errors import ConfigError
+    from mm2latent.synth.params import parse_params
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_params(**{field: value})

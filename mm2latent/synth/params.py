@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mm2latent.errors import ConfigError
+from mm2latent.input_checks import check_device, check_psi
 
 Modality = Literal["mask", "sketch", "flame", "farl"]
 ALL_MODALITIES: tuple[str, ...] = ("mask", "sketch", "flame", "farl")
@@ -41,6 +42,18 @@ class SynthDataParams(BaseModel):
             raise ValueError(f"modalities listed twice: {value}")
         # A canonical order keeps the dataset fingerprint independent of how the user typed it.
         return tuple(m for m in ALL_MODALITIES if m in value)
+
+    @field_validator("truncation_psi")
+    @classmethod
+    def _sane_psi(cls, value: float) -> float:
+        # Checked here too, not only in the CLI: deployments call the flow directly, and a NaN
+        # would otherwise fail mid-run with a shard half written.
+        return check_psi(value, "truncation_psi")
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        return check_device(value, "device")
 
     @field_validator("image_size")
     @classmethod
