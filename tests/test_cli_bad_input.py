@@ -129,3 +129,26 @@ def test_flow_parameters_are_checked_too(field, value, expected):
 
     with pytest.raises(ConfigError, match=re.escape(expected)):
         parse_params(**{field: value})
+
+
+def test_disk_full_during_synth_data_is_one_line_and_a_rerun_resumes(prefect_harness, tmp_path, monkeypatch):
+    """ENOSPC raised inside a Prefect task reaches the CLI as one line, not a traceback."""
+    import storage.dataset_index
+
+    real = storage.dataset_index.write_manifest
+    calls = {"n": 0}
+
+    def full_on_second_shard(url, *args, **kwargs):
+        calls["n"] += 1
+        if "shard-000001" in url:
+            raise OSError(errno.ENOSPC, "No space left on device", url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(storage.dataset_index, "write_manifest", full_on_second_shard)
+    out = tmp_path / "ds"
+    args = ["synth-data", "--n", "2", "--samples-per-shard", "1", "--out", str(out)]
+    _refused(args, "disk full while writing", "shard-000001.parquet", "re-run the same command")
+    assert (out / "shard-000000.stats.json").exists() and not (out / "shard-000001.stats.json").exists()
+    monkeypatch.setattr(storage.dataset_index, "write_manifest", real)
+    rerun = CliRunner().invoke(app, args)
+    assert rerun.exit_code == 0 and "2 ok, 0 failed, 2 shards" in rerun.output, rerun.output
