@@ -358,7 +358,7 @@ class Mm2LatentGenerator:
             return check_flame(spatial).to(self.device)
         maps = check_masks(spatial) if self.modality == "mask" else check_sketches(spatial)
         ae_cfg = self.autoencoder.cfg
-        check_map_size(maps.shape, self.modality, ae_cfg.resolution)
+        check_map_size(maps.shape, self.modality, min(ae_cfg.resolution, self.preset.store_size))
         maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
         inputs = to_network_input(maps.to(self.device), ae_cfg)
         # Padded like synth-data's stages so a lone map encodes as it did inside a batch.

@@ -90,21 +90,23 @@ def check_positive(value: int, option: str) -> int:
     return value
 
 
-def check_map_size(shape: Sequence[int], modality: str, resolution: int) -> None:
-    """Refuse a mask or sketch that is not square or is smaller than the autoencoder's input.
+def check_map_size(shape: Sequence[int], modality: str, min_side: int) -> None:
+    """Refuse a mask or sketch that is not square or is smaller than the models were trained on.
 
-    Maps are resized to `resolution` as in training; a non-square map would be squashed and a
-    smaller one upscaled, both giving an embedding unlike any the MappingNet was trained on.
+    Maps are resized to the autoencoder's input as in training; a non-square map would be
+    squashed and a smaller one upscaled beyond what training saw, both giving embeddings unlike
+    any the MappingNet learnt from.
 
     Args:
         shape: (..., H, W) of the map(s).
         modality: 'mask' or 'sketch', named in the message.
-        resolution: side of the autoencoder's input, pixels.
+        min_side: smallest side accepted, pixels: the autoencoder's input side, or the preset's
+            stored map side where that is smaller (training upscaled those too).
     """
     height, width = int(shape[-2]), int(shape[-1])
-    fix = f"Fix: pass a square, FFHQ-aligned {modality} of at least {resolution}x{resolution} px."
+    fix = f"Fix: pass a square, FFHQ-aligned {modality} of at least {min_side}x{min_side} px."
     if height != width:
         raise ConfigError(f"the {modality} is {width}x{height} px, not square. {fix}")
-    if height < resolution:
+    if height < min_side:
         raise ConfigError(f"the {modality} is {width}x{height} px, smaller than the "
-                          f"{resolution}x{resolution} its autoencoder reads. {fix}")
+                          f"{min_side}x{min_side} the models were trained on. {fix}")
