@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mm2latent.errors import DatasetError
 from storage.atomic import atomic_write_bytes, remove_temp_files
 from storage.fs import check_writable, join, open_fs
-from storage.manifest import DEFAULT_VECTOR_DIMS, STATUS_FAILED, write_manifest
+from storage.manifest import DEFAULT_LAYOUT, DEFAULT_VECTOR_DIMS, STATUS_FAILED, MemberLayout, write_manifest
 from storage.shard_writer import ShardResult
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ def commit_shard(
     rows: Sequence[Mapping],
     durations_s: Mapping[str, float],
     vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
+    layout: MemberLayout = DEFAULT_LAYOUT,
 ) -> dict:
     """Write shard `index`'s manifest, then its stats file (the completion marker); return stats.
 
@@ -216,6 +217,7 @@ def commit_shard(
         rows: manifest rows for every sample of the shard, failed ones included.
         durations_s: seconds spent per stage for this shard (e.g. {'generate': 12.5}).
         vector_dims: manifest vector widths.
+        layout: member name -> tar extensions (the manifest's member columns).
     """
     tar_url = shard_url(dataset_url, index, "tar")
     if shard.url != tar_url:
@@ -226,7 +228,7 @@ def commit_shard(
             f"{tar_url}: manifest 'ok' rows ({len(ok_keys)}) do not match the samples in the tar "
             f"({shard.count})"
         )
-    parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims)
+    parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims, layout)
     stats = {
         "shard": index,
         "count": len(rows),

@@ -27,7 +27,7 @@ def no_face_for_some(monkeypatch):
     lock = threading.Lock()
 
     def synthesize(models, dataset_seed, indices, *args, **kwargs):
-        real_parse = models.parser.parse  # models are shared across shards: restored below
+        real_parse = models.annotators["mask"].parse  # models are shared across shards: restored below
 
         def parse(images):
             result = real_parse(images)
@@ -40,11 +40,11 @@ def no_face_for_some(monkeypatch):
 
         with lock:
             calls["batches"] += 1
-            models.parser.parse = parse
+            models.annotators["mask"].parse = parse
             try:
                 return real(models, dataset_seed, indices, *args, **kwargs)
             finally:
-                models.parser.parse = real_parse
+                models.annotators["mask"].parse = real_parse
 
     monkeypatch.setattr(shard, "synthesize_batch", synthesize)
     return calls

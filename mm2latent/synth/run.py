@@ -9,6 +9,7 @@ import torch
 
 from mm2latent import __version__
 from mm2latent.errors import DatasetError
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.synth.models import (SynthModels, build_synth_models, check_weights_available, vector_dims,
                                      weight_digests)
@@ -25,14 +26,15 @@ def store_size(params: SynthDataParams, preset: PresetCfg) -> int:
     return params.image_size or preset.store_size
 
 
-def dataset_index(params: SynthDataParams, preset: PresetCfg, cache_dir: Path | None = None) -> DatasetIndex:
+def dataset_index(params: SynthDataParams, preset: PresetCfg, cache_dir: Path | None = None,
+                  registry: ModalityRegistry | None = None) -> DatasetIndex:
     """The dataset.json content a run with `params` writes."""
     return DatasetIndex(
         preset=params.preset,
         parameters=params.fingerprint() | {"store_size": store_size(params, preset)},
-        weights=weight_digests(preset, params.modalities, cache_dir),
+        weights=weight_digests(preset, params.modalities, cache_dir, registry),
         software_version=__version__, samples_per_shard=params.samples_per_shard,
-        vector_dims=vector_dims(preset, params.modalities),
+        vector_dims=vector_dims(preset, params.modalities, registry),
         num_samples=params.n_samples, shards=[shard_name(i) for i in range(params.n_shards)])
 
 
@@ -46,8 +48,8 @@ def done_shards(params: SynthDataParams) -> set[int]:
     return done
 
 
-def validate(params: SynthDataParams, overwrite: bool = False,
-             cache_dir: Path | None = None) -> DatasetIndex:
+def validate(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None,
+             registry: ModalityRegistry | None = None) -> DatasetIndex:
     """Every check of a run that writes nothing; returns the dataset.json the run will write.
 
     Checks the preset, the weights files and, unless `overwrite`, that an existing dataset at
@@ -55,8 +57,8 @@ def validate(params: SynthDataParams, overwrite: bool = False,
     holds no more samples than requested (shrinking would leave its extra shards readable).
     """
     preset = get_preset(params.preset)
-    check_weights_available(preset, params.modalities, cache_dir)
-    index = dataset_index(params, preset, cache_dir)
+    check_weights_available(preset, params.modalities, cache_dir, registry)
+    index = dataset_index(params, preset, cache_dir, registry)
     if not overwrite and DatasetIndex.exists(params.out):
         existing = DatasetIndex.read(params.out)
         check_compatible(existing.fingerprint(), index.fingerprint(), params.out)
@@ -68,13 +70,15 @@ def validate(params: SynthDataParams, overwrite: bool = False,
     return index
 
 
-def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None) -> list[int]:
+def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None,
+         registry: ModalityRegistry | None = None) -> list[int]:
     """Validate everything before work starts, write dataset.json; return the shards to write.
 
     A shard counts as done only if its stats marker holds the expected number of samples, so
-    growing n_samples redoes a previously short last shard.
+    growing n_samples redoes a previously short last shard. `registry` (None = the default)
+    must be the one `params` was parsed with.
     """
-    index = validate(params, overwrite, cache_dir)
+    index = validate(params, overwrite, cache_dir, registry)
     prepare_output(params.out, index, overwrite=overwrite)
     done = done_shards(params)
     todo = [shard for shard in range(params.n_shards) if shard not in done]
@@ -83,14 +87,15 @@ def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | Non
 
 
 def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None,
-              cache_dir: Path | None = None, models: SynthModels | None = None) -> dict:
+              cache_dir: Path | None = None, models: SynthModels | None = None,
+              registry: ModalityRegistry | None = None) -> dict:
     """Write one shard with the preset's networks (built here unless `models` is given)."""
     preset = get_preset(params.preset)
     if models is None:
-        models = build_synth_models(preset, params.modalities, params.device, cache_dir)
+        models = build_synth_models(preset, params.modalities, params.device, cache_dir, registry)
     with torch.inference_mode():
         return write_shard(models, params, preset.name, store_size(params, preset), shard,
-                           vector_dims(preset, params.modalities), on_progress)
+                           models.registry.vector_dims(preset, params.modalities), on_progress)
 
 
 def summarize(params: SynthDataParams) -> dict:
