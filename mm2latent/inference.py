@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mm2latent.batching import run_padded
+from mm2latent.dims import FLAME_DIM, NUM_MASK_CLASSES
 from mm2latent.errors import ConfigError
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
@@ -44,7 +45,7 @@ from mm2latent.synth import stages
 from mm2latent.synth.encode import encode_png
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
 from mm2latent.training.data import resize_map
-from mm2latent.training.mapping import FLAME_DIM, load_mapping_net
+from mm2latent.training.mapping import load_mapping_net
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import ModelRecord, ModelRegistry
 from storage.atomic import atomic_write_bytes
@@ -53,7 +54,6 @@ from storage.fs import open_fs
 logger = logging.getLogger(__name__)
 
 MODALITIES = ("mask", "sketch", "flame")
-NUM_MASK_CLASSES = 19  # CelebAMask-HQ ids 0..18
 _TAG = re.compile(r"^(?P<name>.+)-v(?P<version>\d+)$")  # ModelRecord.tag, e.g. "mask-ae-v3"
 
 Spatial = np.ndarray | torch.Tensor  # raw condition: mask ids, sketch 0/255 or flame vectors

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mm2latent.dims import FLAME_DIM, LATENT_DIM
 from mm2latent.errors import DatasetError
 from mm2latent.modalities.registry import default_registry
 from storage.atomic import atomic_write_bytes
@@ -41,7 +42,7 @@ from storage.shard_writer import MemberInfo
 MANIFEST_VERSION = "1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-DEFAULT_VECTOR_DIMS: Mapping[str, int] = {"w": 512, "flame": 159, "farl": 512}
+DEFAULT_VECTOR_DIMS: Mapping[str, int] = {"w": LATENT_DIM, "flame": FLAME_DIM, "farl": LATENT_DIM}
 # Member name -> tar extensions it may have (first present wins): the layout of the member
 # columns. Built from the modality registry; callers with another registry pass their own.
 MemberLayout = Mapping[str, Sequence[str]]
