@@ -135,20 +135,45 @@ def check_compatible(existing: Mapping[str, Any], requested: Mapping[str, Any], 
         )
 
 
-def _parse_stats(data: bytes | Exception) -> dict | None:
-    """A stats dict if `data` is a well-formed stats file, else None."""
+class FileRecord(BaseModel):
+    """Name, size and digest of one committed shard file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # file name under the dataset root
+    bytes: int  # file size
+    sha256: str  # hex digest of the whole file
+
+
+class ShardStats(BaseModel):
+    """Contents of `shard-NNNNNN.stats.json`, the completion marker of a shard."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shard: int  # shard index
+    count: int  # manifest rows (samples), failed ones included
+    ok: int  # samples written to the tar
+    failures: int  # rows with status 'failed'
+    durations_s: dict[str, float]  # seconds per stage for this shard, e.g. {'generate': 12.5}
+    tar: FileRecord
+    parquet: FileRecord
+
+    def to_json_bytes(self) -> bytes:
+        """The file's bytes: indented, sorted-key JSON."""
+        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _parse_stats(data: bytes | Exception) -> ShardStats | None:
+    """The stats if `data` is a well-formed stats file, else None."""
     if isinstance(data, Exception):
         return None
     try:
-        stats = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ShardStats.model_validate_json(data)
+    except (ValidationError, ValueError):
         return None
-    if not isinstance(stats, dict) or not isinstance(stats.get("count"), int):
-        return None
-    return stats
 
 
-def read_shard_stats(dataset_url: str, index: int) -> dict | None:
+def read_shard_stats(dataset_url: str, index: int) -> ShardStats | None:
     """The stats of shard `index`, or None if the shard is not complete."""
     fs, path = open_fs(shard_url(dataset_url, index, "stats.json"))
     try:
@@ -205,7 +230,7 @@ def commit_shard(
     durations_s: Mapping[str, float],
     vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
     layout: MemberLayout = DEFAULT_LAYOUT,
-) -> dict:
+) -> ShardStats:
     """Write shard `index`'s manifest, then its stats file (the completion marker); return stats.
 
     Call after the TarShardWriter for this shard has been closed (its tar is committed).
@@ -229,21 +254,12 @@ def commit_shard(
             f"({shard.count})"
         )
     parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims, layout)
-    stats = {
-        "shard": index,
-        "count": len(rows),
-        "ok": shard.count,
-        "failures": len(rows) - shard.count,
-        "durations_s": dict(durations_s),
-        "tar": {"name": shard_name(index, "tar"), "bytes": shard.size, "sha256": shard.sha256},
-        "parquet": {
-            "name": shard_name(index, "parquet"),
-            "bytes": parquet.size,
-            "sha256": parquet.sha256,
-        },
-    }
-    text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), text.encode())
+    stats = ShardStats(
+        shard=index, count=len(rows), ok=shard.count, failures=len(rows) - shard.count,
+        durations_s=dict(durations_s),
+        tar=FileRecord(name=shard_name(index, "tar"), bytes=shard.size, sha256=shard.sha256),
+        parquet=FileRecord(name=shard_name(index, "parquet"), bytes=parquet.size, sha256=parquet.sha256))
+    atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), stats.to_json_bytes())
     return stats
 
 
@@ -252,8 +268,8 @@ def verify_shard(dataset_url: str, index: int) -> None:
     stats = read_shard_stats(dataset_url, index)
     if stats is None:
         raise DatasetError(f"{shard_url(dataset_url, index)}: shard is not complete. Fix: re-run synth-data.")
-    for part in ("tar", "parquet"):
-        url = join(dataset_url, stats[part]["name"])
+    for record in (stats.tar, stats.parquet):
+        url = join(dataset_url, record.name)
         fs, path = open_fs(url)
         digest = hashlib.sha256()
         try:
@@ -262,10 +278,10 @@ def verify_shard(dataset_url: str, index: int) -> None:
                     digest.update(block)
         except FileNotFoundError as e:
             raise DatasetError(f"{url}: missing although its stats file exists.") from e
-        if digest.hexdigest() != stats[part]["sha256"]:
+        if digest.hexdigest() != record.sha256:
             raise DatasetError(
                 f"{url}: sha256 {digest.hexdigest()} does not match the stats file "
-                f"({stats[part]['sha256']}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
+                f"({record.sha256}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
             )
 
 

@@ -61,7 +61,7 @@ def toy_dataset(tmp_path_factory) -> tuple[str, object]:
     assert params.modalities == ("sketch", "mean_colour")  # registry order
     for shard in run.plan(params, registry=registry):
         run.run_shard(params, shard, registry=registry)
-    assert run.summarize(params)["ok"] == 3
+    assert run.summarize(params).ok == 3
     return str(out), registry
 
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from mm2latent import __version__
 from mm2latent.errors import DatasetError
@@ -15,8 +16,8 @@ from mm2latent.synth.models import (SynthModels, build_synth_models, check_weigh
                                      weight_digests)
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn, write_shard
-from storage.dataset_index import (DatasetIndex, check_compatible, prepare_output, read_shard_stats,
-                                   shard_name)
+from storage.dataset_index import (DatasetIndex, ShardStats, check_compatible, prepare_output,
+                                   read_shard_stats, shard_name)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def done_shards(params: SynthDataParams) -> set[int]:
     done = set()
     for shard in range(params.n_shards):
         stats = read_shard_stats(params.out, shard)
-        if stats is not None and stats["count"] == len(params.shard_indices(shard)):
+        if stats is not None and stats.count == len(params.shard_indices(shard)):
             done.add(shard)
     return done
 
@@ -88,7 +89,7 @@ def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | Non
 
 def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None,
               cache_dir: Path | None = None, models: SynthModels | None = None,
-              registry: ModalityRegistry | None = None) -> dict:
+              registry: ModalityRegistry | None = None) -> ShardStats:
     """Write one shard with the preset's networks (built here unless `models` is given)."""
     preset = get_preset(params.preset)
     if models is None:
@@ -98,23 +99,36 @@ def run_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | Non
                            models.registry.vector_dims(preset, params.modalities), on_progress)
 
 
-def summarize(params: SynthDataParams) -> dict:
+class SynthSummary(BaseModel):
+    """Totals of a finished synth-data run (what the flow returns and the CLI prints)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    out: str  # dataset root
+    preset: str  # preset name
+    makes_faces: bool  # False for seeded presets: their images are not faces
+    shards: int  # shards in the dataset
+    samples: int  # manifest rows over every shard
+    ok: int  # samples written
+    failures: int  # samples recorded as failed
+    durations_s: dict[str, float]  # seconds per stage, summed over shards
+
+
+def summarize(params: SynthDataParams) -> SynthSummary:
     """Counts over all shards of the dataset; DatasetError if a shard is incomplete or all failed."""
-    totals = {"samples": 0, "ok": 0, "failures": 0, "shards": params.n_shards}
+    samples = ok = failures = 0
     durations: dict[str, float] = {}
     for shard in range(params.n_shards):
         stats = read_shard_stats(params.out, shard)
         if stats is None:
             raise DatasetError(f"{params.out}: shard {shard} is incomplete. Fix: re-run the same "
                                "command; complete shards are skipped.")
-        for k in ("ok", "failures"):
-            totals[k] += stats[k]
-        totals["samples"] += stats["count"]
-        for stage, seconds in stats["durations_s"].items():
+        samples, ok, failures = samples + stats.count, ok + stats.ok, failures + stats.failures
+        for stage, seconds in stats.durations_s.items():
             durations[stage] = durations.get(stage, 0.0) + seconds
-    if totals["samples"] and totals["ok"] == 0:
+    if samples and ok == 0:
         raise DatasetError(f"{params.out}: every sample failed; see the 'error' column of the "
                            "shard parquet files.")
-    preset = get_preset(params.preset)
-    return totals | {"durations_s": durations, "out": params.out, "preset": params.preset,
-                     "makes_faces": preset.makes_faces}
+    return SynthSummary(out=params.out, preset=params.preset,
+                        makes_faces=get_preset(params.preset).makes_faces, shards=params.n_shards,
+                        samples=samples, ok=ok, failures=failures, durations_s=durations)

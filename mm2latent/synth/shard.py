@@ -12,7 +12,7 @@ from mm2latent.synth.encode import encode_members
 from mm2latent.synth.models import SynthModels
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.stages import sample_seed
-from storage.dataset_index import begin_shard, commit_shard, shard_url
+from storage.dataset_index import ShardStats, begin_shard, commit_shard, shard_url
 from storage.manifest import failed_row, ok_row
 from storage.shard_writer import TarShardWriter, sample_key
 
@@ -32,8 +32,8 @@ def _sample_members(result: BatchResult, j: int, params: SynthDataParams, preset
 
 
 def write_shard(models: SynthModels, params: SynthDataParams, preset_name: str, store_size: int,
-                shard: int, vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> dict:
-    """Generate every sample of `shard` and commit it; returns the shard's stats dict.
+                shard: int, vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> ShardStats:
+    """Generate every sample of `shard` and commit it; returns the shard's stats.
 
     The tar and parquet appear atomically and the stats file (the completion marker) last, so
     an interrupted call leaves the shard incomplete and a rerun redoes it from scratch.

@@ -72,7 +72,7 @@ def dataset_hash(dataset_url: str, shards: list[int] | None = None) -> str:
         stats = read_shard_stats(dataset_url, index)
         if stats is None:
             raise TrainingError(f"{dataset_url}: shard {index} is not complete.")
-        parts.append([index, stats["tar"]["sha256"], stats["parquet"]["sha256"]])
+        parts.append([index, stats.tar.sha256, stats.parquet.sha256])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
