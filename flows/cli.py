@@ -127,7 +127,7 @@ def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
                  rows: Annotated[int, typer.Option(help="Samples (rows) in the sheet.")] = 8) -> None:
     """Write a PNG contact sheet: image | colourised mask | sketch, one sample per row."""
     from mm2latent.dataset_report import contact_sheet
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.modalities.codecs import encode_png
     from storage.atomic import atomic_write_bytes
 
     with user_errors():

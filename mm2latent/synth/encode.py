@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mm2latent.modalities.codecs import encode_jpeg, encode_png  # noqa: F401  (re-exported for callers)
 from mm2latent.modalities.spec import METADATA_EXT, ModalitySpec
 from storage.shard_writer import encode_json
 
