@@ -65,7 +65,6 @@ class ModalitySpec:
         annotator_width: annotator -> width it outputs, checked against vector_dim(preset).
         stats: factory of a ModalityStats for `dataset inspect`; None = no decoded statistics.
         tile: decoded value -> (H, W, 3) uint8 picture for the contact sheet; None = no tile.
-        to_input: decoded value -> network input for training and inference; None = not an input.
     """
 
     name: str
@@ -80,7 +79,6 @@ class ModalitySpec:
     annotator_width: Callable[[Any], int] | None = None
     stats: Callable[[], ModalityStats] | None = None
     tile: Callable[[Any], np.ndarray] | None = None
-    to_input: Callable[[Any], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
