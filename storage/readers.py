@@ -82,6 +82,22 @@ def _decode_stage(samples: Iterable[dict], modalities: Sequence[str],
         yield _decode_sample(sample, modalities, registry)
 
 
+class _DecodeStage:
+    """Pipeline stage: decode grouped samples with `registry` (None = the default registry).
+
+    Keeps None rather than the default registry itself: its specs hold lambdas, which do not
+    pickle, and DataLoader workers started with `spawn` receive the pipeline by pickling. The
+    default registry is rebuilt where the stage runs.
+    """
+
+    def __init__(self, modalities: Sequence[str], registry: ModalityRegistry | None) -> None:
+        self.modalities = tuple(modalities)
+        self.registry = registry
+
+    def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
+        return _decode_stage(samples, self.modalities, self.registry or default_registry())
+
+
 class _MemberSelector:
     """Tar member filter keeping only the extensions of the requested modalities.
 
@@ -122,6 +138,7 @@ def iter_samples(
         seed: seed of both shuffles (pass a different one per epoch).
         registry: the modalities and their decoders; None = default_registry().
     """
+    custom_registry = registry  # None stays None in the pipeline (see _DecodeStage)
     registry = registry or default_registry()
     valid = registry.member_exts()
     unknown = [m for m in modalities if m not in valid]
@@ -138,7 +155,7 @@ def iter_samples(
         _open_shards,
         functools.partial(tar_file_expander, select_files=_MemberSelector(modalities, registry)),
         group_by_keys,
-        functools.partial(_decode_stage, modalities=tuple(modalities), registry=registry),
+        _DecodeStage(modalities, custom_registry),
     ]
     if sample_shuffle > 0:
         stages.append(wds.shuffle(sample_shuffle, initial=sample_shuffle, seed=seed + 1))
