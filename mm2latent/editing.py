@@ -114,12 +114,17 @@ def _originals(images01: torch.Tensor, size: int) -> torch.Tensor:
     return (images01 * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
+def edit_latents(inversion: torch.Tensor, delta: torch.Tensor, betas: Sequence[float]) -> torch.Tensor:
+    """(B, K, num_ws, w_dim) w+ + beta_k * delta for (B, num_ws, w_dim) w+ and (B, w_dim) delta."""
+    return torch.stack([apply_edit(inversion, delta, beta) for beta in check_betas(betas)], dim=1)
+
+
 @torch.no_grad()
 def apply_direction(model: Mm2LatentGenerator, images01: torch.Tensor, inversion: torch.Tensor,
                     delta: torch.Tensor, betas: Sequence[float]) -> EditBatch:
     """The EditBatch of w+ + beta * delta for every beta (delta: (B, w_dim))."""
     betas = check_betas(betas)
-    w_plus = torch.stack([apply_edit(inversion, delta, beta) for beta in betas], dim=1)
+    w_plus = edit_latents(inversion, delta, betas)
     b, k = w_plus.shape[:2]
     images = synthesize_each(model, w_plus.flatten(0, 1))  # (B * K, R, R, 3)
     return EditBatch(betas=betas, originals=_originals(images01, images.shape[1]),
@@ -127,7 +132,7 @@ def apply_direction(model: Mm2LatentGenerator, images01: torch.Tensor, inversion
                      w_plus=w_plus, images=images.unflatten(0, (b, k)))
 
 
-def _space(model: Mm2LatentGenerator, images01: torch.Tensor, spatial: Spatial | None,
+def condition_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor, spatial: Spatial | None,
            name: str) -> torch.Tensor:
     """(B, D) spatial embeddings: of `spatial` (one, or one per photo), else of the photos' own."""
     space = model.spatial_embeddings(model.annotate(images01) if spatial is None else spatial)
@@ -152,7 +157,7 @@ def text_edit(model: Mm2LatentGenerator, images01: torch.Tensor, target_text: st
     betas = check_betas(betas)
     images01 = check_images(images01)
     delta = text_direction(model, target_text, pivot_text,
-                           _space(model, images01, spatial, "spatial conditions"))
+                           condition_embeddings(model, images01, spatial, "spatial conditions"))
     return apply_direction(model, images01, invert_each(model, images01), delta, betas)
 
 
@@ -172,7 +177,7 @@ def spatial_edit(model: Mm2LatentGenerator, images01: torch.Tensor, target: Spat
     betas = check_betas(betas)
     images01 = check_images(images01)
     f_img = image_embeddings(model, images01)  # (B, 512)
-    s_target = _space(model, images01, target, "target conditions")
-    s_pivot = _space(model, images01, pivot, "pivot conditions")
+    s_target = condition_embeddings(model, images01, target, "target conditions")
+    s_pivot = condition_embeddings(model, images01, pivot, "pivot conditions")
     delta = spatial_direction(model, f_img, s_target, s_pivot)
     return apply_direction(model, images01, invert_each(model, images01), delta, betas)
