@@ -194,3 +194,35 @@ def test_cli_flow_on_a_finished_dataset_skips_work_and_publishes_the_sheet(prefe
                                       "--samples-per-shard", "2"])
     assert result.exit_code == 0, result.output
     assert "3 edited, 1 failed, 2 shards" in result.output
+
+
+def test_cli_edit_strip_with_a_dataset_sample_target_and_export(setup, tmp_path):
+    runner, models = CliRunner(), str(setup["runs"])
+    vectors = str(setup["root"] / "vectors")
+    exported = runner.invoke(app, ["dataset", "export", vectors, "3", "--out", str(tmp_path / "s3")])
+    assert exported.exit_code == 0, exported.output
+    assert sorted(p.name for p in (tmp_path / "s3").iterdir()) == ["farl.npy", "flame.npy", "image.png", "w.npy"]
+    strip, photo = tmp_path / "strip.png", str(setup["photos"] / "a.png")
+    own = str(setup["root"] / "own.npy")
+    args = ["edit", photo, "--flame", own, "--beta", "0,1", "--models", models, "--out"]
+    result = runner.invoke(app, [*args, str(strip), "--target-flame", f"{vectors}#3"])
+    assert result.exit_code == 0, result.output
+    assert "strip: original | beta 0, 1" in result.output
+    from_file = tmp_path / "from_file.png"
+    result = runner.invoke(app, [*args, str(from_file), "--target-flame", str(tmp_path / "s3" / "flame.npy")])
+    assert result.exit_code == 0, result.output
+    image = _png(strip.read_bytes())
+    assert image.shape == (64, 3 * 64, 3)
+    assert np.array_equal(image[:, :64], np.asarray(Image.open(photo)))  # original first
+    assert np.array_equal(image, _png(from_file.read_bytes()))  # DATASET#INDEX == exported file
+    assert not np.array_equal(image[:, 64:128], image[:, 128:])  # beta 0 differs from beta 1
+
+
+def test_cli_edit_says_how_to_align_an_unaligned_photo(setup):
+    wide = str(setup["photos"] / "z_wide.png")
+    result = CliRunner().invoke(app, ["edit", wide, "--target", "a smile", "--modality", "flame",
+                                      "--models", str(setup["runs"])])
+    assert result.exit_code == 2
+    assert "not square" in result.output and "--align" in result.output
+    both = CliRunner().invoke(app, ["edit", wide, "--target", "a smile", "--target-mask", "m.png"])
+    assert both.exit_code == 2 and "either --target TEXT" in both.output
