@@ -148,3 +148,17 @@ def edit_dataset_command(
     _note_tiny(preset)
     console().print(f"[bold]{summary['out']}[/]: {summary['ok']} edited, {summary['failures']} failed, "
                     f"{summary['shards']} shards; edits {', '.join(summary['edits'])}", soft_wrap=True)
+
+
+def generate_rows(rows: str, models: str, preset: str, out: str, device: str) -> None:
+    """`generate --from rows.jsonl`: one image per row into shards at `out` (resumable)."""
+    from mm2latent.generate_rows import generate_shard, load_row_models, plan_rows
+
+    with user_errors():
+        plan, todo = plan_rows(rows, models, preset, out)
+        nets = load_row_models(plan, models, device) if todo else None
+        stats = [generate_shard(plan, nets, shard) for shard in todo]
+    _note_tiny(preset)
+    made = sum(s["ok"] for s in stats)
+    console().print(f"[green]wrote[/] {out}: {len(plan.rows)} rows, {made} generated now, "
+                    f"{len(plan.rows) - sum(len(plan.shard_indices(s)) for s in todo)} already done", soft_wrap=True)

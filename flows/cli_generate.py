@@ -41,7 +41,7 @@ def _note_tiny(preset: str) -> None:
 
 
 def generate_command(
-    text: Annotated[str, typer.Option(help="Caption, e.g. 'a smiling woman with blond hair'.")],
+    text: Annotated[Optional[str], typer.Option(help="Caption, e.g. 'a smiling woman with blond hair'.")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Label-id PNG (CelebAMask-HQ ids 0..18), or DATASET#INDEX.")] = None,
     sketch: Annotated[Optional[str], typer.Option(help="Sketch PNG, white (255) strokes on black (0), or DATASET#INDEX.")] = None,
     flame: Annotated[Optional[str], typer.Option(help=".npy of a 159-d 3DMM code (DECA), or DATASET#INDEX.")] = None,
@@ -50,11 +50,19 @@ def generate_command(
     seed: Annotated[Optional[int], typer.Option(help="Noise seed; default: constant noise for --n 1, seed 0 otherwise.")] = None,
     psi: Annotated[float, typer.Option(help="Truncation psi (1 = none).")] = 1.0,
     device: Device = "cpu",
+    rows: Annotated[Optional[str], typer.Option("--from", help="JSON-lines file, one {text, mask|sketch|flame, seed} per line: writes shards into --out (a directory).")] = None,
 ) -> None:
-    """Generate images from a caption and a mask, sketch or 3DMM code."""
+    """Generate images from a caption and a mask, sketch or 3DMM code (or many, --from rows.jsonl)."""
+    from mm2latent.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
 
+    if rows is not None:
+        from flows.cli_edit import generate_rows
+
+        return generate_rows(rows, models, preset, out, device)
     with user_errors():
+        if text is None:
+            raise ConfigError("give --text CAPTION (or --from rows.jsonl for many images).")
         modality, condition = _condition(mask, sketch, flame)
         model = load_inference(preset, default_registry_url(models), modality, device)
         noise_seed = seed if seed is not None or n == 1 else 0

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent.errors import ConfigError, DatasetError
-from mm2latent.inference import (check_flame, check_masks, check_modality, check_sketches, read_flame,
+from mm2latent.errors import DatasetError
+from mm2latent.inference import (_checked, check_flame, check_masks, check_modality, check_sketches, read_flame,
                                   read_image, read_mask, read_sketch)
 from storage.samples import parse_sample_ref, read_sample_members
 
@@ -46,11 +46,7 @@ def load_condition(modality: str, ref: str) -> np.ndarray:
                            "Fix: use a dataset made with that modality.")
     array = _decode(modality, members[_MEMBER[modality]])
     check = {"mask": check_masks, "sketch": check_sketches, "flame": check_flame}[modality]
-    try:
-        check(array)
-    except ConfigError as e:
-        raise ConfigError(f"{ref}: {e}") from e
-    return array
+    return _checked(ref, check, array)
 
 
 def load_photo(ref: str) -> torch.Tensor:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mm2latent import __version__
@@ -110,38 +111,51 @@ def build_models(params: EditDatasetParams, modalities: list[str], cache_dir: Pa
                             params.device, cache_dir)
 
 
-def _photo(ref: str) -> torch.Tensor:
-    photo = load_photo(ref)
-    check_looks_aligned(photo.shape[2], photo.shape[3], what=ref)
-    return photo
+SampleFn = Callable[[int], tuple[dict[str, bytes], dict[str, np.ndarray]]]
+
+
+def write_shard(out: str, shard: int, indices: range, make_sample: SampleFn,
+                vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> dict:
+    """Write samples `indices` (members and manifest vectors from `make_sample`) and commit.
+
+    An Mm2LatentError from `make_sample` (a bad input) becomes a failed manifest row; anything
+    else aborts the shard, leaving no stats file, so a rerun redoes it.
+    """
+    begin_shard(out, shard)
+    rows, written, seconds = [], [], 0.0
+    with TarShardWriter(shard_url(out, shard, "tar")) as writer:
+        for index in indices:
+            identity = dict(key=sample_key(index), index=index, shard=shard, seed=0)  # no randomness
+            start = time.perf_counter()
+            try:
+                members, vectors = make_sample(index)
+            except Mm2LatentError as e:
+                rows.append(failed_row(**identity, error=f"{type(e).__name__}: {e}"))
+                continue
+            writer.write(members, identity["key"])
+            written.append((identity, vectors))
+            seconds += time.perf_counter() - start
+            if on_progress is not None:
+                on_progress(1)
+        tar = writer.close()
+    rows += [ok_row(**ident, members=tar.members[ident["key"]], vectors=v) for ident, v in written]
+    return commit_shard(out, shard, tar, rows, {"samples": seconds}, vector_dims)
 
 
 @torch.inference_mode()
 def run_shard(edit_plan: EditPlan, models: EditModels, shard: int,
               on_progress: ProgressFn | None = None) -> dict:
     """Edit every photo of `shard` and commit the shard (stats last); returns its stats."""
-    out, indices = edit_plan.params.out, edit_plan.params.shard_indices(shard, len(edit_plan.sources))
-    begin_shard(out, shard)
-    rows, written, seconds = [], [], 0.0
-    with TarShardWriter(shard_url(out, shard, "tar")) as writer:
-        for index in indices:
-            identity = dict(key=sample_key(index), index=index, shard=shard, seed=0)  # no randomness
-            source = edit_plan.sources[index]
-            start = time.perf_counter()
-            try:
-                photo = _photo(source)
-            except Mm2LatentError as e:  # a bad photo is a failed row, not a failed run
-                rows.append(failed_row(**identity, error=f"{type(e).__name__}: {e}"))
-                continue
-            members, w_plus = edit_members(models, edit_plan.spec, photo, {"index": index, "source": source})
-            writer.write(members, identity["key"])
-            written.append((identity, w_plus))
-            seconds += time.perf_counter() - start
-            if on_progress is not None:
-                on_progress(1)
-        tar = writer.close()
-    rows += [ok_row(**ident, members=tar.members[ident["key"]], vectors={W_PLUS: w}) for ident, w in written]
-    return commit_shard(out, shard, tar, rows, {"edit": seconds}, edit_plan.index.vector_dims)
+    def make_sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+        source = edit_plan.sources[index]
+        photo = load_photo(source)  # a bad photo raises an Mm2LatentError: a failed row
+        check_looks_aligned(photo.shape[2], photo.shape[3], what=source)
+        members, w_plus = edit_members(models, edit_plan.spec, photo, {"index": index, "source": source})
+        return members, {W_PLUS: w_plus}
+
+    indices = edit_plan.params.shard_indices(shard, len(edit_plan.sources))
+    return write_shard(edit_plan.params.out, shard, indices, make_sample, edit_plan.index.vector_dims,
+                       on_progress)
 
 
 def summarize(edit_plan: EditPlan) -> dict:
