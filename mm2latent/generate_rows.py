@@ -100,17 +100,16 @@ def plan_rows(rows_url: str, models: str, preset: str, out: str, samples_per_sha
               overwrite: bool = False, cache_dir: Path | None = None) -> tuple[RowsPlan, list[int]]:
     """Validate everything, write dataset.json; return the plan and the shards still to write."""
     rows, conditions = parse_rows(read_bytes(rows_url, "rows file").decode(), rows_url)
-    registry = default_registry_url(models)
+    registry, cfg = default_registry_url(models), get_preset(preset)
     modalities = list(dict.fromkeys(r.modality for r in rows))
-    versions = registered_versions(registry, modalities)
+    versions = registered_versions(cfg, registry, modalities, cache_dir)
     digest = hashlib.sha256("\n".join(r.model_dump_json() for r in rows).encode())
     for array in conditions:
         digest.update(array.tobytes())
-    cfg = get_preset(preset)
     n_shards = -(-len(rows) // samples_per_shard)
     index = DatasetIndex(
         preset=preset, parameters={"kind": "generate", "rows_sha256": digest.hexdigest(), "model_versions": versions},
-        weights=weight_digests(cfg, ["farl"], cache_dir) | model_digests(registry, versions),
+        weights=weight_digests(cfg, ["farl"], cache_dir) | model_digests(registry, versions, cache_dir),
         software_version=__version__, samples_per_shard=samples_per_shard,
         vector_dims={"w": cfg.generator.w_dim}, num_samples=len(rows),
         shards=[shard_name(i) for i in range(n_shards)])

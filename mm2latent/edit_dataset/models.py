@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mm2latent import weights
-from mm2latent.inference import Mm2LatentGenerator, load_inference, load_registered
+from mm2latent.inference import Mm2LatentGenerator, load_inference, load_registered, load_released
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed
 from mm2latent.synth.models import weight_digests
@@ -32,7 +32,7 @@ def load_edit_models(preset_name: str, registry_url: str, modalities: list[str],
     first = load_inference(preset_name, registry_url, modalities[0], device, cache_dir)
     models = {modalities[0]: first}
     for modality in modalities[1:]:
-        mapping, autoencoder, _ = load_registered(registry_url, modality)
+        mapping, autoencoder, _ = _load_models(first.preset, registry_url, modality, cache_dir)
         for net in (mapping, autoencoder):
             if net is not None:
                 net.to(first.device).eval()
@@ -41,19 +41,32 @@ def load_edit_models(preset_name: str, registry_url: str, modalities: list[str],
     return EditModels(models)
 
 
-def registered_versions(registry_url: str, modalities: list[str]) -> dict[str, str]:
-    """name -> tag of every registered model the modalities use (ConfigError if one is missing)."""
+def _load_models(preset: PresetCfg, registry_url: str, modality: str, cache_dir: Path | None = None):
+    """(MappingNet, autoencoder, {name: tag}): the authors' released files where the preset
+    names them (as load_inference does), else the registry's latest."""
+    released = preset.released_models(modality)
+    if released is not None:
+        return load_released(released, cache_dir)
+    return load_registered(registry_url, modality)
+
+
+def registered_versions(preset: PresetCfg, registry_url: str, modalities: list[str],
+                        cache_dir: Path | None = None) -> dict[str, str]:
+    """name -> tag (or released weights name) of every model the modalities use."""
     versions: dict[str, str] = {}
     for modality in modalities:
-        versions.update(load_registered(registry_url, modality)[2])
+        versions.update(_load_models(preset, registry_url, modality, cache_dir)[2])
     return versions
 
 
-def model_digests(registry_url: str, versions: dict[str, str]) -> dict[str, str]:
-    """tag -> sha256 of the registered checkpoint file of each model version used."""
+def model_digests(registry_url: str, versions: dict[str, str], cache_dir: Path | None = None) -> dict[str, str]:
+    """tag -> sha256 of each model file used: a registered checkpoint, or a released weights file."""
     registry = ModelRegistry(registry_url)
     digests = {}
     for name, tag in versions.items():
+        if name == tag:  # the authors' released file, named in the weights registry
+            digests[tag] = weights.verify(name, cache_dir, mode="stamp").found_sha256 or "unverified"
+            continue
         record = registry.get(name, int(tag.rsplit("-v", 1)[1]))
         digests[tag] = hashlib.sha256(read_bytes(record.checkpoint_url, "checkpoint")).hexdigest()
     return digests

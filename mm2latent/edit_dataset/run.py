@@ -65,12 +65,12 @@ def list_sources(input_url: str) -> list[str]:
 def _index(params: EditDatasetParams, spec: EditSpec, sources: list[str], cache_dir: Path | None) -> DatasetIndex:
     preset = get_preset(params.preset)
     registry = default_registry_url(params.models)
-    versions = registered_versions(registry, spec.modalities())
+    versions = registered_versions(preset, registry, spec.modalities(), cache_dir)
     num_ws, w_dim = preset.e4e.n_styles, preset.generator.w_dim
     parameters = {"kind": "edit-dataset", "input": params.input, "spec_sha256": spec.sha256,
                   "spec": spec.as_json(), "model_versions": versions,
                   "sources_sha256": hashlib.sha256("\n".join(sources).encode()).hexdigest()}
-    weights = network_digests(preset, spec.modalities(), cache_dir) | model_digests(registry, versions)
+    weights = network_digests(preset, spec.modalities(), cache_dir) | model_digests(registry, versions, cache_dir)
     return DatasetIndex(preset=params.preset, parameters=parameters, weights=weights,
                         software_version=__version__, samples_per_shard=params.samples_per_shard,
                         vector_dims={W_PLUS: num_ws * w_dim}, num_samples=len(sources),
