@@ -80,7 +80,7 @@ def edit_command(
     from mm2latent.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
     from storage.atomic import atomic_write_bytes
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.modalities.codecs import encode_png
 
     with user_errors():
         spatial_target = _one_of({"target-mask": target_mask, "target-sketch": target_sketch,

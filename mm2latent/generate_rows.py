@@ -24,7 +24,7 @@ from mm2latent.edit_dataset.models import EditModels, load_edit_models, model_di
 from mm2latent.edit_dataset.run import write_shard
 from mm2latent.errors import ConfigError, Mm2LatentError
 from mm2latent.presets import get_preset
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 from mm2latent.synth.models import weight_digests
 from mm2latent.training.registry import default_registry_url
 from storage.dataset_index import DatasetIndex, prepare_output, read_shard_stats, shard_name

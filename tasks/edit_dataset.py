@@ -13,7 +13,7 @@ from mm2latent.edit_dataset import run
 from mm2latent.edit_dataset.models import EditModels
 from mm2latent.edit_dataset.params import EditDatasetParams
 from mm2latent.edit_dataset.sheet import contact_sheet
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 
 
 @task(name="plan-edit-dataset", cache_policy=NO_CACHE)
