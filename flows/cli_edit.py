@@ -159,6 +159,6 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]
     _note_tiny(preset)
-    made = sum(s["ok"] for s in stats)
+    made = sum(s.ok for s in stats)
     console().print(f"[green]wrote[/] {out}: {len(plan.rows)} rows, {made} generated now, "
                     f"{len(plan.rows) - sum(len(plan.shard_indices(s)) for s in todo)} already done", soft_wrap=True)
