@@ -17,6 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
 from flows.cli_common import console, user_errors
+from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
@@ -31,6 +32,8 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
 add_inference_commands(app)
+dataset_app.command("export")(export_command)
+app.command("edit-dataset")(edit_dataset_command)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")

@@ -1,0 +1,91 @@
+"""One sample of a dataset by its global index: raw tar members, and `DATASET#INDEX` references.
+
+A reference `data/tiny#12` names sample 12 of the dataset at `data/tiny` (any fsspec URL);
+its shard is index // samples_per_shard from dataset.json, and only that shard's tar is read.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+
+from mm2latent.errors import DatasetError
+from storage.atomic import atomic_write_bytes
+from storage.dataset_index import DatasetIndex, read_shard_stats, shard_url
+from storage.fs import join, open_fs
+from storage.shard_writer import sample_key
+
+_REF = re.compile(r"^(?P<dataset>.+)#(?P<index>\d+)$")
+
+
+def parse_sample_ref(ref: str) -> tuple[str, int] | None:
+    """(dataset URL, index) of a `DATASET#INDEX` reference, or None if `ref` is not one."""
+    match = _REF.match(ref)
+    return None if match is None else (match["dataset"], int(match["index"]))
+
+
+def read_sample_members(dataset_url: str, index: int) -> dict[str, bytes]:
+    """Tar members (extension -> bytes) of sample `index`; DatasetError naming the fix if absent."""
+    info = DatasetIndex.read(dataset_url)
+    if not 0 <= index < info.num_samples:
+        raise DatasetError(f"{dataset_url}: no sample {index}; it holds samples 0..{info.num_samples - 1}.")
+    shard = index // info.samples_per_shard
+    if read_shard_stats(dataset_url, shard) is None:
+        raise DatasetError(f"{dataset_url}: shard {shard} holding sample {index} is incomplete. "
+                           "Fix: re-run the command that writes the dataset.")
+    prefix = sample_key(index) + "."
+    members: dict[str, bytes] = {}
+    fs, path = open_fs(shard_url(dataset_url, shard, "tar"))
+    with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:  # streamed: the shard is read once, front to back
+            if member.isfile() and member.name.startswith(prefix):
+                members[member.name[len(prefix):]] = tar.extractfile(member).read()
+    if not members:
+        raise DatasetError(f"{dataset_url}: sample {index} failed when the dataset was made (no "
+                           "members in its shard); its parquet row holds the error. Pick another index.")
+    return members
+
+
+# Tar extension -> exported file name: the names the README's generate / edit examples use.
+EXPORT_NAMES = {"png": "image.png", "jpg": "image.jpg", "mask.png": "mask.png",
+                "sketch.png": "sketch.png", "flame.npy": "flame.npy", "w.npy": "w.npy",
+                "farl.npy": "farl.npy", "json": "sample.json"}
+
+
+def export_sample(dataset_url: str, index: int, out_url: str) -> list[str]:
+    """Write sample `index`'s members as plain files under `out_url`; return their URLs.
+
+    Files are byte copies of the tar members (image.png, mask.png, sketch.png, flame.npy, ...),
+    so they load with `generate --mask`, `edit IMAGE` and `--flame` exactly as stored.
+    """
+    written = []
+    for ext, data in sorted(read_sample_members(dataset_url, index).items()):
+        if ext in EXPORT_NAMES:
+            url = join(out_url, EXPORT_NAMES[ext])
+            atomic_write_bytes(url, data)
+            written.append(url)
+    return written
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def list_images(folder_url: str) -> list[str]:
+    """URLs of the image files directly in a folder, sorted by name; DatasetError if none."""
+    fs, root = open_fs(folder_url)
+    if not fs.isdir(root):
+        raise DatasetError(f"{folder_url}: not a folder of images nor a dataset (no dataset.json).")
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    images = [join(folder_url, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    if not images:
+        raise DatasetError(f"{folder_url}: no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    return images
+
+
+def read_bytes(url: str, what: str = "file") -> bytes:
+    """The bytes at `url`; DatasetError naming the file when it does not exist."""
+    fs, path = open_fs(url)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError as e:
+        raise DatasetError(f"{what} {url} does not exist.") from e
