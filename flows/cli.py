@@ -16,6 +16,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_generate import add_inference_commands
 from flows.cli_train import train_app
@@ -28,6 +29,7 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
 add_inference_commands(app)
+add_benchmark_command(app)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
