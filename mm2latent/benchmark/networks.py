@@ -20,7 +20,7 @@ from mm2latent.benchmark.config import MetricNetsCfg
 from mm2latent.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator
 from mm2latent.model_loading import build_component, load_weights
-from mm2latent.models.clip_towers import ClipEmbedder, clip_config
+from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg, clip_config
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.bisenet import BiSeNet
 from mm2latent.models.stylegan2.generator import Generator
@@ -55,14 +55,24 @@ def _load_or_seed(preset: PresetCfg, component: str, name: str | None,
 
 
 def build_metric_nets(preset: PresetCfg, names: MetricNetsCfg, device: str,
-                      cache_dir: Path | None = None) -> MetricNets:
-    """CLIP-score tower, CMMD tower and face parser for `preset`."""
-    tiny_clip = clip_config("tiny")
+                      cache_dir: Path | None = None,
+                      seeded: tuple[ClipTowerCfg, ClipTowerCfg] | None = None) -> MetricNets:
+    """CLIP-score tower, CMMD tower and face parser for `preset`.
+
+    Args:
+        preset: its init_seed seeds the networks that load no file; its bisenet config shapes
+            a seeded parser.
+        names: weights names; None entries are seeded.
+        device: torch device.
+        cache_dir: weights cache; None = the default.
+        seeded: architectures of seeded (CLIP-score, CMMD) towers; None = the tiny tower.
+    """
+    score_cfg, cmmd_cfg = seeded or (clip_config("tiny"), clip_config("tiny"))
     built = {
         "clip_score": _load_or_seed(preset, "benchmark-clip-score", names.clip_score,
-                                    lambda: ClipEmbedder(tiny_clip), cache_dir),
+                                    lambda: ClipEmbedder(score_cfg), cache_dir),
         "cmmd": _load_or_seed(preset, "benchmark-cmmd", names.cmmd,
-                              lambda: ClipEmbedder(tiny_clip), cache_dir),
+                              lambda: ClipEmbedder(cmmd_cfg), cache_dir),
         "parser": _load_or_seed(preset, "benchmark-parser", names.parser,
                                 lambda: BiSeNet(preset.bisenet), cache_dir),
     }
