@@ -18,8 +18,7 @@ def make_fixture(root: str, captions: str) -> bool:
     """Write the small CelebAMask-HQ / CelebA-Dialog fixture under `root` unless `captions` exists."""
     if exists(captions):
         return False
-    write_fixture(root)
-    get_run_logger().info("wrote the benchmark fixture under %s", root)
+    write_fixture(root)  # logs where it wrote
     return True
 
 

@@ -139,3 +139,25 @@ def test_bad_roots_and_empty_pair_sets_raise_clear_errors(tmp_path):
     buffer = io.BytesIO(b"[1, 2]")
     with pytest.raises(DatasetError, match="expected an object"):
         parse_captions(buffer.getvalue(), "overall_caption")
+
+
+def test_tiny_deployment_parameters_fit_the_flow_and_the_fixture_is_written_once(tmp_path):
+    import inspect
+
+    import yaml
+
+    from flows.benchmark import benchmark
+    from tasks.benchmark import make_fixture
+
+    with open("prefect.yaml") as f:
+        deployments = yaml.safe_load(f)["deployments"]
+    tiny = [d for d in deployments if d["entrypoint"] == "flows/benchmark.py:benchmark"]
+    assert [d["name"] for d in tiny] == ["tiny"]
+    accepted = set(inspect.signature(benchmark.fn).parameters)
+    assert set(tiny[0]["parameters"]) <= accepted
+    root = str(tmp_path / "fx")
+    captions = f"{root}/CelebA-Dialog/captions_hq.json"
+    assert make_fixture.fn(root, captions) is True
+    before = os.path.getmtime(captions)
+    assert make_fixture.fn(root, captions) is False
+    assert os.path.getmtime(captions) == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -23,6 +24,8 @@ from mm2latent.benchmark.masks import MASK_SIZE
 from storage.atomic import atomic_write_bytes
 from storage.celeba import ANNOTATION_DIR, IDS_PER_FOLDER, IMAGE_DIR
 from storage.fs import join
+
+logger = logging.getLogger(__name__)
 
 FIXTURE_IDS = (0, 1, 2, 3, 5, 8, 13, 1999, 2000, 2001, 4005, 5380)
 NO_CAPTION = (5380,)  # like the real captions_hq.json
@@ -82,6 +85,7 @@ def write_fixture(root: str, ids: tuple[int, ...] = FIXTURE_IDS, image_size: int
             captions[f"{k}.jpg"] = _caption(rng)
     captions_url = join(root, "CelebA-Dialog", "captions_hq.json")
     atomic_write_bytes(captions_url, json.dumps(captions, indent=1, sort_keys=True).encode())
+    logger.info("wrote the benchmark fixture (%d ids, not faces) under %s", len(ids), root)
     return {"celebamask": celebamask, "captions": captions_url,
             "reference": join(celebamask, IMAGE_DIR)}
 
