@@ -126,3 +126,17 @@ def test_cli_ablation_report_grid_and_missing_caption(setup, tmp_path, prefect_h
     assert table.num_rows == 4 and set(table.column("model").to_pylist()) == {
         "mapping-mask-v1", "mapping-mask-v2"}
     assert set(table.column_names) >= {"image_id", "caption", "clip_score", "mask_accuracy"}
+
+
+def test_a_synth_data_dataset_as_reference_is_embedded_once(setup, tmp_path, monkeypatch):
+    from mm2latent.benchmark import reference as reference_module
+
+    cfg = _cfg(setup, str(tmp_path / "out"), reference=str(setup["root"] / "data"))
+    meta = bench.reference(cfg)
+    assert meta["images"] == 16 and meta["count"] == 16 * 16
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("the cached reference embeddings were not used")
+
+    monkeypatch.setattr(reference_module, "embed_reference", no_embedding)
+    assert bench.reference(cfg) == meta

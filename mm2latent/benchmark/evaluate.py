@@ -37,6 +37,8 @@ def generate_timed(model: Mm2LatentGenerator, pairs: Sequence[Pair], masks: np.n
     clock = [time.perf_counter()]
 
     def lap() -> None:
+        if model.device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
+            torch.cuda.synchronize(model.device)
         clock.append(time.perf_counter())
 
     text = model.text_embeddings([p.caption for p in pairs]); lap()
@@ -44,7 +46,7 @@ def generate_timed(model: Mm2LatentGenerator, pairs: Sequence[Pair], masks: np.n
     w = model.mapping(text, space); lap()  # (B, w_dim)
     images = torch.cat([model.synthesize(w[i:i + 1], noise_seed=p.noise_seed)
                         for i, p in enumerate(pairs)]); lap()
-    return images, {s: clock[i + 1] - clock[i] for i, s in enumerate(STAGES)}
+    return images.cpu(), {s: clock[i + 1] - clock[i] for i, s in enumerate(STAGES)}
 
 
 def evaluate_chunk(model: Mm2LatentGenerator, tag: str, nets: MetricNets, pairs: Sequence[Pair],
@@ -68,7 +70,7 @@ def evaluate_chunk(model: Mm2LatentGenerator, tag: str, nets: MetricNets, pairs:
         "image_id": np.array([p.image_id for p in pairs], np.int64),
         "caption": captions,
         "noise_seed": np.array([p.noise_seed for p in pairs], np.int64),
-        "clip_score": metrics.clip_scores(nets.clip_score, float01, captions).numpy(),
+        "clip_score": metrics.clip_scores(nets.clip_score, float01, captions).cpu().numpy(),
         "mask_accuracy": 100.0 * metrics.mask_accuracy(nets.parser, float01,
                                                        torch.from_numpy(masks), eval_size).numpy(),
         "cmmd_embedding": metrics.cmmd_embeddings(nets.cmmd, float01).numpy(),

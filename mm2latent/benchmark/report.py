@@ -19,7 +19,8 @@ PAPER_TABLE1 = (
 )
 CONVENTIONS = (
     "CLIP score = 100 x cosine(image, caption), mean over pairs, not clamped; CLIP model `{clip}`, "
-    "official preprocessing (bicubic shorter side, centre crop, CLIP mean/std).",
+    "official preprocessing (bicubic shorter side, centre crop, CLIP mean/std); captions longer "
+    "than CLIP's 77 tokens are truncated (end token kept).",
     "Mask accuracy = % of pixels whose parsed label equals the input CelebAMask-HQ label, at "
     "{size} px; parser `{parser}`.",
     "CMMD = 1000 x biased MMD^2 (diagonal included), Gaussian RBF sigma {sigma}, L2-normalised "
