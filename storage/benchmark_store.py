@@ -1,6 +1,7 @@
 """Files of a benchmark run under --out, written atomically.
 
     run.json                      the settings that decide the results (a rerun must match)
+    examples/<model>/<id>.png     generated images of the grid's pairs
     pairs.parquet                 the selected pairs: image_id, caption, noise_seed
     chunks/<model>/chunk-NNNNNN.parquet   per-pair results of one chunk (+ CMMD embeddings)
     chunks/<model>/chunk-NNNNNN.json      its latency; written last = the chunk is complete

@@ -48,7 +48,7 @@ class Plan:
 
 
 def cache_url(cfg: BenchmarkCfg, part: str) -> str:
-    """Folder of one cache (merged masks, reference embeddings, examples)."""
+    """Folder of one cache (merged masks, reference embeddings)."""
     return join(cfg.cache or join(cfg.out, "cache"), part)
 
 
@@ -125,7 +125,7 @@ def evaluate(cfg: BenchmarkCfg, on_progress: ProgressFn | None = None,
             result = evaluate_chunk(model, tag, nets, chunk, masks, cfg.eval_size)
             for i, pair in enumerate(chunk):
                 if pair.image_id in example_ids:
-                    store.write_bytes(cache_url(cfg, f"examples/{tag}"), f"{pair.image_id}.png",
+                    store.write_bytes(join(cfg.out, "examples", tag), f"{pair.image_id}.png",
                                       encode_png(result.images[i].numpy()))
             store.write_chunk(cfg.out, tag, number, result.columns,
                               {"seconds": result.seconds, "pairs": len(chunk)})
@@ -175,7 +175,7 @@ def _grid(cfg: BenchmarkCfg, pairs: list[Pair], tags: list[str]) -> np.ndarray:
     rows = pairs[:cfg.grid_rows]
     masks = [merged_mask(index, p.image_id, cache_url(cfg, "celebamask-merged"), merge_class_masks)
              for p in rows]
-    generated = [[store.read_png(join(cache_url(cfg, f"examples/{t}"), f"{p.image_id}.png"))
+    generated = [[store.read_png(join(cfg.out, "examples", t, f"{p.image_id}.png"))
                   for t in tags] for p in rows]
     return example_grid(masks, [p.caption for p in rows], generated)
 
