@@ -161,3 +161,15 @@ def test_tiny_deployment_parameters_fit_the_flow_and_the_fixture_is_written_once
     before = os.path.getmtime(captions)
     assert make_fixture.fn(root, captions) is False
     assert os.path.getmtime(captions) == before
+
+
+@pytest.mark.parametrize("preset", ["ffhq", "ffhq-official"])
+def test_presets_with_weights_use_the_papers_metric_networks(preset):
+    from mm2latent.benchmark.config import BenchmarkCfg
+
+    cfg = BenchmarkCfg("c", "c.json", "r", "o", preset=preset, parser="facer")
+    assert cfg.metric_nets().clip_score == "clip.vit-b-32-openai"
+    assert cfg.metric_nets().cmmd == "clip.vit-l-14-336-openai"
+    assert cfg.metric_nets().parser == "facer.farl-celebm-448"
+    tiny = BenchmarkCfg("c", "c.json", "r", "o", preset="tiny")
+    assert tiny.metric_nets().clip_score is None and tiny.metric_nets().parser is None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mm2latent.benchmark.captions import OVERALL, check_caption_field
 from mm2latent.config_utils import require_positive
 from mm2latent.errors import ConfigError
+from mm2latent.presets import get_preset
 
 # --parser choices -> weights registry names (used by presets whose metric nets load files)
 PARSERS = {"bisenet": "bisenet.celebamask-79999", "facer": "facer.farl-celebm-448"}
@@ -22,9 +23,11 @@ class MetricNetsCfg:
     parser: str | None  # face parser of mask accuracy (BiSeNet CelebAMask-HQ)
 
 
+# Keyed by whether the preset's generator has trained weights (PresetCfg.makes_faces): a
+# seeded preset gets seeded metric networks, any preset with real weights the paper's ones.
 METRIC_NETS = {
-    "tiny": MetricNetsCfg(None, None, None),
-    "ffhq": MetricNetsCfg("clip.vit-b-32-openai", "clip.vit-l-14-336-openai", PARSERS["bisenet"]),
+    False: MetricNetsCfg(None, None, None),
+    True: MetricNetsCfg("clip.vit-b-32-openai", "clip.vit-l-14-336-openai", PARSERS["bisenet"]),
 }
 
 
@@ -68,10 +71,7 @@ class BenchmarkCfg:
 
     def metric_nets(self) -> MetricNetsCfg:
         """The metric networks' weights names for this preset and overrides."""
-        if self.preset not in METRIC_NETS:
-            raise ConfigError(f"no benchmark metric networks for preset {self.preset!r}; known: "
-                              f"{', '.join(METRIC_NETS)}.")
-        base = METRIC_NETS[self.preset]
+        base = METRIC_NETS[get_preset(self.preset).makes_faces]
         if base.parser is None:  # seeded preset: only overrides the user gave load files
             return MetricNetsCfg(self.clip_model, self.cmmd_model, None)
         return MetricNetsCfg(self.clip_model or base.clip_score, self.cmmd_model or base.cmmd,
