@@ -26,7 +26,7 @@ from mm2latent.benchmark.reference import reference_embeddings
 from mm2latent.benchmark.report import example_grid, render_report
 from mm2latent.errors import ConfigError
 from mm2latent.presets import get_preset
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 from mm2latent.training.registry import ModelRecord, default_registry_url
 from storage import benchmark_store as store
 from storage.celeba import CelebAMaskIndex, merged_mask, read_captions_file, scan_celebamask
