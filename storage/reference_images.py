@@ -52,7 +52,7 @@ def scan_reference(url: str, limit: int | None = None) -> ReferenceSet:
     fs, root = open_fs(url)
     if fs.isfile(posixpath.join(root, DATASET_FILE)):
         shards = complete_shards(url)
-        stats = [json.dumps(read_shard_stats(url, i), sort_keys=True) for i in shards]
+        stats = [read_shard_stats(url, i).model_dump_json() for i in shards]  # digests inside
         digest = hashlib.sha256("\n".join(stats).encode()).hexdigest()
         if not shards:
             raise DatasetError(f"{url}: a synth-data dataset without complete shards; finish it "
