@@ -16,6 +16,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
@@ -34,6 +35,7 @@ app.add_typer(train_app, name="train")
 add_inference_commands(app)
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
+add_benchmark_command(app)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")

@@ -249,3 +249,9 @@ def check_writable(url: str) -> None:
             f"{url}: cannot write a test file ({type(e).__name__}: {e}). Fix: check credentials "
             "and network access for this storage."
         ) from e
+
+
+def exists(url: str) -> bool:
+    """Whether a file or folder exists at `url`."""
+    fs, path = open_fs(url)
+    return fs.exists(path)
