@@ -18,6 +18,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 
 from flows.cli_common import console, user_errors
 from flows.cli_generate import add_inference_commands
+from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
 
@@ -28,6 +29,7 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
 add_inference_commands(app)
+add_pipeline_command(app)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
@@ -55,8 +57,10 @@ def synth_data_command(
     modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
     max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
+    from flows.runners import check_runner_choice
     from flows.synth_data import synth_data
     from mm2latent.synth.params import parse_params
     from mm2latent.synth.run import validate
@@ -69,6 +73,7 @@ def synth_data_command(
                       max_workers=max_workers)
         params = parse_params(**values)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
+        check_runner_choice(task_runner, dask_address)
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         with _progress() as progress:
@@ -85,7 +90,8 @@ def synth_data_command(
                 progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
 
             summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, on_progress=advance)
+                                 overwrite=overwrite, task_runner=task_runner,
+                                 dask_address=dask_address, on_progress=advance)
             progress.update(bar, completed=params.n_samples)
     _print_summary(summary)
 
