@@ -72,8 +72,8 @@ def synth_data_command(
                       modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                       max_workers=max_workers)
         params = parse_params(**values)
-        validate(params, overwrite)  # user errors fail fast, before Prefect starts
         check_runner_choice(task_runner, dask_address)
+        validate(params, overwrite)  # user errors fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         with _progress() as progress:

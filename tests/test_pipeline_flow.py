@@ -94,3 +94,15 @@ def test_bad_task_runner_choice_is_a_clear_error(runner, address, problem):
 
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
         check_runner_choice(runner, address)
+
+
+@pytest.mark.parametrize("command", [["pipeline"], ["synth-data", "--out", "unused"]])
+def test_cli_refuses_a_bad_dask_address_before_any_work(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--task-runner", "dask",
+                                      "--dask-address", "localhost:8786"])
+    assert result.exit_code == 2
+    assert "tcp://HOST:PORT" in result.output
