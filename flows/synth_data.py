@@ -10,6 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import check_runner_choice, dask_task_runner
 from mm2latent.synth.params import ALL_MODALITIES, SynthDataParams, parse_params
+from mm2latent.synth.run import SynthSummary
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
 
 # Hard upper bound on concurrent shards; `max_workers` picks how many are used (default 1: each
@@ -24,7 +25,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                image_format: str = "png", modalities: list[str] = list(ALL_MODALITIES),
                max_workers: int = 1, overwrite: bool = False, task_runner: str = "threads",
                dask_address: str | None = None,
-               on_progress: Callable[[int], None] | None = None) -> dict:
+               on_progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Generate `n_samples` samples of `preset` into `out`; rerun to resume.
 
     Args:
@@ -94,11 +95,11 @@ def _run_on_dask(params: SynthDataParams, todo: list[int], dask_address: str | N
                 on_progress(len(params.shard_indices(shard)))
 
 
-def _summary_markdown(summary: dict) -> str:
+def _summary_markdown(summary: SynthSummary) -> str:
     """A small Markdown report of a finished run."""
-    lines = [f"# synth-data: {summary['out']}", "",
+    lines = [f"# synth-data: {summary.out}", "",
              "| samples | ok | failed | shards |", "|---|---|---|---|",
-             f"| {summary['samples']} | {summary['ok']} | {summary['failures']} | {summary['shards']} |"]
-    if not summary["makes_faces"]:
-        lines += ["", f"Preset `{summary['preset']}` uses random-weight networks: its images are not faces."]
+             f"| {summary.samples} | {summary.ok} | {summary.failures} | {summary.shards} |"]
+    if not summary.makes_faces:
+        lines += ["", f"Preset `{summary.preset}` uses random-weight networks: its images are not faces."]
     return "\n".join(lines)

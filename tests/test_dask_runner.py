@@ -39,7 +39,7 @@ def thread_run(tmp_path_factory) -> dict[str, str]:
     return digests
 
 
-def _synth(out: Path, **kw) -> dict:
+def _synth(out: Path, **kw):
     from flows.synth_data import synth_data
 
     return synth_data(preset="tiny", n_samples=N, samples_per_shard=PER_SHARD, out=str(out),
@@ -48,7 +48,7 @@ def _synth(out: Path, **kw) -> dict:
 
 def test_local_cluster_of_two_processes_matches_threads(prefect_harness, thread_run, tmp_path):
     summary = _synth(tmp_path / "dask", max_workers=2)  # the default: a LocalCluster
-    assert summary["ok"] == N
+    assert summary.ok == N
     assert _digests(tmp_path / "dask") == thread_run
 
 
@@ -89,7 +89,7 @@ def test_killed_worker_leaves_a_dataset_a_rerun_completes(prefect_harness, threa
         client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed process
 
         summary = _synth(out, dask_address=address)  # the rerun redoes what the kill broke
-        assert summary["ok"] == N
+        assert summary.ok == N
         assert _digests(out) == thread_run
         # Each worker process built the networks at most once, however many shards it ran.
         assert all(n <= 1 for n in _builds(client).values())
