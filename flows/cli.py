@@ -20,6 +20,7 @@ from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
+from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
 
@@ -36,6 +37,7 @@ add_inference_commands(app)
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
+add_pipeline_command(app)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
@@ -63,8 +65,10 @@ def synth_data_command(
     modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
     max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
+    from flows.runners import check_runner_choice
     from flows.synth_data import synth_data
     from mm2latent.input_checks import check_device, check_psi, check_shard_count, parse_list
     from mm2latent.synth.params import ALL_MODALITIES, parse_params
@@ -82,6 +86,7 @@ def synth_data_command(
                       modalities=tuple(parse_list(modalities, ALL_MODALITIES, "--modalities")),
                       max_workers=max_workers)
         params = parse_params(**values)
+        check_runner_choice(task_runner, dask_address)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
@@ -99,7 +104,8 @@ def synth_data_command(
                 progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
 
             summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, on_progress=advance)
+                                 overwrite=overwrite, task_runner=task_runner,
+                                 dask_address=dask_address, on_progress=advance)
             progress.update(bar, completed=params.n_samples)
     _print_summary(summary)
 

@@ -141,6 +141,10 @@ def retrain_plan(dataset_url: str, registry_url: str, names: list[str]) -> dict:
         {"needed": bool, "reason": str, "new_shards": [...], "dataset_hash": str}.
     """
     shards = complete_shards(dataset_url)
+    if not shards:  # a scheduled run before the first synth-data is not a failure
+        return {"needed": False, "dataset_hash": None, "new_shards": [],
+                "reason": f"nothing to do: {dataset_url} has no complete shards yet (missing, "
+                          "or synth-data has not finished a shard); run synth-data into it first."}
     digest = data.dataset_hash(dataset_url, shards)
     registry = ModelRegistry(registry_url)
     stale = []
