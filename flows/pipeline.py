@@ -1,8 +1,8 @@
-"""The `pipeline` flow: synth-data -> train-autoencoders -> train-mapping (each modality),
-as subflows, skipping every step whose outputs are already complete for the same inputs.
+"""The `pipeline` flow: synth-data -> train-autoencoders -> train-mapping (each modality) ->
+benchmark, as subflows, skipping every step whose outputs are already complete for the same inputs.
 
 Each step is one function `(PipelineRun) -> status`; to extend the chain, append a step to
-`STEPS` (the benchmark flow joins it this way). Lineage is recorded as Prefect assets as the
+`STEPS` (the benchmark step joins it this way). Lineage is recorded as Prefect assets as the
 steps finish (tasks/lineage.py).
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from prefect import flow
 
+from flows.benchmark import benchmark
 from flows.runners import check_runner_choice
 from flows.synth_data import synth_data
 from flows.train import train_autoencoders, train_mapping_flow
@@ -21,8 +22,8 @@ from mm2latent.synth.params import SynthDataParams, parse_params
 from mm2latent.training.registry import default_registry_url
 from storage.embeddings import embeddings_url
 from tasks.lineage import record_asset
-from tasks.pipeline import (autoencoders_to_train, check_dataset, dataset_lineage,
-                            mapping_is_current)
+from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark_job,
+                            benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current)
 
 AUTOENCODED = ("mask", "sketch")  # modalities whose MappingNet reads autoencoder embeddings
 
@@ -39,6 +40,7 @@ class PipelineRun:
     mapping_overrides: dict  # MappingNet training overrides
     task_runner: str = "threads"  # where synth-data's shards run
     dask_address: str | None = None  # existing Dask scheduler, None = LocalCluster
+    benchmark_pairs: int = 8  # pairs the benchmark step evaluates; 0 = no benchmark step
     models: dict[str, str] = field(default_factory=dict)  # registry name -> asset key
 
     @property
@@ -96,8 +98,28 @@ def mapping_step(run: PipelineRun) -> str:
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"
 
 
+def benchmark_step(run: PipelineRun) -> str:
+    """Benchmark the latest mask MappingNet (tiny: on the generated fixture); record the report."""
+    if run.benchmark_pairs == 0:
+        return "skipped: benchmark_pairs=0"
+    job = benchmark_job(run.params.out, run.runs, run.params.preset, run.benchmark_pairs,
+                        run.params.seed)
+    if isinstance(job, str):
+        return f"skipped: {job}"
+    if benchmark_finished(job):
+        return f"skipped: the report of {job.record.tag} on these pairs is finished"
+    c = job.cfg
+    benchmark(celebamask=c.celebamask, captions=c.captions, reference_images=c.reference,
+              out=c.out, models=c.models, versions=list(c.versions), preset=c.preset,
+              n_pairs=c.n_pairs, seed=c.seed, chunk_size=c.chunk_size, device=run.params.device,
+              fixture=job.fixture)
+    record_asset(benchmark_lineage(job))
+    return f"ran: {job.record.tag}, report {c.out}/report.md"
+
+
 STEPS: dict[str, Callable[[PipelineRun], str]] = {
-    "synth-data": synth_step, "train-autoencoders": autoencoder_step, "train-mapping": mapping_step}
+    "synth-data": synth_step, "train-autoencoders": autoencoder_step, "train-mapping": mapping_step,
+    "benchmark": benchmark_step}
 
 
 @flow(name="pipeline")
@@ -106,18 +128,21 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
              mappings: list[str] = ["mask", "sketch", "flame"], ae_epochs: int | None = None,
              mapping_epochs: int | None = None, batch_size: int | None = None,
              device: str = "cpu", task_runner: str = "threads", dask_address: str | None = None,
-             max_workers: int = 1) -> dict[str, str]:
+             max_workers: int = 1, benchmark_pairs: int = 8) -> dict[str, str]:
     """The whole chain on one dataset; rerun it to resume or to pick up changed settings.
 
     Args:
         preset: "tiny" (seeded networks, images are NOT faces) or "ffhq".
-        n_samples, samples_per_shard, seed: the dataset (see the synth-data flow).
+        n_samples, samples_per_shard, seed: the dataset (see the synth-data flow); seed also
+            draws the benchmark pairs.
         data: dataset root (fsspec URL).
         runs: root of training runs; the registry is `<runs>/registry`.
         mappings: MappingNets to train (mask, sketch, flame); mask/sketch bring their autoencoder.
         ae_epochs, mapping_epochs, batch_size: training overrides; None = the defaults.
         device: torch device for every step.
         task_runner, dask_address, max_workers: where synth-data's shards run (threads or dask).
+        benchmark_pairs: pairs the benchmark step evaluates (seeded presets: on the generated
+            fixture beside `data`); 0 = skip the benchmark.
 
     Returns:
         step name -> "ran: ..." or "skipped: <why>".
@@ -128,5 +153,5 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
     train = {"batch_size": batch_size, "device": device}
     run = PipelineRun(params, runs, default_registry_url(runs), list(mappings),
                       {"epochs": ae_epochs, **train}, {"epochs": mapping_epochs, **train},
-                      task_runner, dask_address)
+                      task_runner, dask_address, benchmark_pairs)
     return {name: step(run) for name, step in STEPS.items()}

@@ -7,6 +7,7 @@ identify each input. Pure functions: recording them as Prefect assets is tasks/l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,3 +66,22 @@ def embeddings_asset(embeddings_url: str, ae_record: dict, dataset_key: str) -> 
     return AssetSpec(asset_key(embeddings_url), f"embeddings {tag}",
                      (dataset_key, asset_key(ae_record["checkpoint_url"])),
                      {"autoencoder": tag, "dataset_hash": ae_record["dataset_hash"]})
+
+
+def benchmark_asset(report_url: str, mapping_record: dict, summary: dict, pairs_hash: str,
+                    benchmark_data: str) -> AssetSpec:
+    """A benchmark report (`summary` is its summary.json) of one MappingNet version."""
+    tag = f"{mapping_record['name']}-v{mapping_record['version']}"
+    versions = {mapping_record["name"]: tag}
+    embeddings = mapping_record.get("extra", {}).get("embeddings_version")
+    if embeddings:  # the autoencoder whose embeddings the MappingNet was trained on
+        versions[embeddings.rsplit("-v", 1)[0]] = embeddings
+    row = next(m for m in summary["models"] if m["model"] == tag)
+    metrics = {k: row[k] if math.isfinite(row[k]) else None  # NaN is not JSON
+               for k in ("clip_score", "mask_accuracy", "cmmd", "images_per_s")}
+    return AssetSpec(asset_key(report_url), f"benchmark {tag}",
+                     (asset_key(mapping_record["checkpoint_url"]),),
+                     {"model_versions": versions, "dataset_hash": mapping_record["dataset_hash"],
+                      "benchmark_data": benchmark_data, "pairs": row["pairs"],
+                      "pairs_hash": pairs_hash, "seed": summary["run"]["seed"],
+                      "makes_faces": summary["run"]["makes_faces"], "metrics": metrics})

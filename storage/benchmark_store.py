@@ -5,13 +5,15 @@
     pairs.parquet                 the selected pairs: image_id, caption, noise_seed
     chunks/<model>/chunk-NNNNNN.parquet   per-pair results of one chunk (+ CMMD embeddings)
     chunks/<model>/chunk-NNNNNN.json      its latency; written last = the chunk is complete
-    results.parquet, summary.json, report.md, grid.png   assembled at the end
+    results.parquet, report.md, grid.png, summary.json   assembled at the end; summary.json
+                                  is written last: it marks the run finished
 
 Parquet is written with fixed options so the same results give the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -28,6 +30,7 @@ from storage.fs import join, open_fs
 RUN_FILE = "run.json"
 PAIRS_FILE = "pairs.parquet"
 RESULTS_FILE = "results.parquet"
+SUMMARY_FILE = "summary.json"
 EMBEDDING = "cmmd_embedding"
 _OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True,
                 data_page_version="1.0", version="2.6", store_schema=True)
@@ -117,3 +120,17 @@ def read_png(url: str) -> np.ndarray:
     fs, path = open_fs(url)
     with Image.open(io.BytesIO(fs.cat_file(path))) as image:
         return np.asarray(image)
+
+
+def read_summary(out: str) -> dict | None:
+    """summary.json of a finished run (written last by the run), None if it is not there."""
+    fs, path = open_fs(join(out, SUMMARY_FILE))
+    if not fs.exists(path):
+        return None
+    return json.loads(fs.cat_file(path))
+
+
+def pairs_digest(out: str) -> str:
+    """sha256 of pairs.parquet (written with fixed options: the same pairs give the same digest)."""
+    fs, path = open_fs(join(out, PAIRS_FILE))
+    return hashlib.sha256(fs.cat_file(path)).hexdigest()

@@ -7,7 +7,8 @@ import dataclasses
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mm2latent.lineage import AssetSpec, dataset_asset
+from mm2latent.benchmark.chained import ChainedBenchmark, finished_summary, plan_chained
+from mm2latent.lineage import AssetSpec, benchmark_asset, dataset_asset
 from mm2latent.presets import get_preset
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.training import data
@@ -16,7 +17,9 @@ from mm2latent.training.freshness import dataset_complete, trained_record
 from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import ModelRegistry
+from storage.benchmark_store import pairs_digest
 from storage.dataset_index import DatasetIndex, complete_shards
+from storage.fs import join
 
 
 # Every check reads the files (registry, stats markers): they are the cache, never Prefect's.
@@ -70,3 +73,27 @@ def dataset_lineage(dataset: str) -> AssetSpec:
     index, shards = DatasetIndex.read(dataset), complete_shards(dataset)
     return dataset_asset(dataset, index.preset, index.weights, data.dataset_hash(dataset, shards),
                          shards)
+
+
+@task(name="benchmark-plan-chained", cache_policy=NO_CACHE)
+def benchmark_job(dataset: str, runs: str, preset: str, n_pairs: int,
+                  seed: int) -> ChainedBenchmark | str:
+    """The benchmark run for the latest mask MappingNet, or why there is nothing to benchmark."""
+    return plan_chained(dataset, runs, preset, n_pairs, seed)
+
+
+@task(name="benchmark-is-finished", cache_policy=NO_CACHE)
+def benchmark_finished(job: ChainedBenchmark) -> bool:
+    """True if the report for these inputs (model version, pairs, seed, data) is finished."""
+    done = finished_summary(job) is not None
+    if done:
+        get_run_logger().info("skip benchmark: %s is finished for %s", job.cfg.out, job.record.tag)
+    return done
+
+
+@task(name="benchmark-lineage", cache_policy=NO_CACHE)
+def benchmark_lineage(job: ChainedBenchmark) -> AssetSpec:
+    """The report's asset: downstream of the MappingNet, with versions and hashes as metadata."""
+    summary = finished_summary(job)
+    return benchmark_asset(join(job.cfg.out, "report.md"), dataclasses.asdict(job.record), summary,
+                           pairs_digest(job.cfg.out), job.fixture)

@@ -1,11 +1,12 @@
-"""The `pipeline` parent flow on a tiny run: the chain, skipping, lineage assets, retrain no-op."""
+"""The `pipeline` parent flow on a tiny run: the chain (through the benchmark), skipping,
+lineage assets, retrain no-op, and prefect.yaml's trigger chain."""
 
 from __future__ import annotations
 
 import pytest
 
 N, PER_SHARD = 8, 4
-TRAIN = dict(ae_epochs=1, mapping_epochs=1, batch_size=4)
+TRAIN = dict(ae_epochs=1, mapping_epochs=1, batch_size=4, benchmark_pairs=2)
 
 
 @pytest.fixture
@@ -36,8 +37,14 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     data, runs = tmp_path / "data", tmp_path / "runs"
     kwargs = dict(n_samples=N, samples_per_shard=PER_SHARD, data=str(data), runs=str(runs), **TRAIN)
     first = pipeline(**kwargs)
-    assert first == {"synth-data": "ran", "train-autoencoders": "ran: mask, sketch",
-                     "train-mapping": "ran: mask, sketch, flame"}
+    assert list(first) == ["synth-data", "train-autoencoders", "train-mapping", "benchmark"]
+    assert first["synth-data"] == "ran" and first["train-autoencoders"] == "ran: mask, sketch"
+    assert first["train-mapping"] == "ran: mask, sketch, flame"
+    assert first["benchmark"].startswith("ran: mapping-mask-v1"), first
+    # The fixture is written beside the dataset; the report lands in a per-inputs folder.
+    assert (tmp_path / "benchmark-fixture" / "CelebA-Dialog" / "captions_hq.json").is_file()
+    (report_dir,) = (runs / "benchmark").glob("mapping-mask-v1-*")
+    assert {"report.md", "summary.json", "grid.png"} <= {p.name for p in report_dir.iterdir()}
     assert len(list(data.glob("shard-*.stats.json"))) == 2
     assert len(list(data.glob("embeddings/mask-ae-v1/*.parquet"))) == 2
 
@@ -61,6 +68,14 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     assert assets[model_key("mapping-flame")][0] == {dataset}
     assert assets[mapping_mask][1]["dataset_hash"] != meta["dataset_hash"]  # embeddings folded in
 
+    report = (report_dir / "report.md").resolve().as_uri()
+    related, bench = assets[report]
+    assert related == {mapping_mask}  # the report is downstream of the MappingNet it scored
+    assert bench["model_versions"] == {"mapping-mask": "mapping-mask-v1", "mask-ae": "mask-ae-v1"}
+    assert bench["dataset_hash"] == assets[mapping_mask][1]["dataset_hash"]
+    assert bench["pairs"] == 2 and len(bench["pairs_hash"]) == 64 and bench["seed"] == 0
+    assert bench["makes_faces"] is False and set(bench["metrics"]) >= {"clip_score", "cmmd"}
+
     asset_events.clear()
     second = pipeline(**kwargs)
     assert all(status.startswith("skipped") for status in second.values()), second
@@ -70,6 +85,8 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     third = pipeline(**(kwargs | {"mapping_epochs": 2, "mappings": ["flame"]}))
     assert third["train-mapping"] == "ran: flame"
     assert third["synth-data"].startswith("skipped")
+    assert third["benchmark"].startswith("skipped: the report of mapping-mask-v1"), third
+    assert len(list((runs / "benchmark").iterdir())) == 1
 
 
 def test_retrain_on_missing_dataset_says_nothing_to_do(prefect_harness, tmp_path):

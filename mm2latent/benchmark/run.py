@@ -205,8 +205,9 @@ def finish(cfg: BenchmarkCfg, ref_meta: dict, missing_captions: list[int]) -> di
            "missing_captions": missing_captions, "makes_faces": preset.makes_faces,
            "ablation": cfg.ablation, "conventions": conventions, "config": cfg.identity()}
     summary = {"run": run, "models": models}
-    store.write_bytes(cfg.out, "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     report = render_report(summary)
     store.write_bytes(cfg.out, "report.md", report.encode())
     store.write_bytes(cfg.out, "grid.png", encode_png(_grid(cfg, pairs, [r.tag for r in records])))
+    # Last: summary.json marks the run finished (the pipeline skips a finished run).
+    store.write_bytes(cfg.out, store.SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return summary | {"report": report, "out": cfg.out}
