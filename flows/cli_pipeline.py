@@ -1,4 +1,5 @@
-"""`mm2latent pipeline`: the whole chain (synth-data -> autoencoders -> MappingNets) in one command.
+"""`mm2latent pipeline`: the whole chain (synth-data -> autoencoders -> MappingNets -> benchmark)
+in one command.
 
 flows/cli.py mounts it with `add_pipeline_command(app)`.
 """
@@ -30,8 +31,9 @@ def pipeline_command(
     device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
     task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
     max_workers: Annotated[int, typer.Option(help="Shards at once (threads or LocalCluster workers).")] = 1,
+    benchmark_pairs: Annotated[int, typer.Option(help="Pairs the benchmark step evaluates; 0 = no benchmark.")] = 8,
 ) -> None:
-    """Run synth-data, train the autoencoders and MappingNets; skip what is already done."""
+    """Run synth-data, train the autoencoders and MappingNets, benchmark; skip what is done."""
     from flows.pipeline import pipeline
     from flows.runners import check_runner_choice
 
@@ -45,7 +47,8 @@ def pipeline_command(
                          mappings=[m.strip() for m in mappings.split(",") if m.strip()],
                          ae_epochs=ae_epochs, mapping_epochs=mapping_epochs,
                          batch_size=batch_size, device=device, task_runner=task_runner,
-                         dask_address=dask_address, max_workers=max_workers)
+                         dask_address=dask_address, max_workers=max_workers,
+                         benchmark_pairs=benchmark_pairs)
     for name, status in steps.items():
         console().print(f"[bold]{name}[/]: {status}", soft_wrap=True)
 

@@ -123,3 +123,38 @@ def test_cli_refuses_a_bad_dask_address_before_any_work(command, tmp_path):
                                       "--dask-address", "localhost:8786"])
     assert result.exit_code == 2
     assert "tcp://HOST:PORT" in result.output
+
+
+def _deployments_by_name() -> dict[str, dict]:
+    """prefect.yaml's deployments as {"<flow name>/<deployment name>": deployment}."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    named = {}
+    for deployment in config["deployments"]:
+        path, attr = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow_name = getattr(module, attr).name
+        named[f"{flow_name}/{deployment['name']}"] = deployment
+    return named
+
+
+def test_prefect_yaml_triggers_chain_synth_data_to_retrain_to_benchmark():
+    deployments = _deployments_by_name()
+    chain = {}  # upstream deployment -> deployment its completion starts
+    for name, deployment in deployments.items():
+        for trigger in deployment.get("triggers", []):
+            assert trigger["type"] == "event" and trigger["enabled"], name
+            assert trigger["expect"] == ["prefect.flow-run.Completed"], name
+            assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}, name
+            related = {r["prefect.resource.role"]: r["prefect.resource.name"]
+                       for r in trigger["match_related"]}
+            assert set(related) == {"flow", "deployment"}, name
+            upstream = f"{related['flow']}/{related['deployment']}"
+            assert upstream in deployments, f"{name}'s trigger names no deployment: {upstream}"
+            assert trigger["name"] == f"{upstream} completed -> {name}"
+            chain[upstream] = name
+    assert chain == {"synth-data/tiny": "retrain/tiny", "retrain/tiny": "benchmark/tiny"}

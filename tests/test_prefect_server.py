@@ -1,13 +1,15 @@
 """A real Prefect server: deploy prefect.yaml, run synth-data/tiny as the README says, and let
-the deployment trigger start retrain/tiny. Every process started here is stopped by its PID.
+the deployment triggers start retrain/tiny and then benchmark/tiny. Every process started here
+is stopped by its PID.
 
 The deployments are registered from a copy of prefect.yaml whose parameters are shrunk (8
-samples, 1 epoch) and point into tmp_path: the only test-only override; triggers, pool and
-entrypoints are the project's own.
+samples, 1 epoch, 2 benchmark pairs) and point into tmp_path: the only test-only override;
+triggers, pool and entrypoints are the project's own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -74,16 +76,36 @@ def _shrunk_prefect_yaml(tmp_path: Path) -> Path:
     """prefect.yaml with tiny sizes and outputs under tmp_path (nothing else changed)."""
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
+    fixture = tmp_path / "fixture"
     small = {("synth-data", "tiny"): {"n_samples": 8, "samples_per_shard": 4, "out": data},
              ("retrain", "tiny"): {"dataset": data, "out": runs, "ae_epochs": 1,
-                                   "mapping_epochs": 1, "batch_size": 4}}
+                                   "mapping_epochs": 1, "batch_size": 4},
+             ("benchmark", "tiny"): {
+                 "fixture": str(fixture), "celebamask": str(fixture / "CelebAMask-HQ"),
+                 "captions": str(fixture / "CelebA-Dialog" / "captions_hq.json"),
+                 "reference_images": str(fixture / "CelebAMask-HQ" / "CelebA-HQ-img"),
+                 "models": runs, "out": str(tmp_path / "benchmark"), "n_pairs": 2}}
     for deployment in config["deployments"]:
         flow_name = {"flows/synth_data.py:synth_data": "synth-data",
-                     "flows/train.py:retrain": "retrain"}.get(deployment["entrypoint"])
+                     "flows/train.py:retrain": "retrain",
+                     "flows/benchmark.py:benchmark": "benchmark"}.get(deployment["entrypoint"])
         deployment["parameters"].update(small.get((flow_name, deployment["name"]), {}))
     path = tmp_path / "prefect.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _wait_for_run(api_url: str, flow_name: str, logs: Path, timeout: float = 300) -> None:
+    """Wait until the (triggered, top-level) run of `flow_name` ends; assert it completed."""
+    deadline, state = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        runs = [r for r in _flow_runs(api_url, flow_name) if r["parent_task_run_id"] is None]
+        state = runs[0]["state"]["type"] if runs else None
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(2)
+    worker_log = (logs / "worker.log").read_text()
+    assert state == "COMPLETED", f"{flow_name} run: {state}\n{worker_log[-3000:]}"
 
 
 def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 120) -> str:
@@ -123,18 +145,14 @@ def test_server_deploy_run_and_trigger_chain(tmp_path):
             "shard-000000.stats.json", "shard-000001.stats.json"]
 
         # The completed synth-data/tiny run fires the trigger: retrain/tiny trains everything.
-        deadline, state = time.monotonic() + 300, None
-        while time.monotonic() < deadline:
-            runs = [r for r in _flow_runs(api_url, "retrain") if r["parent_task_run_id"] is None]
-            state = runs[0]["state"]["type"] if runs else None
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(2)
-        worker_log = (logs / "worker.log").read_text()
-        assert state == "COMPLETED", f"retrain run: {state}\n{worker_log[-3000:]}"
+        _wait_for_run(api_url, "retrain", logs)
         registry = (tmp_path / "runs" / "registry" / "registry.json").read_text()
         for name in ("mask-ae", "sketch-ae", "mapping-mask", "mapping-sketch", "mapping-flame"):
             assert f'"{name}"' in registry
+        # ... and the completed retrain/tiny run fires the next one: benchmark/tiny.
+        _wait_for_run(api_url, "benchmark", logs)
+        summary = json.loads((tmp_path / "benchmark" / "summary.json").read_text())
+        assert [m["model"] for m in summary["models"]] == ["mapping-mask-v1"]
     finally:
         for proc in reversed(procs):
             _stop(proc)
