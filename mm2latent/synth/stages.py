@@ -2,9 +2,10 @@
 
 No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
-samples share its batch: the annotators and the mapping network run one sample at a time
-through mm2latent.batching.run_per_sample (why, and what it costs: see that module); the
-synthesis network is batch-invariant on its own.
+samples share its batch: the mapping network and FaRL run one sample at a time through
+mm2latent.batching.run_per_sample (why, and what it costs: see that module); the synthesis
+network, DECA and BiSeNet are batch-invariant on their own (their few batch-row matmuls run
+per row inside).
 tests/test_synth_pipeline.py checks the whole pipeline byte for byte across batch and shard
 sizes, tests/test_batch_invariance.py the networks at the paper's widths.
 """
@@ -74,14 +75,13 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction.
 
-    One image at a time: BiSeNet's attention branches convolve 1x1 pooled features, a matrix
-    multiply over the batch rows.
+    The whole batch at once: BiSeNet runs its few batch-row matmuls (attention on pooled
+    features) one row at a time itself. facer's ViT has 785 tokens per image, where ViT-B
+    blocks took the same kernels at every batch size tried (its script is untested here: its
+    weights are not available).
     """
-    parts = [parser.parse(images01[i : i + 1]) for i in range(images01.shape[0])]
-    if not parts:
-        result = parser.parse(images01)
-        return result.labels, result.face_fraction
-    return torch.cat([p.labels for p in parts]), torch.cat([p.face_fraction for p in parts])
+    result = parser.parse(images01)
+    return result.labels, result.face_fraction
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
@@ -89,6 +89,12 @@ def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
     return extract_sketch(pixels.numpy(), cfg)
 
 
-def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
-    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
-    return run_per_sample(encoder, images01).float()
+def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor,
+          per_sample: bool = True) -> torch.Tensor:
+    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant.
+
+    per_sample=False only for an encoder that is batch-invariant itself (DECA's E_flame).
+    ViT-B/16 is not: at 197 tokens its MLP projection rounds differently for 1 image than
+    for 2 or more, so FaRL sees one image at a time.
+    """
+    return (run_per_sample(encoder, images01) if per_sample else encoder(images01)).float()
