@@ -163,5 +163,7 @@ def run_stages(args: argparse.Namespace) -> None:
                 lib_stage[b].append(durations)
                 if with_flow:
                     flow[b].append(flow_seconds(b, os.path.join(tmp, f"flow-{repeat}-{b}"), args.device))
-                print(f"repeat {repeat} batch {b} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"repeat {repeat} batch {b}: bare-sum {sum(bare[b][-1].values()) / b:.3f} s/sample, "
+                      f"library {lib[b][-1] / b:.3f}" + (f", flow {flow[b][-1] / b:.3f}" if with_flow else "")
+                      + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
     _print_table(args.batches, bare, lib, lib_stage, flow)

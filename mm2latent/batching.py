@@ -7,13 +7,17 @@ benchmarks.batch_invariance` reprints it): every linear layer with fewer than 16
 differently from the 16-row result, and the batch size also changes the kernels of the 3x3
 and transposed convolutions on StyleGAN2's 4x4 maps (at 16 vs 17 vs 32 samples too) and of a
 ViT-B/16 MLP projection (3072 -> 768 over 197 tokens: 1 image differs from 2 or more). Larger
-convolutions, layer norms, attention and resampling agreed at every batch size tried.
+convolutions, layer norms, attention and resampling agreed at every batch size tried at the
+paper's widths, but not at the `tiny` preset's (64-channel generator convolutions differ too).
+So which layers to pad depends on the CPU, the thread count and the widths.
 
 Two tools, by cost:
 - `run_per_sample`: the network sees one sample at a time, so every call has the same shapes
-  whatever the batch: invariant by construction, on any CPU. synth-data runs its networks
-  this way; the costly layers (high-resolution convolutions, ViT token matmuls) are already
-  large at one sample, so this costs a few percent (benchmarks/synth_data.py measures it).
+  whatever the batch: invariant by construction, on any CPU and at any width, and no padding
+  rows are computed. synth-data runs its networks this way; their costly layers
+  (high-resolution convolutions, ViT token matmuls) are large at one sample already, and the
+  generator convolves one sample at a time from 128 px on anyway (`python -m
+  benchmarks.synth_data --preset ffhq-arch` measures the cost against batched passes).
 - `run_padded`: short batches padded to MIN_ROWS rows; for small networks evaluated over many
   short batches (the autoencoders), where one padded call is cheaper than many single ones.
 """

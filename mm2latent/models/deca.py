@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.batching import run_per_sample
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import require_positive, resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
@@ -218,9 +217,7 @@ class FlameEncoder(nn.Module):
             images: (B, 3, 224, 224) RGB in [0, 1] (no mean/std), e.g. from ffhq_crop_for_deca.
         """
         check_rgb_images(images, size=self.cfg.img_size, hint=" Crop with ffhq_crop_for_deca.")
-        # The trunk's convolutions are batch-invariant; the regressor is a matmul over the batch
-        # rows, so it runs one row at a time (mm2latent/batching.py).
-        return run_per_sample(self.layers, self.encoder(images))  # (B, code_dim)
+        return self.layers(self.encoder(images))  # (B, code_dim)
 
     def encode(self, images: torch.Tensor) -> FlameCode:
         """Code split into shape/tex/exp/pose/cam/light.

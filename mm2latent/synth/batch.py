@@ -69,7 +69,7 @@ def synthesize_batch(models: SynthModels, dataset_seed: int, indices: Sequence[i
     if models.flame is not None:
         with _timed(durations, "flame"):
             crops = ffhq_crop_for_deca(images01)
-            result.flame = stages.embed(models.flame.flame159, crops, per_sample=False).cpu().numpy()
+            result.flame = stages.embed(models.flame.flame159, crops).cpu().numpy()
     if models.farl is not None:
         with _timed(durations, "farl"):
             result.farl = stages.embed(models.farl.encode_image, images01).cpu().numpy()

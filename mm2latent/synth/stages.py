@@ -2,12 +2,10 @@
 
 No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
-samples share its batch: the mapping network and FaRL run one sample at a time through
-mm2latent.batching.run_per_sample (why, and what it costs: see that module); the synthesis
-network, DECA and BiSeNet are batch-invariant on their own (their few batch-row matmuls run
-per row inside).
-tests/test_synth_pipeline.py checks the whole pipeline byte for byte across batch and shard
-sizes, tests/test_batch_invariance.py the networks at the paper's widths.
+samples share its batch: every network runs one sample at a time through
+mm2latent.batching.run_per_sample (why, and what it costs: see that module), so none of them
+evaluates padding rows. tests/test_synth_pipeline.py checks the whole pipeline byte for byte
+across batch and shard sizes, tests/test_batch_invariance.py each stage at the paper's widths.
 """
 
 from __future__ import annotations
@@ -48,9 +46,10 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     after an antialiased resize to `store_size` when that differs from the generator's.
     """
     ws = run_per_sample(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
-    # The synthesis network is batch-invariant itself (its style affines run per row, its 4x4
-    # blocks per sample), so the costly convolutions keep the batch.
-    images = generator.synthesis(ws, noise_mode="const")  # (B, 3, R, R)
+    # Per sample too: the style affines are matmuls over the batch rows, and convolutions on
+    # small maps or with few channels change kernels with the batch size. From 128 px on the
+    # generator convolves one sample at a time anyway.
+    images = run_per_sample(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
     return ws[:, 0], store_pixels(images, store_size)  # (B, w_dim), (B, S, S, 3)
 
 
@@ -75,13 +74,14 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction.
 
-    The whole batch at once: BiSeNet runs its few batch-row matmuls (attention on pooled
-    features) one row at a time itself. facer's ViT has 785 tokens per image, where ViT-B
-    blocks took the same kernels at every batch size tried (its script is untested here: its
-    weights are not available).
+    One image at a time: BiSeNet's attention branches convolve 1x1 pooled features, a matrix
+    multiply over the batch rows (and facer's script is untested here without its weights).
     """
-    result = parser.parse(images01)
-    return result.labels, result.face_fraction
+    parts = [parser.parse(images01[i : i + 1]) for i in range(images01.shape[0])]
+    if not parts:
+        result = parser.parse(images01)
+        return result.labels, result.face_fraction
+    return torch.cat([p.labels for p in parts]), torch.cat([p.face_fraction for p in parts])
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
@@ -89,12 +89,6 @@ def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
     return extract_sketch(pixels.numpy(), cfg)
 
 
-def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor,
-          per_sample: bool = True) -> torch.Tensor:
-    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant.
-
-    per_sample=False only for an encoder that is batch-invariant itself (DECA's E_flame).
-    ViT-B/16 is not: at 197 tokens its MLP projection rounds differently for 1 image than
-    for 2 or more, so FaRL sees one image at a time.
-    """
-    return (run_per_sample(encoder, images01) if per_sample else encoder(images01)).float()
+def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
+    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
+    return run_per_sample(encoder, images01).float()

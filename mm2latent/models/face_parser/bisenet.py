@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.batching import run_per_sample
 from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
@@ -142,10 +141,7 @@ class AttentionRefinementModule(nn.Module):
         """(B, out_chan, H, W)."""
         feat = self.conv(x)
         atten = feat.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-        # 1x1 convs on pooled features are matmuls over the batch rows: one row at a time
-        # keeps them batch-invariant (mm2latent/batching.py); the same below.
-        atten = run_per_sample(lambda a: self.bn_atten(self.conv_atten(a)), atten)
-        return feat * torch.sigmoid(atten)
+        return feat * torch.sigmoid(self.bn_atten(self.conv_atten(atten)))
 
 
 class ContextPath(nn.Module):
@@ -163,7 +159,7 @@ class ContextPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stride-8 ResNet features, stride-8 context, stride-16 context (2w channels each)."""
         feat8, feat16, feat32 = self.resnet(x)
-        avg = run_per_sample(self.conv_avg, feat32.mean(dim=(2, 3), keepdim=True))  # (B, 2w, 1, 1)
+        avg = self.conv_avg(feat32.mean(dim=(2, 3), keepdim=True))  # (B, 2w, 1, 1)
         # upstream upsamples the pooled vector with nearest: the same as broadcasting it
         feat32_sum = self.arm32(feat32) + avg  # (B, 2w, H/32, W/32)
         feat32_up = F.interpolate(feat32_sum, size=feat16.shape[2:], mode="nearest")
@@ -187,7 +183,7 @@ class FeatureFusionModule(nn.Module):
         """(B, out_chan, H, W) from two (B, *, H, W) maps."""
         feat = self.convblk(torch.cat([fsp, fcp], dim=1))  # (B, out_chan, H, W)
         atten = feat.mean(dim=(2, 3), keepdim=True)  # (B, out_chan, 1, 1)
-        atten = torch.sigmoid(run_per_sample(lambda a: self.conv2(F.relu(self.conv1(a))), atten))
+        atten = torch.sigmoid(self.conv2(F.relu(self.conv1(atten))))
         return feat * atten + feat
 
 

@@ -17,16 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.batching import run_per_sample
 from mm2latent.errors import ConfigError
 from mm2latent.models.stylegan2 import ops
 
 logger = logging.getLogger(__name__)
 
 NOISE_MODES = ("const", "random", "none")
-# Blocks whose input maps are smaller than this side run one sample at a time: the convolutions
-# on 4x4 maps change kernels (and rounding) with the batch size; from 8x8 on they do not.
-MIN_BATCHED_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -199,7 +195,7 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, I, R/up, R/up), w (B, w_dim) -> (B, O, R, R)."""
-        styles = run_per_sample(self.affine, w)  # (B, I); per row: batch-invariant
+        styles = self.affine(w)  # (B, I)
         # lrelu(g * y) == g * lrelu(y) for g > 0, so the gain rides on the demodulated weights.
         g = ops.LRELU_GAIN
         x = ops.modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
@@ -237,7 +233,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """(B, I, R, R), w (B, w_dim) -> (B, img_channels, R, R) contiguous float32."""
         b, i, h, wd = x.shape
-        styles = run_per_sample(self.affine, w) * self.weight_gain  # (B, I); per row: batch-invariant
+        styles = self.affine(w) * self.weight_gain  # (B, I)
         wm = self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)  # (B, O, I)
         # channels_last x is (B, H*W, I) in memory: one batched GEMM per sample, no reorder.
         xf = x.permute(0, 2, 3, 1).reshape(b, h * wd, i)  # (B, H*W, I)
@@ -326,34 +322,20 @@ class SynthesisNetwork(nn.Module):
                 ) -> torch.Tensor:
         """Run blocks `first`.. on (x, img); ws (B, num_ws, w_dim) -> img (B, C, R, R).
 
-        Blocks on maps under MIN_BATCHED_SIDE run per sample (batch invariance), the next
-        low-resolution blocks as a batch (ops scale the activations there). From the first
-        block whose convolutions modulate the weights, each sample continues on its own: that
-        path convolves one sample at a time, and splitting here avoids re-concatenating every
-        layer's output.
+        Low-resolution blocks run as a batch (ops scale the activations there). From the
+        first block whose convolutions modulate the weights, each sample continues on its
+        own: that path convolves one sample at a time, and splitting here avoids
+        re-concatenating every layer's output.
         """
         for idx in range(first, len(self.block_resolutions)):
             block = getattr(self, f"b{self.block_resolutions[idx]}")
-            start = max(2 * idx - 1, 0)
-            block_ws = ws[:, start : start + block.num_conv + 1]  # (B, num_conv + 1, w_dim)
-            if ws.shape[0] > 1 and (x is None or x.shape[-1] < MIN_BATCHED_SIDE):
-                x, img = _block_per_sample(block, x, img, block_ws, noise_mode, generator)
-                continue
             if x is not None and x.shape[0] > 1 and not ops.scales_activations(x[:1], block.conv0.weight):
                 parts = [self._render(idx, x[i : i + 1], img[i : i + 1], ws[i : i + 1], noise_mode, generator)
                          for i in range(x.shape[0])]
                 return torch.cat(parts, dim=0)  # (B, C, R, R)
-            x, img = block(x, img, block_ws, noise_mode, generator)
+            start = max(2 * idx - 1, 0)
+            x, img = block(x, img, ws[:, start : start + block.num_conv + 1], noise_mode, generator)
         return img
-
-
-def _block_per_sample(block: SynthesisBlock, x: torch.Tensor | None, img: torch.Tensor | None,
-                      ws: torch.Tensor, noise_mode: str, generator: torch.Generator | None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """block(x, img, ws) evaluated one sample at a time; outputs concatenated over the batch."""
-    outs = [block(None if x is None else x[i : i + 1], None if img is None else img[i : i + 1],
-                  ws[i : i + 1], noise_mode, generator) for i in range(ws.shape[0])]
-    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 
 class Generator(nn.Module):

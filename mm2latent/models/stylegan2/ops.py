@@ -25,8 +25,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_per_sample
-
 LRELU_SLOPE = 0.2  # leaky ReLU negative slope used throughout StyleGAN2
 LRELU_GAIN = math.sqrt(2.0)  # gain that keeps the activation variance of lrelu at ~1
 DEMOD_EPS = 1e-8  # added to the squared weight norm before rsqrt, as in NVIDIA
@@ -137,8 +135,7 @@ def demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         wsq = weight.permute(1, 2, 3, 0).square().sum(dim=[1, 2]).t()  # (I, k, k, O) -> (O, I)
     else:
         wsq = weight.square().sum(dim=[2, 3])  # (O, I)
-    # One row at a time: a matmul over few batch rows rounds differently per row count.
-    return run_per_sample(lambda s: (s.square() @ wsq.t() + DEMOD_EPS).rsqrt(), styles)  # (B, O)
+    return (styles.square() @ wsq.t() + DEMOD_EPS).rsqrt()  # (B, O)
 
 
 def scales_activations(x: torch.Tensor, weight: torch.Tensor) -> bool:
