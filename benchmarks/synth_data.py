@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16],
                         help="batch sizes of the ffhq-arch stage table")
     parser.add_argument("--device", default="cpu", help="torch device of the ffhq-arch networks")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="ffhq-arch: wall time, or this process's CPU time (shared machines)")
     parser.add_argument("--child", choices=("library", "flow"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads and os.environ.get("OMP_NUM_THREADS") != str(args.threads):

@@ -12,7 +12,12 @@ For each batch size, and in turn so that load from other processes hits all alik
 - library: run.run_shard for one shard of one batch with those models (per-stage seconds come
   from the shard's own stats);
 - flow: the synth-data Prefect flow for the same shard (models built before timing).
-Efficiency = sum of bare stages / path seconds (target >= 0.9). Medians over the repeats.
+Efficiency = sum of bare stages / path seconds (target >= 0.9); generate = stages.generate
+(the library's generate stage: per-sample mapping and synthesis, resize, quantisation) / bare
+mapping + synthesis on the same batch. Medians over the repeats. `--clock cpu` times with this
+process's CPU time instead of wall time: on a machine shared with other jobs, run with
+`--threads 1` and `--clock cpu` to count the work done rather than the turns the scheduler gave
+(Prefect's server runs in another process and is not counted).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 PRESET = "ffhq-arch"
 MODALITIES = ("mask", "sketch", "flame", "farl")
 BARE_STAGES = ("synthesis", "mask", "sketch", "flame", "farl", "png")
+Clock = Callable[[], float]
 
 
 def register_preset() -> None:
@@ -47,8 +53,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def bare_stages(models, indices: list[int], store_size: int) -> dict[str, float]:
-    """Seconds of each stage's plain batched forward pass over samples `indices`."""
+def bare_stages(models, indices: list[int], store_size: int, clock: Clock) -> dict[str, float]:
+    """Seconds of each stage's plain batched forward pass over samples `indices`, and of the
+    library's generate stage on the same batch (key "generate", not a bare stage)."""
     from mm2latent.models.deca import ffhq_crop_for_deca
     from mm2latent.models.sketch import extract_sketch
     from mm2latent.synth import stages
@@ -58,14 +65,15 @@ def bare_stages(models, indices: list[int], store_size: int) -> dict[str, float]
 
     def timed(name: str, fn: Callable[[], object]) -> object:
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         out = fn()
         _sync(device)
-        seconds[name] = time.perf_counter() - start
+        seconds[name] = clock() - start
         return out
 
     z = stages.latents(0, indices, g.cfg.z_dim).to(device)  # (B, z_dim)
     images = timed("synthesis", lambda: g.synthesis(g.mapping(z, 0.7), noise_mode="const"))
+    timed("generate", lambda: stages.generate(g, z, 0.7, store_size))
     pixels = stages.store_pixels(images, store_size).cpu()  # (B, S, S, 3) uint8
     images01 = stages.to_float_images(pixels).to(device)  # (B, 3, S, S)
     labels = timed("mask", lambda: models.parser.parse(images01).labels.cpu().numpy())
@@ -83,25 +91,26 @@ def _params(batch: int, out: str, device: str) -> dict:
                 out=out, modalities=list(MODALITIES), device=device)
 
 
-def library_stages(models, batch: int, out: str, device: str) -> tuple[float, dict[str, float]]:
-    """Seconds of run.run_shard for one batch, and its per-stage seconds."""
+def library_stages(models, batch: int, out: str, device: str, clock: Clock
+                   ) -> tuple[float, dict[str, float]]:
+    """Seconds of run.run_shard for one batch, and its per-stage wall seconds (shard stats)."""
     from mm2latent.synth import run
     from mm2latent.synth.params import parse_params
 
     params = parse_params(**_params(batch, out, device))
     run.plan(params)
-    start = time.perf_counter()
+    start = clock()
     stats = run.run_shard(params, 0, models=models)
-    return time.perf_counter() - start, stats["durations_s"]
+    return clock() - start, stats["durations_s"]
 
 
-def flow_seconds(batch: int, out: str, device: str) -> float:
+def flow_seconds(batch: int, out: str, device: str, clock: Clock) -> float:
     """Seconds of the synth-data flow for one batch (its cached models already built)."""
     from flows.synth_data import synth_data
 
-    start = time.perf_counter()
+    start = clock()
     synth_data(**_params(batch, out, device))
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _warm_flow_models(device: str, out: str) -> None:
@@ -112,10 +121,11 @@ def _warm_flow_models(device: str, out: str) -> None:
     _shared_models(parse_params(**_params(1, out, device)))
 
 
-def _print_table(batches: list[int], bare: dict, lib: dict, lib_stage: dict, flow: dict) -> None:
+def _print_table(batches: list[int], bare: dict, lib: dict, lib_stage: dict, flow: dict,
+                 clock_name: str) -> None:
     """Seconds per sample per stage (medians) and the efficiency of each path."""
     med = statistics.median
-    print("\nseconds per sample, medians over repeats (bare = plain batched forward passes)")
+    print(f"\n{clock_name} seconds per sample, medians over repeats (bare = plain batched forward passes)")
     print("batch  " + " ".join(f"{s:>9s}" for s in BARE_STAGES) + "  bare-sum   library      flow")
     for b in batches:
         per = {s: med([r[s] for r in bare[b]]) / b for s in BARE_STAGES}
@@ -127,11 +137,11 @@ def _print_table(batches: list[int], bare: dict, lib: dict, lib_stage: dict, flo
     print("\nefficiency = bare-sum / path (target >= 0.9); generate = library generate stage / bare synthesis")
     for b in batches:
         total = sum(med([r[s] for r in bare[b]]) for s in BARE_STAGES)
-        generate = med([d["generate"] for d in lib_stage[b]]) / med([r["synthesis"] for r in bare[b]])
+        generate = med([r["generate"] for r in bare[b]]) / med([r["synthesis"] for r in bare[b]])
         stages = ", ".join(f"{k} {med([d[k] for d in lib_stage[b]]) / b:.3f}" for k in sorted(lib_stage[b][0]))
         line = f"batch {b:3d}: library {total / med(lib[b]):.3f}"
         line += f"  flow {total / med(flow[b]):.3f}" if flow[b] else "  flow -"
-        print(line + f"  generate/bare synthesis {generate:.3f}   library stages (s/sample): {stages}")
+        print(line + f"  generate/bare synthesis {generate:.3f}   library stages (wall s/sample): {stages}")
 
 
 def run_stages(args: argparse.Namespace) -> None:
@@ -140,6 +150,7 @@ def run_stages(args: argparse.Namespace) -> None:
     from mm2latent.synth.models import build_synth_models
 
     register_preset()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     preset = get_preset(PRESET)
     models = build_synth_models(preset, MODALITIES, args.device)
     with_flow = args.paths != "library"  # the library path always runs: it gives the stage split
@@ -153,17 +164,19 @@ def run_stages(args: argparse.Namespace) -> None:
 
             stack.enter_context(_harness())
             _warm_flow_models(args.device, os.path.join(tmp, "warm"))
-        bare_stages(models, [0], preset.store_size)  # warm-up: first calls pick kernels
+        bare_stages(models, [0], preset.store_size, clock)  # warm-up: first calls pick kernels
         for repeat in range(args.repeats):
             for b in args.batches:
-                bare[b].append(bare_stages(models, list(range(b)), preset.store_size))
+                bare[b].append(bare_stages(models, list(range(b)), preset.store_size, clock))
                 seconds, durations = library_stages(models, b, os.path.join(tmp, f"lib-{repeat}-{b}"),
-                                                    args.device)
+                                                    args.device, clock)
                 lib[b].append(seconds)
                 lib_stage[b].append(durations)
                 if with_flow:
-                    flow[b].append(flow_seconds(b, os.path.join(tmp, f"flow-{repeat}-{b}"), args.device))
-                print(f"repeat {repeat} batch {b}: bare-sum {sum(bare[b][-1].values()) / b:.3f} s/sample, "
+                    flow[b].append(flow_seconds(b, os.path.join(tmp, f"flow-{repeat}-{b}"), args.device,
+                                                clock))
+                bare_sum = sum(bare[b][-1][s] for s in BARE_STAGES)
+                print(f"repeat {repeat} batch {b}: bare-sum {bare_sum / b:.3f} s/sample, "
                       f"library {lib[b][-1] / b:.3f}" + (f", flow {flow[b][-1] / b:.3f}" if with_flow else "")
                       + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
-    _print_table(args.batches, bare, lib, lib_stage, flow)
+    _print_table(args.batches, bare, lib, lib_stage, flow, args.clock)
