@@ -53,7 +53,8 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def bare_stages(models, indices: list[int], store_size: int, clock: Clock) -> dict[str, float]:
+def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: Clock
+                ) -> dict[str, float]:
     """Seconds of each stage's plain batched forward pass over samples `indices`, and of the
     library's generate stage on the same batch (key "generate", not a bare stage)."""
     from mm2latent.models.deca import ffhq_crop_for_deca
@@ -76,10 +77,11 @@ def bare_stages(models, indices: list[int], store_size: int, clock: Clock) -> di
     timed("generate", lambda: stages.generate(g, z, 0.7, store_size))
     pixels = stages.store_pixels(images, store_size).cpu()  # (B, S, S, 3) uint8
     images01 = stages.to_float_images(pixels).to(device)  # (B, 3, S, S)
-    labels = timed("mask", lambda: models.parser.parse(images01).labels.cpu().numpy())
-    edges = timed("sketch", lambda: extract_sketch(pixels.numpy(), models.sketch))
-    timed("flame", lambda: models.flame.flame159(ffhq_crop_for_deca(images01)).cpu())
-    timed("farl", lambda: models.farl.encode_image(images01).cpu())
+    nets = models.annotators  # modality -> its network
+    labels = timed("mask", lambda: nets["mask"].parse(images01).labels.cpu().numpy())
+    edges = timed("sketch", lambda: extract_sketch(pixels.numpy(), sketch_cfg))
+    timed("flame", lambda: nets["flame"].flame159(ffhq_crop_for_deca(images01)).cpu())
+    timed("farl", lambda: nets["farl"].encode_image(images01).cpu())
     rgb = pixels.numpy()
     timed("png", lambda: [(encode_png(rgb[j]), encode_png(labels[j]), encode_png(edges[j]))
                           for j in range(len(indices))])
@@ -164,10 +166,11 @@ def run_stages(args: argparse.Namespace) -> None:
 
             stack.enter_context(_harness())
             _warm_flow_models(args.device, os.path.join(tmp, "warm"))
-        bare_stages(models, [0], preset.store_size, clock)  # warm-up: first calls pick kernels
+        bare_stages(models, [0], preset.store_size, preset.sketch, clock)  # warm-up: first calls pick kernels
         for repeat in range(args.repeats):
             for b in args.batches:
-                bare[b].append(bare_stages(models, list(range(b)), preset.store_size, clock))
+                bare[b].append(bare_stages(models, list(range(b)), preset.store_size, preset.sketch,
+                                           clock))
                 seconds, durations = library_stages(models, b, os.path.join(tmp, f"lib-{repeat}-{b}"),
                                                     args.device, clock)
                 lib[b].append(seconds)
