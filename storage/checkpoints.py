@@ -9,6 +9,7 @@ Names: `ckpt-<step, 9 digits>.pt`, so `latest_checkpoint` finds the highest step
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import logging
 import pickle
@@ -98,6 +99,19 @@ def load_checkpoint(url: str, map_location: str | torch.device = "cpu") -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(url, f"holds a {type(state).__name__}, expected a dict.")
     return state
+
+
+def checkpoint_sha256(url: str) -> str:
+    """sha256 of a checkpoint file's bytes (names data derived from the model it holds)."""
+    fs, path = open_fs(url)
+    digest = hashlib.sha256()
+    try:
+        with fs.open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError as e:
+        raise CheckpointError(url, "checkpoint not found.", "Check the path or --resume value.") from e
+    return digest.hexdigest()
 
 
 def latest_checkpoint(dir_url: str) -> str | None:
