@@ -78,3 +78,33 @@ def test_memory_registry_resolves_relative_locations(mem_url):
     record = registry.register("mask-ae", join(mem_url, "mask-ae", "c.pt"), "data", "h")
     assert record.checkpoint_url == join(mem_url, "mask-ae", "c.pt")
     assert registry.latest("mask-ae").checkpoint_url == join(mem_url, "mask-ae", "c.pt")
+
+
+def test_generate_reads_a_registry_trained_elsewhere_from_another_directory(tmp_path, monkeypatch):
+    import numpy as np
+    import typer
+    from typer.testing import CliRunner
+
+    from flows.cli_generate import add_inference_commands
+    from mm2latent.presets import get_preset
+    from mm2latent.training.config import MappingTrainCfg
+    from mm2latent.training.mapping import mapping_net_cfg
+    from mm2latent.training.pipeline import mapping_run
+    from tests.fabricate_training import write_learnable_dataset
+
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir()
+    other.mkdir()
+    monkeypatch.chdir(work)  # train with relative paths, as `mm2latent train --out runs` does
+    write_learnable_dataset("data", n_shards=1, per_shard=8,
+                            dims={"w": 512, "flame": 159, "farl": 512})
+    cfg = MappingTrainCfg(modality="flame", epochs=1, batch_size=4, val_fraction=0.0)
+    mapping_run("data", "runs", "runs/registry", mapping_net_cfg(get_preset("tiny").mapping, "flame"), cfg)
+    monkeypatch.chdir(other)
+    np.save(other / "code.npy", np.zeros(159, np.float32))
+    app = typer.Typer()
+    add_inference_commands(app)
+    result = CliRunner().invoke(app, ["generate", "--text", "a face", "--flame", "code.npy",
+                                      "--models", str(work / "runs"), "--out", "out.png"])
+    assert result.exit_code == 0, result.output
+    assert (other / "out.png").read_bytes()[:4] == b"\x89PNG"
