@@ -114,6 +114,19 @@ def checkpoint_sha256(url: str) -> str:
     return digest.hexdigest()
 
 
+def prune_checkpoints(dir_url: str, keep: set[str]) -> list[str]:
+    """Delete the `ckpt-*.pt` files under `dir_url` whose names are not in `keep`; their URLs."""
+    fs, root = open_fs(dir_url)
+    fs.invalidate_cache(root)
+    removed = []
+    for path in fs.ls(root, detail=False):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if _CKPT_RE.match(name) and name not in keep:
+            fs.rm(path)
+            removed.append(join(dir_url, name))
+    return removed
+
+
 def latest_checkpoint(dir_url: str) -> str | None:
     """URL of the checkpoint with the highest step under `dir_url`, or None if there is none.
 

@@ -24,6 +24,7 @@ from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_data_hash, train_mapping
 from mm2latent.training.plots import loss_curves_png
 from mm2latent.training.registry import ModelRecord, ModelRegistry
+from mm2latent.training.resume import check_resume_settings
 from storage.atomic import atomic_write_bytes
 from storage.checkpoints import checkpoint_sha256
 from storage.dataset_index import complete_shards
@@ -92,6 +93,8 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
     # a run whose files changed; its URL is enough to keep runs apart here.
     run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
     run_url = run_url_for(out_url, name, run_hash, cfg, ae_cfg)
+    if resume:
+        check_resume_settings(run_url, cfg.to_dict())
     summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
                                 real_dir=real_dir)
     if not summary["finished"]:
@@ -130,6 +133,8 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
     name = mapping_name(cfg.modality)
     shards = complete_shards(dataset_url)
     run_url = run_url_for(out_url, name, mapping_data_hash(dataset_url, version), cfg, net_cfg)
+    if resume:
+        check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress)
     if not summary["finished"]:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
