@@ -55,6 +55,7 @@ def synth_data_command(
     modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
     max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    verify: Annotated[bool, typer.Option(help="Re-hash complete shards; redo damaged ones.")] = False,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
     from flows.synth_data import synth_data
@@ -85,7 +86,7 @@ def synth_data_command(
                 progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
 
             summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, on_progress=advance)
+                                 overwrite=overwrite, verify=verify, on_progress=advance)
             progress.update(bar, completed=params.n_samples)
     _print_summary(summary)
 
@@ -109,9 +110,12 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
     from mm2latent.dataset_report import inspect_dataset, render_report, verify_dataset
 
     with user_errors():
+        # Before any tar is read: a damaged shard is reported by name, not as a tar traceback.
+        # Sizes are always compared (cheap); --verify also re-hashes every byte.
+        verified = verify_dataset(path, rehash=verify)
         report = inspect_dataset(path)
         if verify:
-            console(stderr=True).print(f"verified {len(verify_dataset(path))} shard(s): sha256 match")
+            console(stderr=True).print(f"verified {len(verified)} shard(s): sha256 match")
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
     else:

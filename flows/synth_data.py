@@ -21,7 +21,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                seed: int = 0, truncation_psi: float = 0.7, out: str = "data/tiny",
                batch_size: int = 16, device: str = "cpu", image_size: int | None = None,
                image_format: str = "png", modalities: list[str] = list(ALL_MODALITIES),
-               max_workers: int = 1, overwrite: bool = False,
+               max_workers: int = 1, overwrite: bool = False, verify: bool = False,
                on_progress: Callable[[int], None] | None = None) -> dict:
     """Generate `n_samples` samples of `preset` into `out`; rerun to resume.
 
@@ -39,6 +39,8 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         modalities: annotations to compute, subset of mask, sketch, flame, farl.
         max_workers: shards processed at once (threads, at most 8); 1 = in the flow's thread.
         overwrite: delete an existing dataset at `out` instead of resuming into it.
+        verify: re-hash complete shards against their stats files and redo damaged ones (every
+            rerun already compares their sizes).
         on_progress: called once with the number of samples already in complete shards (0 on a
             fresh run), then with the number of samples finished after each batch.
     """
@@ -46,7 +48,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                           seed=seed, truncation_psi=truncation_psi, out=out, batch_size=batch_size,
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
-    todo = plan_dataset(params, overwrite)
+    todo = plan_dataset(params, overwrite, verify)
     if on_progress is not None:  # samples already in complete shards count as done
         on_progress(params.n_samples - sum(len(params.shard_indices(s)) for s in todo))
     if params.max_workers == 1:

@@ -1,0 +1,60 @@
+"""Is a complete shard still what its stats file says? Size checks (cheap) and sha256 (full).
+
+A shard counts as complete once its stats file exists (storage/dataset_index.py). Later damage
+(a truncated copy, a flipped bit, a deleted file) leaves the marker in place, so readers and
+reruns would trust bad bytes. `shard_damage` compares the tar and parquet against the sizes
+and, with `rehash`, the sha256 digests recorded in the stats file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from storage.dataset_index import read_shard_stats, shard_name
+from storage.fs import join, open_fs
+
+PARTS = ("tar", "parquet")
+
+
+def _sha256(fs, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_damage(dataset_url: str, index: int, rehash: bool = False) -> str | None:
+    """Why complete shard `index` does not match its stats file, or None if it does.
+
+    Args:
+        dataset_url: the dataset root.
+        index: a shard whose stats file exists (an incomplete shard is not damaged: None).
+        rehash: also recompute both sha256 digests (reads every byte); False = sizes only.
+    """
+    stats = read_shard_stats(dataset_url, index)
+    if stats is None:
+        return None
+    for part in PARTS:
+        recorded = stats.get(part) or {}
+        name = recorded.get("name", shard_name(index, part))
+        fs, path = open_fs(join(dataset_url, name))
+        try:
+            size = fs.size(path)
+        except FileNotFoundError:
+            return f"{name} is missing"
+        if size != recorded.get("bytes"):
+            return f"{name} has {size} bytes, its stats file records {recorded.get('bytes')}"
+        if rehash and _sha256(fs, path) != recorded.get("sha256"):
+            return f"{name} has another sha256 than its stats file records"
+    return None
+
+
+def damaged_shards(dataset_url: str, shards: list[int], rehash: bool = False) -> dict[int, str]:
+    """{shard: reason} for each of `shards` whose files differ from its stats file."""
+    found = {}
+    for index in shards:
+        reason = shard_damage(dataset_url, index, rehash)
+        if reason is not None:
+            found[index] = reason
+    return found
