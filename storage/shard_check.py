@@ -24,18 +24,20 @@ def _sha256(fs, path: str) -> str:
     return digest.hexdigest()
 
 
-def shard_damage(dataset_url: str, index: int, rehash: bool = False) -> str | None:
+def shard_damage(dataset_url: str, index: int, rehash: bool = False,
+                 parts: tuple[str, ...] = PARTS) -> str | None:
     """Why complete shard `index` does not match its stats file, or None if it does.
 
     Args:
         dataset_url: the dataset root.
         index: a shard whose stats file exists (an incomplete shard is not damaged: None).
-        rehash: also recompute both sha256 digests (reads every byte); False = sizes only.
+        rehash: also recompute the sha256 digests (reads every byte); False = sizes only.
+        parts: which files to check, of "tar" and "parquet".
     """
     stats = read_shard_stats(dataset_url, index)
     if stats is None:
         return None
-    for part in PARTS:
+    for part in parts:
         recorded = stats.get(part) or {}
         name = recorded.get("name", shard_name(index, part))
         fs, path = open_fs(join(dataset_url, name))
@@ -50,11 +52,12 @@ def shard_damage(dataset_url: str, index: int, rehash: bool = False) -> str | No
     return None
 
 
-def damaged_shards(dataset_url: str, shards: list[int], rehash: bool = False) -> dict[int, str]:
+def damaged_shards(dataset_url: str, shards: list[int], rehash: bool = False,
+                   parts: tuple[str, ...] = PARTS) -> dict[int, str]:
     """{shard: reason} for each of `shards` whose files differ from its stats file."""
     found = {}
     for index in shards:
-        reason = shard_damage(dataset_url, index, rehash)
+        reason = shard_damage(dataset_url, index, rehash, parts)
         if reason is not None:
             found[index] = reason
     return found
