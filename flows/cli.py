@@ -20,6 +20,7 @@ from flows.cli_common import console, user_errors
 from flows.cli_generate import add_inference_commands
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
+from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
 
 app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -72,23 +73,49 @@ def synth_data_command(
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
-        with _progress() as progress:
-            bar = progress.add_task("synth-data", total=params.n_samples, rate="")
-            clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+        try:
+            with tied_prefect_server(), StopOnSignal() as stop, _progress() as progress:
+                bar = progress.add_task("synth-data", total=params.n_samples, rate="")
+                advance = _advancer(progress, bar)
 
-            def advance(count: int) -> None:
-                if not clock["resumed"]:  # the flow's first call: samples already on disk
-                    clock["resumed"] = True
-                    progress.update(bar, advance=count)
-                    return
-                clock["count"] += count
-                rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
-                progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+                def on_progress(count: int) -> None:
+                    advance(count)
+                    stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
 
-            summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, verify=verify, on_progress=advance)
-            progress.update(bar, completed=params.n_samples)
+                summary = run_in_worker(lambda: synth_data(
+                    **(values | {"modalities": list(params.modalities)}),
+                    overwrite=overwrite, verify=verify, on_progress=on_progress))
+                progress.update(bar, completed=params.n_samples)
+        except Interrupted as e:
+            _print_interrupted(e, out)
+            raise typer.Exit(e.exit_code) from None
     _print_summary(summary)
+
+
+def _advancer(progress: Progress, bar: int):
+    """The progress callback: the flow's first call counts samples already on disk."""
+    clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+
+    def advance(count: int) -> None:
+        if not clock["resumed"]:
+            clock["resumed"] = True
+            progress.update(bar, advance=count)
+            return
+        clock["count"] += count
+        rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
+        progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+
+    return advance
+
+
+def _print_interrupted(e: Interrupted, out: str) -> None:
+    from storage.dataset_index import complete_shards
+
+    console(stderr=True).print(
+        f"[yellow]Interrupted[/] ({e}) after the current batch. {out} keeps "
+        f"{len(complete_shards(out))} complete shard(s); the shard in progress was not "
+        "committed. Resume: re-run the same command (complete shards are skipped).",
+        soft_wrap=True)
 
 
 def _print_summary(summary: dict) -> None:
