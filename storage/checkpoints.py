@@ -9,7 +9,6 @@ Names: `ckpt-<step, 9 digits>.pt`, so `latest_checkpoint` finds the highest step
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import logging
 import pickle
@@ -20,6 +19,7 @@ import torch
 
 from mm2latent.errors import CheckpointError
 from storage.atomic import atomic_write_bytes, is_temp_name
+from storage.digests import file_sha256
 from storage.fs import join, open_fs
 
 logger = logging.getLogger(__name__)
@@ -103,15 +103,10 @@ def load_checkpoint(url: str, map_location: str | torch.device = "cpu") -> dict:
 
 def checkpoint_sha256(url: str) -> str:
     """sha256 of a checkpoint file's bytes (names data derived from the model it holds)."""
-    fs, path = open_fs(url)
-    digest = hashlib.sha256()
     try:
-        with fs.open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(url)
     except FileNotFoundError as e:
         raise CheckpointError(url, "checkpoint not found.", "Check the path or --resume value.") from e
-    return digest.hexdigest()
 
 
 def prune_checkpoints(dir_url: str, keep: set[str]) -> list[str]:

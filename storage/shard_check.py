@@ -8,20 +8,11 @@ and, with `rehash`, the sha256 digests recorded in the stats file.
 
 from __future__ import annotations
 
-import hashlib
-
 from storage.dataset_index import read_shard_stats, shard_name
+from storage.digests import file_sha256
 from storage.fs import join, open_fs
 
 PARTS = ("tar", "parquet")
-
-
-def _sha256(fs, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_damage(dataset_url: str, index: int, rehash: bool = False,
@@ -40,14 +31,15 @@ def shard_damage(dataset_url: str, index: int, rehash: bool = False,
     for part in parts:
         recorded = stats.get(part) or {}
         name = recorded.get("name", shard_name(index, part))
-        fs, path = open_fs(join(dataset_url, name))
+        url = join(dataset_url, name)
+        fs, path = open_fs(url)
         try:
             size = fs.size(path)
         except FileNotFoundError:
             return f"{name} is missing"
         if size != recorded.get("bytes"):
             return f"{name} has {size} bytes, its stats file records {recorded.get('bytes')}"
-        if rehash and _sha256(fs, path) != recorded.get("sha256"):
+        if rehash and file_sha256(url) != recorded.get("sha256"):
             return f"{name} has another sha256 than its stats file records"
     return None
 

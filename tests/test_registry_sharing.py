@@ -30,28 +30,30 @@ def _check_all_registered(registry_url: str, writers: list[str], rounds: int) ->
     assert names == sorted(f"{w}-{i}.pt" for w in writers for i in range(rounds))  # none lost
 
 
+def _run_together(make, url: str) -> list:
+    """Start writers "a" and "b" (threads or processes from `make`) and wait for both."""
+    workers = [make(url, who) for who in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    return workers
+
+
 def test_two_processes_registering_at_once_get_distinct_versions_and_lose_nothing(tmp_path):
     url = str(tmp_path / "registry")
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_register_many, args=(url, who, barrier, ROUNDS))
-             for who in ("a", "b")]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    procs = _run_together(lambda u, who: ctx.Process(target=_register_many,
+                                                     args=(u, who, barrier, ROUNDS)), url)
+    assert [p.exitcode for p in procs] == [0, 0]
     _check_all_registered(url, ["a", "b"], ROUNDS)
 
 
 def test_two_threads_registering_into_memory_lose_nothing(mem_url):
     barrier = threading.Barrier(2)
-    threads = [threading.Thread(target=_register_many, args=(mem_url, who, barrier, ROUNDS))
-               for who in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    _run_together(lambda u, who: threading.Thread(target=_register_many,
+                                                  args=(u, who, barrier, ROUNDS)), mem_url)
     _check_all_registered(mem_url, ["a", "b"], ROUNDS)
 
 
