@@ -36,10 +36,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from benchmarks.generator import PeakRss
+
+if TYPE_CHECKING:  # the library is imported after Prefect's home is set (see below)
+    from mm2latent.synth.run import SynthSummary
 
 MODALITIES = ("mask", "sketch", "flame", "farl")
 
@@ -86,7 +90,7 @@ def bare_forward(n: int, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict]:
+def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, SynthSummary]:
     """Seconds for plan + run_shard over every shard into `out`, and the run's summary."""
     from mm2latent.synth import run
     from mm2latent.synth.params import parse_params
@@ -99,7 +103,7 @@ def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict
     return seconds, run.summarize(params)
 
 
-def flow_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict]:
+def flow_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, SynthSummary]:
     """Seconds for the synth-data flow (harness already started by the caller) and its summary."""
     from flows.synth_data import synth_data
 
@@ -130,7 +134,7 @@ def _child(args: argparse.Namespace) -> None:
                 run_fn = flow_run if args.child == "flow" else library_run
                 seconds, summary = run_fn(args, args.n, out)
     lifetime_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary["ok"],
+    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary.ok,
                       "peak_rss_kib": lifetime_kib, "run_peak_rss_bytes": sampler.peak}))
 
 
@@ -180,7 +184,7 @@ def throughput(args: argparse.Namespace) -> None:
                 times[path].append(last[path][0])
     _report(times, args.n)
     for path, (seconds, summary) in last.items():
-        print(_stage_line(path, summary["durations_s"], seconds))
+        print(_stage_line(path, summary.durations_s, seconds))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
@@ -21,6 +21,9 @@ from flows.cli_generate import add_inference_commands
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
 from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+
+if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
+    from mm2latent.synth.run import SynthSummary
 
 app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -118,14 +121,14 @@ def _print_interrupted(e: Interrupted, out: str) -> None:
         soft_wrap=True)
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: SynthSummary) -> None:
     out = console()
-    out.print(f"[bold]{summary['out']}[/]: {summary['ok']} ok, {summary['failures']} failed, "
-              f"{summary['shards']} shards", soft_wrap=True)  # paths stay copyable
-    if summary["failures"]:
+    out.print(f"[bold]{summary.out}[/]: {summary.ok} ok, {summary.failures} failed, "
+              f"{summary.shards} shards", soft_wrap=True)  # paths stay copyable
+    if summary.failures:
         out.print("Failed samples are listed with their error in the shard parquet files "
                   "(status = 'failed'); `mm2latent dataset inspect` shows the first ones.")
-    if not summary["makes_faces"]:
+    if not summary.makes_faces:
         out.print(NOT_FACES)
 
 
@@ -155,7 +158,7 @@ def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
                  rows: Annotated[int, typer.Option(help="Samples (rows) in the sheet.")] = 8) -> None:
     """Write a PNG contact sheet: image | colourised mask | sketch, one sample per row."""
     from mm2latent.dataset_report import contact_sheet
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.modalities.codecs import encode_png
     from storage.atomic import atomic_write_bytes
 
     with user_errors():

@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from mm2latent.synth.params import ALL_MODALITIES, parse_params
+from mm2latent.synth.run import SynthSummary
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
 
 # Hard upper bound on concurrent shards; `max_workers` picks how many are used (default 1: each
@@ -22,7 +23,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                batch_size: int = 16, device: str = "cpu", image_size: int | None = None,
                image_format: str = "png", modalities: list[str] = list(ALL_MODALITIES),
                max_workers: int = 1, overwrite: bool = False, verify: bool = False,
-               on_progress: Callable[[int], None] | None = None) -> dict:
+               on_progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Generate `n_samples` samples of `preset` into `out`; rerun to resume.
 
     Args:
@@ -69,11 +70,11 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
     return summary
 
 
-def _summary_markdown(summary: dict) -> str:
+def _summary_markdown(summary: SynthSummary) -> str:
     """A small Markdown report of a finished run."""
-    lines = [f"# synth-data: {summary['out']}", "",
+    lines = [f"# synth-data: {summary.out}", "",
              "| samples | ok | failed | shards |", "|---|---|---|---|",
-             f"| {summary['samples']} | {summary['ok']} | {summary['failures']} | {summary['shards']} |"]
-    if not summary["makes_faces"]:
-        lines += ["", f"Preset `{summary['preset']}` uses random-weight networks: its images are not faces."]
+             f"| {summary.samples} | {summary.ok} | {summary.failures} | {summary.shards} |"]
+    if not summary.makes_faces:
+        lines += ["", f"Preset `{summary.preset}` uses random-weight networks: its images are not faces."]
     return "\n".join(lines)

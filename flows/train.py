@@ -48,7 +48,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                        patience: int | None = None, seed: int | None = None,
                        device: str | None = None, resume: bool = False,
                        real_masks: str | None = None, real_sketches: str | None = None,
-                       keep_checkpoints: int | None = None,
+                       recipe: str = "ours", keep_checkpoints: int | None = None,
                        on_progress: Callable[[int], None] | None = None) -> list[dict]:
     """Train the mask (MSE) and/or sketch (BCE) autoencoder, register them, write embeddings.
 
@@ -63,6 +63,8 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
         resume: continue interrupted runs of the same data and settings.
         real_masks, real_sketches: optional directories of real `*.png` label masks / sketches
             (white strokes on black) trained on besides the dataset.
+        recipe: "ours" or "official" (the authors' networks, inputs, constant lr, random affine
+            + flip augmentation).
         keep_checkpoints: epoch checkpoints kept besides the best (default 2).
         on_progress: called with 1 per finished epoch (CLI progress bar).
     """
@@ -70,7 +72,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                      weight_decay=weight_decay, val_fraction=val_fraction, patience=patience,
                      seed=seed, device=device, keep_checkpoints=keep_checkpoints)
-    configs = [autoencoder_train_cfg(m, **overrides) for m in modalities]  # fail before training
+    configs = [autoencoder_train_cfg(m, recipe, **overrides) for m in modalities]  # fail early
     registry = registry or default_registry_url(out)
     reports = []
     for cfg in configs:

@@ -8,7 +8,7 @@ and, with `rehash`, the sha256 digests recorded in the stats file.
 
 from __future__ import annotations
 
-from storage.dataset_index import read_shard_stats, shard_name
+from storage.dataset_index import read_shard_stats
 from storage.digests import file_sha256
 from storage.fs import join, open_fs
 
@@ -29,17 +29,17 @@ def shard_damage(dataset_url: str, index: int, rehash: bool = False,
     if stats is None:
         return None
     for part in parts:
-        recorded = stats.get(part) or {}
-        name = recorded.get("name", shard_name(index, part))
+        recorded = getattr(stats, part)  # FileRecord: name, bytes, sha256
+        name = recorded.name
         url = join(dataset_url, name)
         fs, path = open_fs(url)
         try:
             size = fs.size(path)
         except FileNotFoundError:
             return f"{name} is missing"
-        if size != recorded.get("bytes"):
-            return f"{name} has {size} bytes, its stats file records {recorded.get('bytes')}"
-        if rehash and file_sha256(url) != recorded.get("sha256"):
+        if size != recorded.bytes:
+            return f"{name} has {size} bytes, its stats file records {recorded.bytes}"
+        if rehash and file_sha256(url) != recorded.sha256:
             return f"{name} has another sha256 than its stats file records"
     return None
 

@@ -44,7 +44,7 @@ def shard_tar_sha256(dataset_url: str, shard: int) -> str:
     stats = read_shard_stats(dataset_url, shard)
     if stats is None:
         raise TrainingError(f"{dataset_url}: shard {shard} is not complete.")
-    return stats["tar"]["sha256"]
+    return stats.tar.sha256
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.losses import mapping_loss
 from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
@@ -29,8 +30,6 @@ from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_mode
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
-
-FLAME_DIM = 159  # DECA shape 100 + expression 50 + pose 6 + camera 3, as stored by synth-data
 
 
 def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | None = None,
