@@ -295,7 +295,8 @@ def load_official_mapping_net(
             name = name[: -len(old)] + new if name.endswith(old) else name
         state[name] = value
     net = MappingNet(cfg)
-    unexpected = foreign + load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX)
-    if unexpected:
-        logger.warning("%s: ignored %d unexpected key(s): %s", path, len(unexpected), unexpected)
+    load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX)
+    if foreign:  # other modules of the authors' Lightning module, not part of the network
+        logger.warning("%s: ignored %d key(s) outside %s: %s", path, len(foreign), OFFICIAL_PREFIX,
+                    foreign[:8])
     return net.eval()
