@@ -72,5 +72,7 @@ def synthesize_batch(models: SynthModels, dataset_seed: int, indices: Sequence[i
             result.flame = stages.embed(models.flame.flame159, crops).cpu().numpy()
     if models.farl is not None:
         with _timed(durations, "farl"):
-            result.farl = stages.embed(models.farl.encode_image, images01).cpu().numpy()
+            # the stored uint8 pixels: FaRL's own preprocessing is Pillow's resize of them
+            result.farl = stages.embed(models.farl.encode_image,
+                                       pixels.permute(0, 3, 1, 2)).cpu().numpy()  # (B, 3, S, S)
     return result
