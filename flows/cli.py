@@ -60,6 +60,7 @@ def synth_data_command(
     from flows.synth_data import synth_data
     from mm2latent.synth.params import parse_params
     from mm2latent.synth.run import validate
+    from storage.lease import refuse_if_held
 
     with user_errors():
         values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
@@ -69,6 +70,7 @@ def synth_data_command(
                       max_workers=max_workers)
         params = parse_params(**values)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
+        refuse_if_held(params.out)  # so does a second run into a dataset being written
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         with _progress() as progress:

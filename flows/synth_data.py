@@ -8,7 +8,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from mm2latent.synth.params import ALL_MODALITIES, parse_params
+from mm2latent.synth.params import ALL_MODALITIES, SynthDataParams, parse_params
+from storage.lease import dataset_lease
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
 
 # Hard upper bound on concurrent shards; `max_workers` picks how many are used (default 1: each
@@ -46,6 +47,16 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                           seed=seed, truncation_psi=truncation_psi, out=out, batch_size=batch_size,
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
+    # One writer per dataset: a second run into the same --out refuses here, before any write.
+    with dataset_lease(params.out, purpose="synth-data"):
+        summary = _write_dataset(params, overwrite, on_progress)
+    create_markdown_artifact(_summary_markdown(summary), key="synth-data-summary")
+    return summary
+
+
+def _write_dataset(params: SynthDataParams, overwrite: bool,
+                   on_progress: Callable[[int], None] | None) -> dict:
+    """Plan, write the missing shards (at most max_workers at once), summarise."""
     todo = plan_dataset(params, overwrite)
     if on_progress is not None:  # samples already in complete shards count as done
         on_progress(params.n_samples - sum(len(params.shard_indices(s)) for s in todo))
@@ -62,9 +73,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
             in_flight.append(synthesize_shard.submit(params, shard, on_progress))
         for future in in_flight:
             future.result()
-    summary = summarize_dataset(params)
-    create_markdown_artifact(_summary_markdown(summary), key="synth-data-summary")
-    return summary
+    return summarize_dataset(params)
 
 
 def _summary_markdown(summary: dict) -> str:
