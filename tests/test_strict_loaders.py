@@ -92,27 +92,24 @@ def test_nvidia_pickle_with_tensors_beyond_its_init_kwargs_is_refused(G, tmp_pat
         load_nvidia_pickle(path)
 
 
-def test_e4e_encoder_left_over_keys_are_errors(tmp_path):
-    cfg = e4e_config("tiny")
-    ckpt = e4e_checkpoint(cfg)
-    ckpt["state_dict"]["encoder.styles.99.linear.weight"] = torch.zeros(1)
-    torch.save(ckpt, tmp_path / "e4e.pt")
-    with pytest.raises(CheckpointError, match=r"encoder\.styles\.99\.linear\.weight"):
-        load_e4e_encoder(tmp_path / "e4e.pt", cfg)
-    ckpt = e4e_checkpoint(cfg)
-    ckpt["state_dict"]["discriminator.0.weight"] = torch.zeros(1)
-    torch.save(ckpt, tmp_path / "e4e.pt")
-    with pytest.raises(CheckpointError, match=r"discriminator\.0\.weight"):
-        load_e4e_encoder(tmp_path / "e4e.pt", cfg)
+E4E_TINY = e4e_config("tiny")
+DECA_TINY = DecaConfig(base_width=8, regressor_width=64)
 
 
-def test_deca_left_over_key_is_an_error(tmp_path):
-    cfg = DecaConfig(base_width=8, regressor_width=64)
-    ckpt = deca_checkpoint(cfg)
-    ckpt["E_flame"]["extra_head.weight"] = torch.zeros(1)
-    torch.save(ckpt, tmp_path / "deca_model.tar")
-    with pytest.raises(CheckpointError, match=r"unexpected key\(s\): E_flame\.extra_head\.weight"):
-        load_deca_flame_encoder(tmp_path / "deca_model.tar", cfg)
+@pytest.mark.parametrize("build,entry,key,load", [
+    (lambda: e4e_checkpoint(E4E_TINY), "state_dict", "encoder.styles.99.linear.weight",
+     lambda p: load_e4e_encoder(p, E4E_TINY)),
+    (lambda: e4e_checkpoint(E4E_TINY), "state_dict", "discriminator.0.weight",
+     lambda p: load_e4e_encoder(p, E4E_TINY)),
+    (lambda: deca_checkpoint(DECA_TINY), "E_flame", "extra_head.weight",
+     lambda p: load_deca_flame_encoder(p, DECA_TINY)),
+], ids=["e4e-encoder-key", "e4e-foreign-module", "deca"])
+def test_encoder_left_over_keys_are_errors(tmp_path, build, entry, key, load):
+    ckpt = build()
+    ckpt[entry][key] = torch.zeros(1)
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    with pytest.raises(CheckpointError, match=r"unexpected key\(s\): .*" + re.escape(key)):
+        load(tmp_path / "ckpt.pt")
 
 
 def test_farl_accepts_only_its_documented_extras(tmp_path):
