@@ -189,6 +189,8 @@ def dataset_lease(dataset_url: str, purpose: str, ttl_s: float = DEFAULT_TTL_S) 
         purpose: what the holder does, shown to a refused run (e.g. "synth-data").
         ttl_s: heartbeat age after which another host may take the lease over.
     """
+    fs, root = open_fs(dataset_url)
+    fresh_dir = not fs.exists(root)  # a run that fails before writing leaves no directory
     lease = acquire_lease(dataset_url, purpose, ttl_s)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(dataset_url, lease, stop), daemon=True,
@@ -200,3 +202,5 @@ def dataset_lease(dataset_url: str, purpose: str, ttl_s: float = DEFAULT_TTL_S) 
         stop.set()
         beat.join()
         _remove_if_owned(dataset_url, lease.owner)
+        if fresh_dir and fs.exists(root) and not fs.ls(root, detail=False):
+            fs.rmdir(root)
