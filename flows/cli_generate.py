@@ -15,7 +15,7 @@ from flows.cli_common import console, user_errors
 from mm2latent.training.registry import default_registry_url
 
 Models = Annotated[str, typer.Option(help="The --out directory of `mm2latent train` (e.g. runs/tiny); its registry is <models>/registry.")]
-Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces) or ffhq.")]
+Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces), ffhq, or ffhq-official (the authors' released mask/sketch models; --models is then unused).")]
 Out = Annotated[str, typer.Option(help="Output PNG (several images are placed side by side).")]
 Device = Annotated[str, typer.Option(help="torch device.")]
 

@@ -61,6 +61,9 @@ def autoencoders_command(
         help="Directory of real label-id mask PNGs to train on as well.")] = None,
     real_sketches: Annotated[Optional[str], typer.Option(
         help="Directory of real sketch PNGs (white strokes on black) to train on as well.")] = None,
+    recipe: Annotated[str, typer.Option(
+        help="ours (default) or official: the authors' networks, grey facer-order mask input, "
+             "strokes at 1.02, constant lr, random affine + flip.")] = "ours",
 ) -> None:
     """Train the mask (MSE) and sketch (BCE) autoencoders, register them, write embeddings."""
     from flows.train import train_autoencoders
@@ -72,7 +75,7 @@ def autoencoders_command(
             dataset, out, registry, preset, chosen, epochs=epochs, batch_size=batch_size, lr=lr,
             schedule=schedule, weight_decay=weight_decay, val_fraction=val_fraction,
             patience=patience, seed=seed, device=device, resume=resume, real_masks=real_masks,
-            real_sketches=real_sketches, on_progress=cb))
+            real_sketches=real_sketches, recipe=recipe, on_progress=cb))
     for report in reports:
         _print_record(report)
         console().print(f"  embeddings: {report['embeddings']['url']}")

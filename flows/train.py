@@ -49,6 +49,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                        patience: int | None = None, seed: int | None = None,
                        device: str | None = None, resume: bool = False,
                        real_masks: str | None = None, real_sketches: str | None = None,
+                       recipe: str = "ours",
                        on_progress: Callable[[int], None] | None = None,
                        snapshot: ShardSnapshot | None = None) -> list[dict]:
     """Train the mask (MSE) and/or sketch (BCE) autoencoder, register them, write embeddings.
@@ -64,6 +65,8 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
         resume: continue interrupted runs of the same data and settings.
         real_masks, real_sketches: optional directories of real `*.png` label masks / sketches
             (white strokes on black) trained on besides the dataset.
+        recipe: "ours" or "official" (the authors' networks, inputs, constant lr, random affine
+            + flip augmentation).
         on_progress: called with 1 per finished epoch (CLI progress bar).
         snapshot: the shards to train on (a parent run's); None = the complete shards now.
     """
@@ -71,7 +74,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                      weight_decay=weight_decay, val_fraction=val_fraction, patience=patience,
                      seed=seed, device=device)
-    configs = [autoencoder_train_cfg(m, **overrides) for m in modalities]  # fail before training
+    configs = [autoencoder_train_cfg(m, recipe, **overrides) for m in modalities]  # fail early
     registry = registry or default_registry_url(out)
     snapshot = snapshot or snapshot_shards(dataset)  # one list of shards for every modality
     reports = []

@@ -30,7 +30,7 @@ from PIL import Image
 
 from mm2latent.batching import run_padded
 from mm2latent.errors import ConfigError
-from mm2latent.model_loading import build_component
+from mm2latent.model_loading import build_component, load_weights
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.deca import FlameEncoder, ffhq_crop_for_deca
@@ -218,6 +218,18 @@ def load_registered(registry_url: str, modality: str
         autoencoder = load_autoencoder(ae_record.checkpoint_url).requires_grad_(False)
         tags[ae_record.name] = ae_record.tag
     return load_mapping_net(record.checkpoint_url).requires_grad_(False), autoencoder, tags
+
+
+def load_released(names: tuple[str, str], cache_dir: Path | None = None
+                  ) -> tuple[MappingNet, SpatialAutoencoder, dict[str, str]]:
+    """(MappingNet, autoencoder, {name: name}) of the authors' released files (weights registry).
+
+    Args:
+        names: (MappingNet, autoencoder) registry names, from PresetCfg.released_models.
+        cache_dir: weights cache; None = the default.
+    """
+    mapping, autoencoder = (load_weights(n, cache_dir).requires_grad_(False) for n in names)
+    return mapping, autoencoder, {n: n for n in names}
 
 
 def _read_bytes(url: str, what: str) -> bytes:
@@ -465,14 +477,20 @@ def load_inference(preset_name: str, registry_url: str, modality: str, device: s
     """Generator, FaRL, and the registry's MappingNet (+ autoencoder) for `modality`.
 
     Args:
-        preset_name: "tiny" (seeded networks, not faces) or "ffhq" (official weights).
-        registry_url: model registry directory written by `mm2latent train` (e.g. runs/tiny).
+        preset_name: "tiny" (seeded networks, not faces), "ffhq" (official weights) or
+            "ffhq-official" (also the authors' released autoencoders and MappingNets).
+        registry_url: model registry directory written by `mm2latent train` (e.g. runs/tiny);
+            unused where the preset names the authors' models for `modality`.
         modality: "mask", "sketch" or "flame".
         device: torch device string.
         cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
     """
     preset = get_preset(preset_name)
-    mapping, autoencoder, tags = load_registered(registry_url, check_modality(modality))
+    released = preset.released_models(check_modality(modality))
+    if released is not None:
+        mapping, autoencoder, tags = load_released(released, cache_dir)
+    else:
+        mapping, autoencoder, tags = load_registered(registry_url, modality)
     generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     target = torch.device(device)

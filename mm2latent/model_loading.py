@@ -17,6 +17,9 @@ from mm2latent.models.deca import load_deca_flame_encoder
 from mm2latent.models.e4e import load_e4e_encoder
 from mm2latent.models.face_parser.bisenet import load_bisenet
 from mm2latent.models.face_parser.facer_farl import load_facer_farl
+from mm2latent.models.mapping_net import load_official_mapping_net
+from mm2latent.models.official_models import (load_official_mask_autoencoder,
+                                              load_official_sketch_autoencoder)
 from mm2latent.models.stylegan2.checkpoints import load_nvidia_pickle, load_rosinality
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
@@ -31,6 +34,9 @@ LOADERS: dict[str, Callable[[Path], nn.Module]] = {
     "facer-jit": load_facer_farl,
     "bisenet-pth": load_bisenet,
     "deca-tar": load_deca_flame_encoder,
+    "mm2latent-mask-ae-ckpt": load_official_mask_autoencoder,
+    "mm2latent-sketch-ae-ckpt": load_official_sketch_autoencoder,
+    "mm2latent-mapping-ckpt": load_official_mapping_net,
 }
 
 

@@ -61,7 +61,9 @@ class WeightSpec:
     filename: str        # file name in the cache dir
     url: str             # official URL (for manual entries: the page to download from)
     format: str          # 'nvidia-pickle' | 'rosinality-pt' | 'e4e-pt' | 'farl-pth' |
-                         # 'openai-clip-jit' | 'facer-jit' | 'bisenet-pth' | 'deca-tar';
+                         # 'openai-clip-jit' | 'facer-jit' | 'bisenet-pth' | 'deca-tar' |
+                         # 'mm2latent-mask-ae-ckpt' | 'mm2latent-sketch-ae-ckpt' |
+                         # 'mm2latent-mapping-ckpt' (the authors' Lightning files);
                          # mm2latent.model_loading.LOADERS maps each format to its loader
     sha256: str | None   # full hex digest if published upstream; None = recorded at first use
     size: int | None     # bytes if published upstream; None = not checked until recorded
@@ -94,6 +96,38 @@ def _farl(epochs: int, notes: str) -> WeightSpec:
             + filename,
         format="farl-pth", sha256=None, size=None, notes=notes,
     )
+
+
+# The authors' repository at the commit that holds the code and the autoencoder files (its
+# default branch may hold only a README, so every URL is pinned to this commit).
+MM2LATENT_COMMIT = "1d381a2c97a91fef0fe2f51b36036a559b6bf3b1"
+_MM2LATENT_RAW = f"https://raw.githubusercontent.com/Open-Debin/MM2Latent/{MM2LATENT_COMMIT}"
+_MAPPING_NOTE = (
+    "The authors' {what} MappingNet (PyTorch Lightning). Their notebook "
+    "(demo/demo_seg_sketch2image_generation.ipynb at {commit}) loads it from {folder}/, but the "
+    "file is not in the repository and no public URL for it is known: obtain it from the "
+    "authors, save it at the cache path named in this message and run `mm2latent weights "
+    "verify {name}` to record its sha256."
+)
+
+
+def _mm2latent_ae(kind: str, path: str) -> WeightSpec:
+    """Spec of an autoencoder checkpoint committed in the authors' repository."""
+    return WeightSpec(
+        name=f"mm2latent.{kind}-ae-official", filename=path.rsplit("/", 1)[1],
+        url=f"{_MM2LATENT_RAW}/{path}", format=f"mm2latent-{kind}-ae-ckpt", sha256=None,
+        size=None, notes=f"The authors' {kind} autoencoder, Open-Debin/MM2Latent {path} at "
+                         f"commit {MM2LATENT_COMMIT[:7]}.")
+
+
+def _mm2latent_mapping(modality: str, filename: str, folder: str) -> WeightSpec:
+    """Spec of an authors' MappingNet checkpoint, which must be placed by hand."""
+    name = f"mm2latent.mapping-{modality}-official"
+    return WeightSpec(
+        name=name, filename=filename, url="https://github.com/Open-Debin/MM2Latent",
+        format="mm2latent-mapping-ckpt", sha256=None, size=None, manual=True,
+        notes=_MAPPING_NOTE.format(what=f"text+{modality}", commit=MM2LATENT_COMMIT[:7],
+                                   folder=folder, name=name))
 
 
 _CLIP_BASE = "https://openaipublic.azureedge.net/clip/models"
@@ -146,6 +180,12 @@ WEIGHTS: dict[str, WeightSpec] = {
             format="openai-clip-jit", sha256=_CLIP_L14_336_SHA, size=None,
             notes="Used by CMMD (CLIP ViT-L/14@336px embeddings).",
         ),
+        _mm2latent_ae("mask", "models/greyseg_encoder/used_epoch495_train0p00124_val0p00114.ckpt"),
+        _mm2latent_ae("sketch", "models/sketch_encoder/used_epoch458_train0p11285_val0p1277.ckpt"),
+        _mm2latent_mapping("mask", "epoch=267-loss-l1=0.2001-cos=0.2274.ckpt",
+                           "models/text_seg2latent"),
+        _mm2latent_mapping("sketch", "epoch=472-loss-l1=0.2091-cos=0.2428.ckpt",
+                           "models/text_sketch2latent"),
     )
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from mm2latent.models.autoencoders import official_variant
 from mm2latent.presets import get_preset
 from mm2latent.training import pipeline
 from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg
@@ -20,6 +21,8 @@ def train_autoencoder(dataset: str, out: str, registry: str, preset: str, cfg: A
                       real_dir: str | None = None, snapshot: ShardSnapshot | None = None) -> dict:
     """Train, register and embed with one autoencoder; returns the run report (small dict)."""
     ae_cfg = getattr(get_preset(preset), f"{cfg.modality}_ae")
+    if cfg.recipe == "official":
+        ae_cfg = official_variant(ae_cfg)
     report = pipeline.autoencoder_run(dataset, out, registry, ae_cfg, cfg, resume, on_progress,
                                       real_dir, snapshot)
     get_run_logger().info("registered %s-v%d: %s", report["record"]["name"],

@@ -178,12 +178,13 @@ def test_truncated_and_foreign_files_are_checkpoint_errors(
         load_official_mapping_net(bare)
 
 
-def test_extra_keys_are_logged_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_extra_keys_are_refused_by_name(tmp_path: Path) -> None:
     state = official_mapping_state()
     state["loss_fn.dummy"] = torch.zeros(1)
+    state["map_fn.net.26.weight.weight"] = torch.zeros(512, 512)  # a 13th Linear: another net
     path = write_lightning_checkpoint(tmp_path / "extra.ckpt", state)
-    load_official_mapping_net(path)
-    assert "loss_fn.dummy" in caplog.text
+    with pytest.raises(CheckpointError, match=r"loss_fn\.dummy.*map_fn\.net\.26\.weight"):
+        load_official_mapping_net(path)
 
 
 # ---- pseudo text embeddings ----------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_bad_parameters_raise_config_error_naming_the_field(values, field, tmp_p
 
 
 def test_unknown_preset_fails_before_any_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"'nope'.*ffhq, tiny"):
+    with pytest.raises(ConfigError, match=r"'nope'.*ffhq, ffhq-official, tiny"):
         run.plan(make_params(tmp_path / "out", preset="nope"))
     assert not (tmp_path / "out").exists()
 

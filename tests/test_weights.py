@@ -83,7 +83,8 @@ def test_registry_entries_are_consistent():
     for name, spec in weights.WEIGHTS.items():
         assert spec.name == name and name.count(".") >= 1
         assert spec.sha256 is None or (len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0)
-        assert spec.manual == ("drive.google.com" in spec.url)
+        # A fetchable entry's URL is the file itself; a manual one names a page to get it from.
+        assert spec.manual != spec.url.endswith(spec.filename)
         assert not spec.manual or spec.notes
     # OpenAI CLIP URLs embed the digest that the official `clip` package checks.
     for name in ("clip.vit-b-32-openai", "clip.vit-l-14-336-openai"):

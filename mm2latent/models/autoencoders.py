@@ -16,11 +16,18 @@ channels) instead: with grey levels MSE treats "nose vs eye_g" (ids 2 and 3) as 
 than "nose vs cloth" (2 and 18), an ordering the classes do not have, and neighbouring classes
 sit only 10/255 apart, so rounding the decoder output back to ids is fragile. One-hot costs 19x
 input and output channels, which only touches the first and last conv (a few thousand weights).
-`mask_encoding="grey"` reproduces the authors' input exactly.
+`mask_encoding="grey"` reproduces the authors' input encoding.
+
+The authors' published checkpoints. `arch="official"` builds their exact module layout (see
+`autoencoders_official.py`) so their `.ckpt` files load by name; `AUTOENCODER_PRESETS`'s
+`mask_official` / `sketch_official` also reproduce their inputs: grey levels of FACER label ids
+(their masks come from facer `farl/celebm/448`, stored as facer id * 10), and sketch strokes at
+255 / 250 = 1.02 (their `Normalize(0, 250/255)` after ToTensor), not 1.0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -29,6 +36,8 @@ from torch import nn
 
 from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import ConfigError
+from mm2latent.models.autoencoders_official import SKETCH_HEAD_CHANNELS, build_official
+from mm2latent.models.face_parser.labels import FACER_CELEBM_TO_CELEBAMASK_LUT
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,13 @@ GREY_LEVEL_STEP = 10.0 / 255.0
 KINDS = ("mask", "sketch")
 MASK_ENCODINGS = ("onehot", "grey")
 ACTIVATIONS = ("lrelu", "silu")
+ARCHES = ("ours", "official")
+LABEL_ORDERS = ("celebamask", "facer")
+# The authors' sketch input: ToTensor (1.0 per stroke) then Normalize(mean 0, std 250/255).
+OFFICIAL_STROKE_VALUE = 255.0 / 250.0
+# CelebAMask-HQ id -> facer id (inverse of the parser's table), for the authors' grey masks.
+_CELEBAMASK_TO_FACER = torch.from_numpy(FACER_CELEBM_TO_CELEBAMASK_LUT.argsort().astype("int64"))
+_FACER_TO_CELEBAMASK = torch.from_numpy(FACER_CELEBM_TO_CELEBAMASK_LUT.astype("int64"))
 
 
 @dataclass(frozen=True)
@@ -55,11 +71,25 @@ class AutoencoderCfg:
     batchnorm: bool = False  # BatchNorm2d after every conv; authors: sketch True, mask False
     activation: str = "lrelu"  # "lrelu" or "silu"
     lrelu_slope: float = 0.01  # LeakyReLU negative slope (torch default, as the authors)
+    arch: str = "ours"  # module layout: "ours" or "official" (the authors' networks, key for key)
+    label_order: str = "celebamask"  # mask ids fed to the network: "celebamask" or "facer" (authors)
+    stroke_value: float = 1.0  # sketch input value of a stroke; authors: 255/250 = 1.02
 
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, KINDS)
         _check_choice("mask_encoding", self.mask_encoding, MASK_ENCODINGS)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("arch", self.arch, ARCHES)
+        _check_choice("label_order", self.label_order, LABEL_ORDERS)
+        if self.label_order == "facer" and self.num_classes != len(_FACER_TO_CELEBAMASK):
+            raise ConfigError(f"label_order='facer' needs num_classes={len(_FACER_TO_CELEBAMASK)}.")
+        if not self.stroke_value > 0:
+            raise ConfigError(f"stroke_value must be > 0, got {self.stroke_value}.")
+        if self.arch == "official" and self.kind == "mask" and self.batchnorm:
+            raise ConfigError("the authors' mask network has no BatchNorm; set batchnorm=False.")
+        if self.arch == "official" and self.kind == "sketch" and not (self.stem and self.batchnorm):
+            raise ConfigError("the authors' sketch network has a stem and BatchNorm; set "
+                              "stem=True and batchnorm=True.")
         if not self.widths or any(w < 1 for w in self.widths):
             raise ConfigError(f"widths must be positive channel counts, got {self.widths}.")
         if self.in_channels != self.expected_in_channels:
@@ -103,6 +133,11 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderCfg] = {
     "mask": AutoencoderCfg(),
     "mask_grey": AutoencoderCfg(in_channels=1, mask_encoding="grey"),
     "sketch": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True),
+    # The authors' released networks and inputs (Open-Debin/MM2Latent at 1d381a2).
+    "mask_official": AutoencoderCfg(in_channels=1, mask_encoding="grey", arch="official",
+                                    label_order="facer"),
+    "sketch_official": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True,
+                                      arch="official", stroke_value=OFFICIAL_STROKE_VALUE),
     "tiny_mask": AutoencoderCfg(resolution=64, widths=(8, 16, 8)),
     "tiny_sketch": AutoencoderCfg(
         kind="sketch", resolution=64, in_channels=1, widths=(8, 16, 8), stem=True, batchnorm=True
@@ -118,6 +153,18 @@ def autoencoder_preset(name: str, **overrides: object) -> AutoencoderCfg:
         **overrides: AutoencoderCfg fields to replace.
     """
     return resolve_preset(AUTOENCODER_PRESETS, name, overrides)
+
+
+def official_variant(cfg: AutoencoderCfg) -> AutoencoderCfg:
+    """`cfg`'s size in the authors' network and input encoding (the `official` training recipe).
+
+    Masks: grey levels of facer ids, no BatchNorm; sketches: stem + BatchNorm, strokes at 1.02.
+    """
+    if cfg.kind == "mask":
+        return dataclasses.replace(cfg, arch="official", mask_encoding="grey", in_channels=1,
+                                   label_order="facer", batchnorm=False, stem=False)
+    return dataclasses.replace(cfg, arch="official", stem=True, batchnorm=True,
+                               stroke_value=OFFICIAL_STROKE_VALUE)
 
 
 def _conv_unit(cfg: AutoencoderCfg, conv: nn.Module, out_c: int) -> list[nn.Module]:
@@ -173,8 +220,10 @@ class SpatialAutoencoder(nn.Module):
     def __init__(self, cfg: AutoencoderCfg) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = _build_encoder(cfg)
-        self.decoder = _build_decoder(cfg)
+        if cfg.arch == "official":
+            self.encoder, self.decoder = build_official(cfg)
+        else:
+            self.encoder, self.decoder = _build_encoder(cfg), _build_decoder(cfg)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -213,8 +262,13 @@ class SpatialAutoencoder(nn.Module):
                 f"embedding must be (B, {self.cfg.bottleneck_dim}), got {tuple(z.shape)}."
             )
         fmap = z.reshape(z.shape[0], *self.cfg.bottleneck_shape)  # (B, C, h, w)
-        out = self.decoder(fmap)  # (B, in_channels, R, R)
-        return torch.sigmoid(out) if self.cfg.kind == "mask" else out
+        out = self.decoder(fmap)  # (B, in_channels, R, R); authors' sketch: (B, 2, R, R)
+        if self.cfg.kind == "mask":
+            return torch.sigmoid(out)
+        if out.shape[1] == SKETCH_HEAD_CHANNELS:
+            # softmax over (background, stroke) == sigmoid(stroke - background): one logit map
+            return out[:, 1:2] - out[:, 0:1]  # (B, 1, R, R)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode then decode."""
@@ -240,6 +294,8 @@ def mask_to_input(mask: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
             f"mask ids must lie in [0, {cfg.num_classes}), found "
             f"[{int(ids.min())}, {int(ids.max())}]."
         )
+    if cfg.label_order == "facer":
+        ids = _CELEBAMASK_TO_FACER.to(ids.device)[ids]  # (B, H, W) facer ids, as the authors
     if cfg.mask_encoding == "grey":
         return (ids.float() * GREY_LEVEL_STEP).unsqueeze(1)  # (B, 1, H, W)
     onehot = nn.functional.one_hot(ids, cfg.num_classes)  # (B, H, W, K)
@@ -261,13 +317,16 @@ def decode_to_mask(recon: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
             f"reconstruction must be (B, {cfg.in_channels}, H, W), got {tuple(recon.shape)}."
         )
     if cfg.mask_encoding == "grey":
-        ids = torch.round(recon[:, 0] / GREY_LEVEL_STEP)  # (B, H, W)
-        return ids.clamp(0, cfg.num_classes - 1).to(torch.uint8)
-    return recon.argmax(dim=1).to(torch.uint8)  # (B, H, W)
+        ids = torch.round(recon[:, 0] / GREY_LEVEL_STEP).clamp(0, cfg.num_classes - 1)  # (B, H, W)
+    else:
+        ids = recon.argmax(dim=1)  # (B, H, W)
+    if cfg.label_order == "facer":
+        ids = _FACER_TO_CELEBAMASK.to(ids.device)[ids.long()]  # back to CelebAMask-HQ ids
+    return ids.to(torch.uint8)
 
 
 def sketch_to_input(sketch: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
-    """Float network input (B, 1, H, W) in {0, 1} from a binary sketch (B, H, W) or (B, 1, H, W).
+    """Float network input (B, 1, H, W) in {0, stroke_value} from a sketch (B, H, W) or (B, 1, H, W).
 
     Args:
         sketch: stroke map, non-zero = stroke, any dtype.
@@ -279,7 +338,7 @@ def sketch_to_input(sketch: torch.Tensor, cfg: AutoencoderCfg) -> torch.Tensor:
         sketch = sketch.unsqueeze(1)  # (B, 1, H, W)
     if sketch.ndim != 4 or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, H, W) or (B, 1, H, W), got {tuple(sketch.shape)}.")
-    return (sketch != 0).float()
+    return (sketch != 0).float() * cfg.stroke_value
 
 
 def decode_to_sketch(logits: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import load_state_checked
+from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
 from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
 
@@ -276,17 +277,15 @@ def load_official_mapping_net(
 ) -> MappingNet:
     """A MappingNet in eval mode with weights from an authors' `.ckpt` (Lightning) file.
 
+    Read without running code (see lightning_checkpoint.py); every key must belong to the
+    authors' `map_fn`, so a left-over key is an error naming it.
+
     Args:
-        path: local file, e.g. `epoch=267-loss-l1=0.2001-cos=0.2274.ckpt` (text+mask).
+        path: local file or fsspec URL, e.g. `epoch=267-loss-l1=0.2001-cos=0.2274.ckpt`.
         cfg: must describe the file's architecture; the default is the authors' setup.
     """
-    ckpt = read_torch_checkpoint(path)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(
-            path, "expected a Lightning checkpoint with a 'state_dict' entry, found "
-                  f"{describe_container(ckpt)}.")
     state, foreign = {}, []
-    for key, value in ckpt["state_dict"].items():
+    for key, value in read_lightning_checkpoint(path).state_dict.items():
         if not key.startswith(OFFICIAL_PREFIX):
             foreign.append(key)
             continue
@@ -295,8 +294,12 @@ def load_official_mapping_net(
             name = name[: -len(old)] + new if name.endswith(old) else name
         state[name] = value
     net = MappingNet(cfg)
-    load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX)
-    if foreign:  # other modules of the authors' Lightning module, not part of the network
-        logger.warning("%s: ignored %d key(s) outside %s: %s", path, len(foreign), OFFICIAL_PREFIX,
-                    foreign[:8])
+    # leftovers come back (not raised) so that the message below lists them with the foreign ones
+    unexpected = foreign + load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX,
+                                              allowed_extra=lambda key: True)
+    if unexpected:
+        raise CheckpointError(
+            path, f"{len(unexpected)} key(s) are not part of the authors' MappingNet: "
+                  f"{', '.join(sorted(unexpected)[:8])}.",
+            "Is this a MappingNet file of the authors (text+mask or text+sketch)?")
     return net.eval()

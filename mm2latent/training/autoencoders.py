@@ -15,6 +15,7 @@ from mm2latent.models.autoencoders import (AutoencoderCfg, SpatialAutoencoder, m
                                            sketch_to_input)
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
+from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
@@ -34,7 +35,7 @@ def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor) -> torch.
     x = to_network_input(maps, model.cfg)  # (B, C, R, R)
     if model.cfg.kind == "mask":
         return mask_reconstruction_loss(model(x), x)
-    return sketch_reconstruction_loss(model(x), x)
+    return sketch_reconstruction_loss(model(x), (x != 0).to(x.dtype))  # strokes may be 1.02
 
 
 def build_autoencoder(ae_cfg: AutoencoderCfg, seed: int) -> SpatialAutoencoder:
@@ -57,8 +58,11 @@ def autoencoder_job(indices: np.ndarray, maps: torch.Tensor, ae_cfg: Autoencoder
     device = torch.device(cfg.device)
 
     def batches(positions: np.ndarray, seed: int | None):
-        for pos in data.shuffled_batches(positions, cfg.batch_size, seed):
-            yield {"maps": maps.index_select(0, pos).to(device)}  # (B, R, R)
+        for i, pos in enumerate(data.shuffled_batches(positions, cfg.batch_size, seed)):
+            batch = maps.index_select(0, pos)  # (B, R, R)
+            if cfg.augment and seed is not None:  # training batches only
+                batch = random_affine_flip(batch, derive_seed(seed, "augment", i))
+            yield {"maps": batch.to(device)}
 
     return TrainJob(
         model=model,

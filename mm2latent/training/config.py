@@ -16,6 +16,7 @@ from mm2latent.errors import ConfigError
 
 SCHEDULES = ("cosine", "step", "none")
 AE_MODALITIES = ("mask", "sketch")
+RECIPES = ("ours", "official")
 MAPPING_MODALITIES = ("mask", "sketch", "flame")
 DISTANCES = ("mse", "l1")
 
@@ -69,12 +70,16 @@ class AutoencoderTrainCfg(TrainCfg):
     """Training of the mask (MSE) or sketch (binary cross-entropy) autoencoder."""
 
     modality: str = "mask"  # "mask" or "sketch"; the architecture comes from the preset
+    recipe: str = "ours"  # "ours" or "official" (the authors' networks, inputs and schedule)
+    augment: bool = False  # the authors' random affine + flip on training batches
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.modality not in AE_MODALITIES:
             raise ConfigError(
                 f"autoencoder modality={self.modality!r}; choose one of {', '.join(AE_MODALITIES)}.")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"recipe={self.recipe!r}; choose one of {', '.join(RECIPES)}.")
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,20 @@ class MappingTrainCfg(TrainCfg):
             raise ConfigError(f"cosine_weight must be >= 0, got {self.cosine_weight}.")
 
 
-def autoencoder_train_cfg(modality: str, **overrides: object) -> AutoencoderTrainCfg:
+def autoencoder_train_cfg(modality: str, recipe: str = "ours",
+                          **overrides: object) -> AutoencoderTrainCfg:
     """The authors' optimiser setup for one autoencoder (lr 1e-3 mask, 1e-2 sketch) + overrides.
 
     Args:
         modality: "mask" or "sketch".
+        recipe: "ours" (cosine schedule, no augmentation) or "official" (the authors' recipe:
+            constant lr, random affine + flip; the network follows from the recipe too).
         **overrides: AutoencoderTrainCfg fields to replace; None values are ignored.
     """
-    base = AutoencoderTrainCfg(modality=modality, lr=1e-2 if modality == "sketch" else 1e-3)
+    official = recipe == "official"
+    base = AutoencoderTrainCfg(modality=modality, lr=1e-2 if modality == "sketch" else 1e-3,
+                               recipe=recipe, augment=official,
+                               schedule="none" if official else "cosine")
     return replace_cfg(base, overrides)
 
 
