@@ -23,7 +23,8 @@ from mm2latent.training.registry import default_registry_url
 from storage.embeddings import embeddings_url
 from tasks.lineage import record_asset
 from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark_job,
-                            benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current)
+                            benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
+                            registered_record)
 
 AUTOENCODED = ("mask", "sketch")  # modalities whose MappingNet reads autoencoder embeddings
 
@@ -72,9 +73,9 @@ def autoencoder_step(run: PipelineRun) -> str:
     reports = train_autoencoders(run.params.out, run.runs, run.registry, run.params.preset, todo,
                                  resume=True, **run.ae_overrides)
     for report in reports:
-        record = report["record"]
+        record = registered_record(run.registry, report["record"])
         run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
-        url = embeddings_url(run.params.out, f"{record['name']}-v{record['version']}")
+        url = embeddings_url(run.params.out, record["extra"]["embeddings"])
         record_asset(embeddings_asset(url, record, run.dataset_key))
     return f"ran: {', '.join(todo)}"
 
@@ -88,11 +89,10 @@ def mapping_step(run: PipelineRun) -> str:
             continue
         report = train_mapping_flow(run.params.out, modality, run.runs, run.registry,
                                     run.params.preset, resume=True, **run.mapping_overrides)
-        record = report["record"]
+        record = registered_record(run.registry, report["record"])
         upstream = [run.dataset_key]
-        if record["extra"].get("embeddings_version"):
-            upstream.append(asset_key(embeddings_url(run.params.out,
-                                                     record["extra"]["embeddings_version"])))
+        if record["extra"].get("embeddings"):
+            upstream.append(asset_key(embeddings_url(run.params.out, record["extra"]["embeddings"])))
         run.models[record["name"]] = record_asset(model_asset(record, upstream))
         ran.append(modality)
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"

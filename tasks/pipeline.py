@@ -97,3 +97,10 @@ def benchmark_lineage(job: ChainedBenchmark) -> AssetSpec:
     summary = finished_summary(job)
     return benchmark_asset(join(job.cfg.out, "report.md"), dataclasses.asdict(job.record), summary,
                            pairs_digest(job.cfg.out), job.fixture)
+
+
+@task(name="registered-record", cache_policy=NO_CACHE)
+def registered_record(registry: str, record: dict) -> dict:
+    """The registry's copy of a record just registered, its checkpoint URL resolved (the
+    registry stores it relative to itself; asset keys need the absolute location)."""
+    return dataclasses.asdict(ModelRegistry(registry).get(record["name"], record["version"]))
