@@ -178,7 +178,7 @@ def test_released_models_sit_next_to_trained_ones_deterministic_and_resumable(se
     report = open(f"{a}/report.md").read()
     assert "| **MM2Latent (authors' released models)** |" in report
     assert "| **trained here: mapping-mask-v2** |" in report
-    assert "`mm2latent.mapping-mask-official`" in report
+    assert "`mm2latent.mapping-mask-official`" in report and "FaRL `seeded tiny FaRL`" in report
     assert store.read_png(f"{a}/grid.png").shape[1] == (2 + 2) * 128  # mask, caption, 2 models
     # The released rows are the authors' networks: generate one pair by hand and compare.
     model = inference.load_inference(released, "does/not/exist", "mask")

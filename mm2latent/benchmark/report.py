@@ -79,6 +79,16 @@ def latency_table(models: Sequence[dict]) -> list[str]:
     return lines
 
 
+def released_notes(summary: dict) -> list[str]:
+    """Markdown lines naming the released files behind each authors' row, and the shared FaRL."""
+    farl = summary["run"]["conventions"]["farl"]
+    return [f"{m['label']}: weights {', '.join(f'`{w}`' for w in m['weights'])} (the preset's "
+            "released files), on the same pairs and seeds as the other rows. Every row encodes "
+            f"captions with the preset's FaRL `{farl}`; models trained here on another FaRL's "
+            "embeddings get a caption encoder they were not trained with.\n"
+            for m in summary["models"] if m["weights"]]
+
+
 def render_report(summary: dict) -> str:
     """The whole report.md."""
     models, run = summary["models"], summary["run"]
@@ -90,17 +100,14 @@ def render_report(summary: dict) -> str:
               f"the same for every model; {len(run['missing_captions'])} annotated image(s) "
               "without a caption were skipped"
               + (f" (e.g. {', '.join(str(i) + '.jpg' for i in run['missing_captions'][:5])})."
-                 if run["missing_captions"] else "."), "", "## Conventions", ""]
+                 if run["missing_captions"] else "."), "", *released_notes(summary),
+              "## Conventions", ""]
     lines += [f"- {c.format(**run['conventions'])}" for c in CONVENTIONS]
     lines += ["", "## Latency", "", *latency_table(models), ""]
     if run["ablation"]:
         lines += [*ablation_tables(models), ""]
     columns = " | ".join(["mask", "caption", *(m["label"] for m in models)])
     lines += ["## Examples", "", f"Columns: {columns}.", "", f"![{columns}](grid.png)", ""]
-    released = [m for m in models if m["weights"]]
-    lines += [f"{m['label']}: weights {', '.join(f'`{w}`' for w in m['weights'])} (the "
-              "preset's released files), on the same pairs and seeds as the other rows."
-              for m in released] + ([""] if released else [])
     return "\n".join(lines)
 
 

@@ -199,7 +199,7 @@ def finish(cfg: BenchmarkCfg, ref_meta: dict, missing_captions: list[int]) -> di
     conventions = {"clip": nets.clip_score or "seeded tiny CLIP tower", "size": cfg.eval_size,
                    "parser": nets.parser or "seeded tiny BiSeNet", "sigma": cfg.sigma,
                    "cmmd": nets.cmmd or "seeded tiny CLIP tower", "ref_n": ref_meta["images"],
-                   "ref": cfg.reference}
+                   "ref": cfg.reference, "farl": preset.farl_weights or "seeded tiny FaRL"}
     run = {"pairs": len(pairs), "seed": cfg.seed, "caption_field": cfg.caption_field,
            "missing_captions": missing_captions, "makes_faces": preset.makes_faces,
            "ablation": cfg.ablation, "conventions": conventions, "config": cfg.identity()}
