@@ -20,8 +20,10 @@ from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
+from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
+from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
 
 if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
     from mm2latent.synth.run import SynthSummary
@@ -36,6 +38,7 @@ add_inference_commands(app)
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
+add_pipeline_command(app)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
@@ -63,13 +66,17 @@ def synth_data_command(
     modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
     max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
+    verify: Annotated[bool, typer.Option(help="Re-hash complete shards; redo damaged ones.")] = False,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
+    from flows.runners import check_runner_choice
     from flows.synth_data import synth_data
     from mm2latent.input_checks import check_device, check_psi, check_shard_count, parse_list
     from mm2latent.synth.params import ALL_MODALITIES, parse_params
     from mm2latent.synth.run import validate
     from storage.path_checks import check_output_dir
+    from storage.lease import refuse_if_held
 
     with user_errors(out):
         check_psi(truncation_psi)
@@ -82,26 +89,55 @@ def synth_data_command(
                       modalities=tuple(parse_list(modalities, ALL_MODALITIES, "--modalities")),
                       max_workers=max_workers)
         params = parse_params(**values)
+        check_runner_choice(task_runner, dask_address)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
+        refuse_if_held(params.out)  # so does a second run into a dataset being written
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
-        with _progress() as progress:
-            bar = progress.add_task("synth-data", total=params.n_samples, rate="")
-            clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+        try:
+            with tied_prefect_server(), StopOnSignal() as stop, _progress() as progress:
+                bar = progress.add_task("synth-data", total=params.n_samples, rate="")
+                advance = _advancer(progress, bar)
 
-            def advance(count: int) -> None:
-                if not clock["resumed"]:  # the flow's first call: samples already on disk
-                    clock["resumed"] = True
-                    progress.update(bar, advance=count)
-                    return
-                clock["count"] += count
-                rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
-                progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+                def on_progress(count: int) -> None:
+                    advance(count)
+                    stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
 
-            summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, on_progress=advance)
-            progress.update(bar, completed=params.n_samples)
+                summary = run_in_worker(lambda: synth_data(
+                    **(values | {"modalities": list(params.modalities)}),
+                    overwrite=overwrite, verify=verify, task_runner=task_runner,
+                    dask_address=dask_address, on_progress=on_progress))
+                progress.update(bar, completed=params.n_samples)
+        except Interrupted as e:
+            _print_interrupted(e, out)
+            raise typer.Exit(e.exit_code) from None
     _print_summary(summary)
+
+
+def _advancer(progress: Progress, bar: int):
+    """The progress callback: the flow's first call counts samples already on disk."""
+    clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+
+    def advance(count: int) -> None:
+        if not clock["resumed"]:
+            clock["resumed"] = True
+            progress.update(bar, advance=count)
+            return
+        clock["count"] += count
+        rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
+        progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+
+    return advance
+
+
+def _print_interrupted(e: Interrupted, out: str) -> None:
+    from storage.dataset_index import complete_shards
+
+    console(stderr=True).print(
+        f"[yellow]Interrupted[/] ({e}) after the current batch. {out} keeps "
+        f"{len(complete_shards(out))} complete shard(s); the shard in progress was not "
+        "committed. Resume: re-run the same command (complete shards are skipped).",
+        soft_wrap=True)
 
 
 def _print_summary(summary: SynthSummary) -> None:
@@ -124,9 +160,13 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
     from storage.path_checks import check_dataset_dir
 
     with user_errors(path):
-        report = inspect_dataset(check_dataset_dir(path))
+        check_dataset_dir(path)
+        # Before any tar is read: a damaged shard is reported by name, not as a tar traceback.
+        # Sizes are always compared (cheap); --verify also re-hashes every byte.
+        verified = verify_dataset(path, rehash=verify)
+        report = inspect_dataset(path)
         if verify:
-            console(stderr=True).print(f"verified {len(verify_dataset(path))} shard(s): sha256 match")
+            console(stderr=True).print(f"verified {len(verified)} shard(s): sha256 match")
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
     else:

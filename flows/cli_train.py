@@ -34,6 +34,8 @@ Patience = Annotated[Optional[int], typer.Option(help="Early stopping patience i
 Seed = Annotated[Optional[int], typer.Option(help="Seed of init, shuffling and noise.")]
 Device = Annotated[Optional[str], typer.Option(help="torch device (default cpu).")]
 Resume = Annotated[bool, typer.Option(help="Continue the interrupted run of the same data and settings.")]
+KeepCheckpoints = Annotated[Optional[int], typer.Option(
+    help=f"Epoch checkpoints kept besides the best (default {TrainCfg.keep_checkpoints}).")]
 
 
 def _run_with_bar(label: str, total: int, run):
@@ -72,6 +74,7 @@ def autoencoders_command(
         help="Directory of real label-id mask PNGs to train on as well.")] = None,
     real_sketches: Annotated[Optional[str], typer.Option(
         help="Directory of real sketch PNGs (white strokes on black) to train on as well.")] = None,
+    keep_checkpoints: KeepCheckpoints = None,
     recipe: Annotated[str, typer.Option(
         help="ours (default) or official: the authors' networks, grey facer-order mask input, "
              "strokes at 1.02, constant lr, random affine + flip.")] = "ours",
@@ -87,7 +90,8 @@ def autoencoders_command(
             dataset, out, registry, preset, chosen, epochs=epochs, batch_size=batch_size, lr=lr,
             schedule=schedule, weight_decay=weight_decay, val_fraction=val_fraction,
             patience=patience, seed=seed, device=device, resume=resume, real_masks=real_masks,
-            real_sketches=real_sketches, recipe=recipe, on_progress=cb))
+            real_sketches=real_sketches, recipe=recipe, on_progress=cb,
+            keep_checkpoints=keep_checkpoints))
     for report in reports:
         _print_record(report)
         console().print(f"  embeddings: {report['embeddings']['url']}")
@@ -108,7 +112,7 @@ def mapping_command(
     batchnorm: Annotated[Optional[bool], typer.Option(help="Input BatchNorm (default: preset).")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Input dropout, 0 = none (default: preset).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Linear layers (default: preset).")] = None,
-    resume: Resume = False,
+    resume: Resume = False, keep_checkpoints: KeepCheckpoints = None,
 ) -> None:
     """Train and register a MappingNet: (pseudo text, spatial embedding) -> w."""
     from flows.train import train_mapping_flow
@@ -121,5 +125,5 @@ def mapping_command(
             batch_size=batch_size, lr=lr, schedule=schedule, weight_decay=weight_decay,
             val_fraction=val_fraction, patience=patience, seed=seed, device=device,
             cosine_weight=cosine_weight, pteg=pteg, batchnorm=batchnorm, dropout=dropout,
-            depth=depth, resume=resume, on_progress=cb))
+            depth=depth, resume=resume, on_progress=cb, keep_checkpoints=keep_checkpoints))
     _print_record(report)

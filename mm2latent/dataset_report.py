@@ -22,9 +22,10 @@ import pyarrow.compute as pc
 from mm2latent.errors import DatasetError
 from mm2latent.modalities.registry import default_registry
 from mm2latent.modalities.spec import ModalityRegistry, ModalitySpec
-from storage.dataset_index import DatasetIndex, complete_shards, shard_url, verify_shard
+from storage.dataset_index import DatasetIndex, complete_shards, shard_url
 from storage.manifest import STATUS_FAILED, read_manifest, read_manifest_schema
 from storage.readers import iter_samples
+from storage.shard_check import damaged_shards
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +192,22 @@ def _decoded_stats(url: str, specs: Sequence[ModalitySpec], limit: int,
     return n, {name: acc.result() for name, acc in accumulators.items()}
 
 
-def verify_dataset(url: str) -> list[int]:
-    """Re-hash every complete shard's tar and parquet against its stats file.
+def verify_dataset(url: str, rehash: bool = True) -> list[int]:
+    """Check every complete shard's tar and parquet against its stats file.
 
-    Returns the verified shard indices; DatasetError names the first shard whose files changed.
+    Args:
+        url: dataset root.
+        rehash: recompute the sha256 digests (reads everything); False = compare sizes only.
+
+    Returns the verified shard indices; DatasetError names every damaged shard and why.
     """
     shards = complete_shards(url)
-    for shard in shards:
-        verify_shard(url, shard)
+    damaged = damaged_shards(url, shards, rehash=rehash)
+    if damaged:
+        lines = "\n".join(f"  shard {s}: {why}" for s, why in sorted(damaged.items()))
+        raise DatasetError(f"{url}: {len(damaged)} damaged shard(s):\n{lines}\nFix: re-run the "
+                           "synth-data command that made the dataset with --verify; it writes "
+                           "damaged shards again, byte-identical to the originals.")
     return shards
 
 

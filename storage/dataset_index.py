@@ -11,7 +11,6 @@ a tar/parquet that the next run overwrites, plus dot-prefixed temp files it remo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mm2latent.errors import DatasetError
 from storage.atomic import (STALE_WRITE_S, abort_unfinished_uploads, atomic_write_bytes,
                             clean_interrupted_writes, remove_temp_files)
+from storage.digests import file_sha256
 from storage.fs import check_writable, join, open_fs
 from storage.manifest import DEFAULT_LAYOUT, DEFAULT_VECTOR_DIMS, STATUS_FAILED, MemberLayout, write_manifest
 from storage.shard_writer import ShardResult
@@ -271,17 +271,13 @@ def verify_shard(dataset_url: str, index: int) -> None:
         raise DatasetError(f"{shard_url(dataset_url, index)}: shard is not complete. Fix: re-run synth-data.")
     for record in (stats.tar, stats.parquet):
         url = join(dataset_url, record.name)
-        fs, path = open_fs(url)
-        digest = hashlib.sha256()
         try:
-            with fs.open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            digest = file_sha256(url)
         except FileNotFoundError as e:
             raise DatasetError(f"{url}: missing although its stats file exists.") from e
-        if digest.hexdigest() != record.sha256:
+        if digest != record.sha256:
             raise DatasetError(
-                f"{url}: sha256 {digest.hexdigest()} does not match the stats file "
+                f"{url}: sha256 {digest} does not match the stats file "
                 f"({record.sha256}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
             )
 

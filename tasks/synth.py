@@ -21,9 +21,9 @@ from storage.dataset_index import ShardStats
 # Planning and shard writing touch storage, so they are never cached: the files are the cache
 # (a shard with a stats marker is skipped by `plan`).
 @task(name="plan-dataset", cache_policy=NO_CACHE)
-def plan_dataset(params: SynthDataParams, overwrite: bool = False) -> list[int]:
-    """Validate the run and write dataset.json; return the shards still to write."""
-    todo = run.plan(params, overwrite=overwrite)
+def plan_dataset(params: SynthDataParams, overwrite: bool = False, verify: bool = False) -> list[int]:
+    """Validate the run and write dataset.json; return the shards still to write (damaged ones too)."""
+    todo = run.plan(params, overwrite=overwrite, verify=verify)
     get_run_logger().info("%d of %d shards to write into %s", len(todo), params.n_shards, params.out)
     return todo
 

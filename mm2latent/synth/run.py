@@ -16,8 +16,9 @@ from mm2latent.synth.models import (SynthModels, build_synth_models, check_weigh
                                      weight_digests)
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn, write_shard
-from storage.dataset_index import (DatasetIndex, ShardStats, check_compatible, prepare_output,
-                                   read_shard_stats, shard_name)
+from storage.dataset_index import (DatasetIndex, ShardStats, begin_shard, check_compatible,
+                                   prepare_output, read_shard_stats, shard_name)
+from storage.shard_check import damaged_shards
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +73,22 @@ def validate(params: SynthDataParams, overwrite: bool = False, cache_dir: Path |
 
 
 def plan(params: SynthDataParams, overwrite: bool = False, cache_dir: Path | None = None,
-         registry: ModalityRegistry | None = None) -> list[int]:
+         registry: ModalityRegistry | None = None, verify: bool = False) -> list[int]:
     """Validate everything before work starts, write dataset.json; return the shards to write.
 
     A shard counts as done only if its stats marker holds the expected number of samples, so
-    growing n_samples redoes a previously short last shard. `registry` (None = the default)
-    must be the one `params` was parsed with.
+    growing n_samples redoes a previously short last shard, and only if its tar and parquet
+    still have the sizes (with `verify`: the sha256 digests) its stats file records; a
+    damaged shard loses its marker and is written again, byte-identical to the original.
+    `registry` (None = the default) must be the one `params` was parsed with.
     """
     index = validate(params, overwrite, cache_dir, registry)
     prepare_output(params.out, index, overwrite=overwrite)
     done = done_shards(params)
+    for shard, reason in damaged_shards(params.out, sorted(done), rehash=verify).items():
+        logger.warning("%s: shard %d is damaged (%s); writing it again", params.out, shard, reason)
+        begin_shard(params.out, shard)
+        done.discard(shard)
     todo = [shard for shard in range(params.n_shards) if shard not in done]
     logger.info("%s: %d of %d shards already complete", params.out, len(done), params.n_shards)
     return todo

@@ -6,7 +6,7 @@ The files (layout in storage/embeddings.py) let MappingNet training read vectors
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,9 +15,9 @@ from mm2latent.batching import run_padded
 from mm2latent.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
-from storage.dataset_index import complete_shards
-from storage.embeddings import (embedding_shard_exists, embeddings_url, read_embedding_table,
-                                write_embedding_table)
+from storage.dataset_index import complete_shards, read_shard_stats
+from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
+                                table_source, write_embedding_table)
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,16 @@ def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list
         vectors: (N, D) float32 embeddings.
     """
     url = embeddings_url(dataset_url, version, shard)
-    write_embedding_table(url, keys, indices, modality, vectors)
+    write_embedding_table(url, keys, indices, modality, vectors, shard_tar_sha256(dataset_url, shard))
     return url
+
+
+def shard_tar_sha256(dataset_url: str, shard: int) -> str:
+    """The sha256 of a complete shard's tar, from its stats file (what embeddings are bound to)."""
+    stats = read_shard_stats(dataset_url, shard)
+    if stats is None:
+        raise TrainingError(f"{dataset_url}: shard {shard} is not complete.")
+    return stats.tar.sha256
 
 
 @torch.no_grad()
@@ -50,11 +58,13 @@ def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.
 
 
 def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
-                     batch_size: int = 64, on_progress: Callable[[int], None] | None = None) -> dict:
+                     batch_size: int = 64, on_progress: Callable[[int], None] | None = None,
+                     shards: Sequence[int] | None = None) -> dict:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
-    Shards whose parquet already exists for this version are left as they are, so a re-run
-    after an interruption only writes what is missing.
+    Shards whose parquet already exists for this version and was computed from the shard's
+    current tar are left as they are, so a re-run after an interruption only writes what is
+    missing; a shard rewritten since (e.g. by `synth-data --overwrite`) is encoded again.
 
     Args:
         dataset_url: the dataset root.
@@ -63,21 +73,23 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         version: embeddings directory name, e.g. "mask-ae-v1".
         batch_size: samples per forward pass (does not change the values).
         on_progress: called with the number of samples of each shard written.
+        shards: the run's shard snapshot; None = every complete shard now.
 
     Returns:
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
     """
-    shards = complete_shards(dataset_url)
-    todo = [s for s in shards if not embedding_shard_exists(dataset_url, version, s)]
+    shards = complete_shards(dataset_url) if shards is None else list(shards)
+    todo = [s for s in shards if embedding_source(embeddings_url(dataset_url, version, s))
+            != shard_tar_sha256(dataset_url, s)]
     result = {"url": embeddings_url(dataset_url, version), "written": todo,
               "skipped": [s for s in shards if s not in todo], "dim": None}
     if not todo:
         return result
     model_res = load_autoencoder(checkpoint_url).cfg.resolution
-    indices, maps = data.load_spatial(dataset_url, modality, model_res)
+    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards)
     vectors = _encode_all(checkpoint_url, maps, batch_size)  # (N, D)
     result["dim"] = int(vectors.shape[1])
-    manifest = read_vectors(dataset_url, ("key", "shard"))
+    manifest = read_vectors(dataset_url, ("key", "shard"), shards)
     if not np.array_equal(manifest["index"], indices):
         raise TrainingError(f"{dataset_url}: the tars and manifests list different samples; "
                             "rebuild the dataset's shards.")
@@ -91,13 +103,14 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
     return result
 
 
-def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """(indices (N,), vectors (N, D) float32) of every complete shard, in index order.
+def read_embeddings(dataset_url: str, version: str, modality: str,
+                    shards: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (N,), vectors (N, D) float32) of every complete shard (or of `shards`), in index order.
 
     Raises:
         TrainingError: the version directory or a shard's file is missing, or lacks the column.
     """
-    shards = complete_shards(dataset_url)
+    shards = complete_shards(dataset_url) if shards is None else list(shards)
     indices, vectors = [], []
     for shard in shards:
         url = embeddings_url(dataset_url, version, shard)
@@ -107,6 +120,11 @@ def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.n
             raise TrainingError(
                 f"{url}: no {modality} embeddings for shard {shard}. Fix: run `mm2latent train "
                 "autoencoders` on this dataset (it writes embeddings for every complete shard).") from e
+        if table_source(table) != shard_tar_sha256(dataset_url, shard):
+            raise TrainingError(
+                f"{url}: stale {modality} embeddings: shard {shard} was rewritten after they were "
+                "computed (its tar digest differs). Fix: run `mm2latent train autoencoders` on "
+                "this dataset again, which re-encodes changed shards.")
         if modality not in table.column_names:
             raise TrainingError(f"{url}: no column {modality!r} (has {table.column_names}); this "
                                 f"embeddings version is for another modality.")
