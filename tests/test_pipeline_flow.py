@@ -46,7 +46,7 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     (report_dir,) = (runs / "benchmark").glob("mapping-mask-v1-*")
     assert {"report.md", "summary.json", "grid.png"} <= {p.name for p in report_dir.iterdir()}
     assert len(list(data.glob("shard-*.stats.json"))) == 2
-    (mask_emb_dir,) = data.glob("embeddings/mask-ae-*")  # named by the autoencoder's content
+    (mask_emb_dir,) = data.glob("embeddings/mask-ae-*")  # named after the autoencoder's weights
     assert len(list(mask_emb_dir.glob("*.parquet"))) == 2
 
     assets = _materialized(asset_events)

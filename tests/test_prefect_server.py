@@ -22,6 +22,8 @@ import httpx
 import pytest
 import yaml
 
+from mm2latent.training.registry import ModelRegistry
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = [sys.executable, "-m", "prefect"]
 
@@ -146,9 +148,9 @@ def test_server_deploy_run_and_trigger_chain(tmp_path):
 
         # The completed synth-data/tiny run fires the trigger: retrain/tiny trains everything.
         _wait_for_run(api_url, "retrain", logs)
-        registry = tmp_path / "runs" / "registry"  # one folder of version records per model
+        registry = ModelRegistry(str(tmp_path / "runs" / "registry"))
         for name in ("mask-ae", "sketch-ae", "mapping-mask", "mapping-sketch", "mapping-flame"):
-            assert list((registry / name).glob("v*.json")), name
+            assert registry.latest(name) is not None, name
         # ... and the completed retrain/tiny run fires the next one: benchmark/tiny.
         _wait_for_run(api_url, "benchmark", logs)
         summary = json.loads((tmp_path / "benchmark" / "summary.json").read_text())
