@@ -16,6 +16,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from flows.cli_app import app_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
@@ -31,6 +32,7 @@ app.add_typer(train_app, name="train")
 add_inference_commands(app)
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
+app.command("app")(app_command)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
