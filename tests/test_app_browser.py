@@ -52,8 +52,8 @@ def runs(tmp_path_factory) -> str:
     """`--models` directory with a mask autoencoder and mask MappingNet trained one epoch on tiny."""
     root = tmp_path_factory.mktemp("app")
     data, runs = str(root / "data"), str(root / "runs")
-    params = SynthDataParams(preset="tiny", n_samples=16, samples_per_shard=16, out=data,
-                             modalities=("mask", "sketch", "flame", "farl"))
+    params = SynthDataParams(preset="tiny", n_samples=8, samples_per_shard=8, out=data,
+                             modalities=("mask", "farl"))
     for shard in run.plan(params):
         run.run_shard(params, shard)
     quick = dict(epochs=1, batch_size=8, val_fraction=0.0)
@@ -72,23 +72,27 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(runs, tmp_path):
-    """`mm2latent app` on a free loopback port; stopped by its PID afterwards."""
+    """`mm2latent app` on a free loopback port, booting while the test runs the CLI; call the
+    yielded function to wait until it answers. Stopped by its PID afterwards."""
     port = _free_port()
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "app",
                              "--models", runs, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
+
+    def ready() -> str:
         deadline = time.monotonic() + 60
         while True:
             try:
                 urllib.request.urlopen(url + "/api/info", timeout=1).read()
-                break
+                return url
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError((tmp_path / "server.log").read_text()) from None
                 time.sleep(0.2)
-        yield url
+
+    try:
+        yield ready
     finally:
         proc.terminate()
         try:
@@ -133,20 +137,24 @@ def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
          "--out", str(tmp_path / "cli.png"))
     expected = _decode((tmp_path / "cli.png").read_bytes())
     (tmp_path / "notes.txt").write_text("not an image")
+    _cli("edit", str(tmp_path / "cli.png"), "--target", TARGET, "--pivot", PIVOT, "--beta", "0,0.5,1",
+         "--models", runs, "--out", str(tmp_path / "strip.png"))
+    strip = _decode((tmp_path / "strip.png").read_bytes())  # original | 0 | 0.5 | 1
+    url = server()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page()
-            page.goto(server)
+            page.goto(url)
             expect(page.locator("body[data-ready='1']")).to_have_count(1, timeout=15000)
             expect(page.locator("#note")).to_contain_text("NOT faces")
             page.fill("#gen-caption", CAPTION)
             page.set_input_files("#gen-p-upload", str(tmp_path / "mask.png"))
             page.wait_for_function("document.getElementById('gen-p-canvas').width === 40")
-            page.screenshot(path=tmp_path / "1-mask-uploaded.png")
+            page.screenshot(full_page=True, path=tmp_path / "1-mask-uploaded.png")
             page.click("#gen-run")
             page.wait_for_function("(document.getElementById('gen-image').src || '').startsWith('data:')")
-            page.screenshot(path=tmp_path / "2-generated.png")
+            page.screenshot(full_page=True, path=tmp_path / "2-generated.png")
             assert np.array_equal(_src_pixels(page, "#gen-image"), expected)
             assert np.array_equal(_shown_pixels(page, "#gen-image"), expected)
 
@@ -158,26 +166,22 @@ def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
             page.click("#edit-text")
             page.wait_for_function("(document.getElementById('edit-image').src || '').startsWith('data:')")
             at_one = _src_pixels(page, "#edit-image")
-            page.screenshot(path=tmp_path / "3-edited-beta-1.png")
+            page.screenshot(full_page=True, path=tmp_path / "3-edited-beta-1.png")
             page.focus("#edit-beta")
             for _ in range(5):  # 1.0 -> 0.5 in steps of 0.1, as a keyboard user would
                 page.keyboard.press("ArrowLeft")
             expect(page.locator("#edit-beta-value")).to_have_text("0.5")
             page.wait_for_function("document.getElementById('edit-image').dataset.beta === '0.5'")
-            page.screenshot(path=tmp_path / "4-edited-beta-0.5.png")
+            page.screenshot(full_page=True, path=tmp_path / "4-edited-beta-0.5.png")
             at_half = _src_pixels(page, "#edit-image")
 
             page.click("#tab-generate")
             page.set_input_files("#gen-p-upload", str(tmp_path / "notes.txt"))
             expect(page.locator("#gen-error")).to_contain_text("not an image this app reads")
-            page.screenshot(path=tmp_path / "5-not-an-image.png")
+            page.screenshot(full_page=True, path=tmp_path / "5-not-an-image.png")
             expect(page.locator("#gen-error")).not_to_contain_text("Traceback")
         finally:
             browser.close()
-
-    _cli("edit", str(tmp_path / "cli.png"), "--target", TARGET, "--pivot", PIVOT, "--beta", "0,0.5,1",
-         "--models", runs, "--out", str(tmp_path / "strip.png"))
-    strip = _decode((tmp_path / "strip.png").read_bytes())  # original | 0 | 0.5 | 1
     r = expected.shape[0]
     assert not np.array_equal(at_half, at_one)
     assert np.array_equal(at_half, strip[:, 2 * r:3 * r])
