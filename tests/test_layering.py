@@ -20,6 +20,16 @@ def test_library_and_storage_never_import_prefect_or_typer():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_library_never_imports_a_web_framework():
+    modules = [m.name for m in pkgutil.walk_packages(mm2latent.__path__, "mm2latent.")]
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn', 'gradio')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_every_registered_format_has_a_loader():
     formats = {spec.format for spec in weights.list_specs()}
     assert formats <= set(model_loading.LOADERS), formats - set(model_loading.LOADERS)
