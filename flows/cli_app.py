@@ -23,6 +23,7 @@ def app_command(
     device: Device = "cpu",
     max_upload_mib: Annotated[float, typer.Option(help="Largest accepted upload, MiB.")] = 8.0,
     max_side: Annotated[int, typer.Option(help="Largest accepted image / mask side, pixels.")] = 2048,
+    dataset: Annotated[Optional[str], typer.Option(help="synth-data dataset (e.g. data/tiny) whose samples the page offers.")] = None,
     registry: Annotated[Optional[str], typer.Option(help="Model registry URL; default <models>/registry.")] = None,
 ) -> None:
     """Serve the interactive editor on http://HOST:PORT (loopback by default)."""
@@ -46,4 +47,4 @@ def app_command(
         console(stderr=True).print(f"[yellow]warning:[/] --host {host} exposes the app, which has no "
                                    "login, to every machine that can reach this address.")
     console().print(f"serving {', '.join(model_set.models)} models on http://{host}:{port}", soft_wrap=True)
-    uvicorn.run(create_app(AppState(model_set, limits)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(AppState(model_set, limits, dataset=dataset)), host=host, port=port, log_level="warning")

@@ -196,3 +196,37 @@ def test_gate_refuses_beyond_its_queue_with_a_message():
     worker.join()
     with two.enter():  # free again
         pass
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> str:
+    from mm2latent.synth import run
+    from mm2latent.synth.params import SynthDataParams
+
+    out = str(tmp_path_factory.mktemp("app-data") / "tiny")
+    params = SynthDataParams(preset="tiny", n_samples=2, samples_per_shard=2, out=out,
+                             modalities=("mask", "sketch"))
+    for shard in run.plan(params):
+        run.run_shard(params, shard)
+    return out
+
+
+def test_dataset_samples_are_offered_as_conditions_and_photos(model_set, dataset, client):
+    from mm2latent.conditions import load_condition, load_photo
+    from mm2latent.editing import invert_each, synthesize_each
+
+    state = AppState(model_set, dataset=dataset)
+    with TestClient(create_app(state), raise_server_exceptions=False) as c:
+        for modality in ("mask", "sketch"):
+            got = c.get(f"/api/sample?index=1&modality={modality}").json()
+            expected = load_condition(modality, f"{dataset}#1")
+            array = np.frombuffer(base64.b64decode(got["data"]), np.uint8).reshape(got["height"], got["width"])
+            assert np.array_equal(array, expected)
+        photo = c.post("/api/sample-photo?index=1").json()
+        image = load_photo(f"{dataset}#1")
+        assert np.array_equal(_decoded(photo["reconstruction"]),
+                              synthesize_each(model_set.editor, invert_each(model_set.editor, image))[0].numpy())
+        missing = c.get("/api/sample?index=99&modality=mask")
+        assert missing.status_code == 400 and "no sample 99" in missing.json()["error"]
+    none = client.get("/api/sample?index=0&modality=mask")
+    assert none.status_code == 400 and "--dataset" in none.json()["error"]

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from importlib import resources
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
@@ -39,6 +40,7 @@ class AppState:
     limits: UploadLimits = field(default_factory=UploadLimits)
     gate: Gate = field(default_factory=Gate)
     sessions: SessionCache = field(default_factory=SessionCache)
+    dataset: str | None = None   # synth-data dataset whose samples the page offers; None = none
 
 
 class Painted(BaseModel):
@@ -128,7 +130,34 @@ def create_app(state: AppState) -> FastAPI:
         return {"preset": models.preset.name, "makes_faces": models.preset.makes_faces,
                 "modalities": [m for m in models.models if m in PAINTABLE],
                 "size": models.preset.store_size, "palette": palette_json(),
-                "max_bytes": state.limits.max_bytes, "max_side": state.limits.max_side}
+                "max_bytes": state.limits.max_bytes, "max_side": state.limits.max_side,
+                "dataset": state.dataset}
+
+    def sample_ref(index: int) -> str:
+        if state.dataset is None:
+            raise ConfigError("no dataset is offered; restart with --dataset data/tiny to pick samples.")
+        return f"{state.dataset}#{index}"
+
+    @app.get("/api/sample")
+    async def sample(index: int, modality: str = "mask"):
+        def load():
+            from mm2latent.conditions import load_condition
+
+            if modality not in PAINTABLE:
+                raise ConfigError(f"modality {modality!r}; choose one of {', '.join(PAINTABLE)}.")
+            array = np.ascontiguousarray(load_condition(modality, sample_ref(index)), np.uint8)
+            return {"modality": modality, "width": array.shape[1], "height": array.shape[0],
+                    "data": base64.b64encode(array.tobytes()).decode()}
+        return JSONResponse(await run_in_threadpool(load))
+
+    @app.post("/api/sample-photo")
+    async def sample_photo(index: int):
+        def run():
+            from mm2latent.conditions import load_photo
+
+            ref = sample_ref(index)
+            return _new_session(state, load_photo(ref), _sha(ref.encode()))
+        return await guarded(run)
 
     @app.post("/api/condition")
     async def condition(request: Request, modality: str = "mask"):
@@ -157,13 +186,8 @@ def create_app(state: AppState) -> FastAPI:
     async def photo(request: Request):
         data = await _body(request, state.limits, "photo")
 
-        def run():
-            session = start_session(state.models, photo_from_image(open_image(data, state.limits, "photo")),
-                                    _sha(data))
-            state.sessions.put(session)
-            return {"session": session.id, "original": png_data_url(session.photo01),
-                    "reconstruction": png_data_url(session.reconstruction)}
-        return await guarded(run)
+        return await guarded(lambda: _new_session(
+            state, photo_from_image(open_image(data, state.limits, "photo")), _sha(data)))
 
     @app.post("/api/direction")
     async def direction(req: DirectionRequest):
@@ -184,6 +208,13 @@ def create_app(state: AppState) -> FastAPI:
         return await guarded(lambda: _edit_reply(state, state.sessions.get(req.session), req.beta))
 
     return app
+
+
+def _new_session(state: AppState, photo01, digest: str) -> dict:
+    session = start_session(state.models, photo01, digest)
+    state.sessions.put(session)
+    return {"session": session.id, "original": png_data_url(session.photo01),
+            "reconstruction": png_data_url(session.reconstruction)}
 
 
 def _edit_reply(state: AppState, session, beta: float) -> dict:
