@@ -24,6 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app as cli
+from mm2latent.interactive.palette import COLOURS
 from mm2latent.presets import get_preset
 from mm2latent.synth import run
 from mm2latent.synth.params import SynthDataParams
@@ -118,6 +119,11 @@ def _shown_pixels(page, selector: str) -> np.ndarray:
     return np.array(values, np.uint8).reshape(h, w, 4)[..., :3]
 
 
+def _canvas_pixel(page, selector: str, x: int, y: int) -> list[int]:
+    return page.evaluate("""([sel, x, y]) => Array.from(document.querySelector(sel).getContext('2d')
+        .getImageData(x, y, 1, 1).data).slice(0, 3)""", [selector, x, y])
+
+
 def _src_pixels(page, selector: str) -> np.ndarray:
     src = page.get_attribute(selector, "src")
     return _decode(base64.b64decode(src.split(",", 1)[1]))
@@ -180,6 +186,19 @@ def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
             expect(page.locator("#gen-error")).to_contain_text("not an image this app reads")
             page.screenshot(full_page=True, path=tmp_path / "5-not-an-image.png")
             expect(page.locator("#gen-error")).not_to_contain_text("Traceback")
+
+            page.click("#gen-p-palette button[data-id='13']")  # hair
+            box = page.locator("#gen-p-canvas").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx - 20, cy)
+            page.mouse.down()
+            page.mouse.move(cx + 20, cy, steps=5)
+            page.mouse.up()
+            assert _canvas_pixel(page, "#gen-p-canvas", 20, 20) == list(COLOURS[13])  # hair
+            page.check("#gen-p-eraser")
+            page.mouse.click(cx, cy)
+            assert _canvas_pixel(page, "#gen-p-canvas", 20, 20) == [0, 0, 0]
+            page.screenshot(full_page=True, path=tmp_path / "6-painted.png")
         finally:
             browser.close()
     r = expected.shape[0]
