@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from mm2latent.model_loading import build_component
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg, get_preset
+
+logger = logging.getLogger(__name__)
 
 PAINTABLE = ("mask", "sketch")  # conditions the page can paint or upload
 
@@ -70,10 +73,12 @@ def load_model_set(preset_name: str, registry_url: str, device: str = "cpu",
     for modality in MODALITIES:
         try:
             nets[modality] = _mapping(preset, registry_url, modality, cache_dir)
-        except ConfigError as e:
+        except ConfigError as e:  # a modality without a trained model is simply not offered
+            logger.warning("not offering %s: %s", modality, e)
             problems.append(str(e))
     if not nets:
-        raise ConfigError("no MappingNet could be loaded: " + " | ".join(problems))
+        raise ConfigError(f"no MappingNet could be loaded (tried {', '.join(MODALITIES)}); the first "
+                          f"problem: {problems[0]}")
     generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     models, tags = {}, {}
