@@ -88,9 +88,22 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _paintable(modality: str) -> str:
+    if modality not in PAINTABLE:
+        raise ConfigError(f"modality {modality!r} cannot be painted or uploaded here; choose one of "
+                          f"{', '.join(PAINTABLE)}.")
+    return modality
+
+
+def _condition_reply(modality: str, array) -> dict:
+    """The page's form of a condition: H * W uint8 values, base64."""
+    array = np.ascontiguousarray(array, np.uint8)  # (H, W)
+    return {"modality": modality, "width": array.shape[1], "height": array.shape[0],
+            "data": base64.b64encode(array.tobytes()).decode()}
+
+
 def _painted(state: AppState, painted: Painted):
-    if painted.modality not in PAINTABLE:
-        raise ConfigError(f"condition modality {painted.modality!r}; choose one of {', '.join(PAINTABLE)}.")
+    _paintable(painted.modality)
     array = condition_from_raw(painted.data, painted.width, painted.height, painted.modality, state.limits)
     return array, _sha(array.tobytes())
 
@@ -143,12 +156,8 @@ def create_app(state: AppState) -> FastAPI:
         def load():
             from mm2latent.conditions import load_condition
 
-            if modality not in PAINTABLE:
-                raise ConfigError(f"modality {modality!r}; choose one of {', '.join(PAINTABLE)}.")
-            array = np.ascontiguousarray(load_condition(modality, sample_ref(index)), np.uint8)
-            return {"modality": modality, "width": array.shape[1], "height": array.shape[0],
-                    "data": base64.b64encode(array.tobytes()).decode()}
-        return JSONResponse(await run_in_threadpool(load))
+            return load_condition(_paintable(modality), sample_ref(index))
+        return JSONResponse(_condition_reply(modality, await run_in_threadpool(load)))
 
     @app.post("/api/sample-photo")
     async def sample_photo(index: int):
@@ -164,12 +173,8 @@ def create_app(state: AppState) -> FastAPI:
         data = await _body(request, state.limits, modality)
 
         def decode():
-            if modality not in PAINTABLE:
-                raise ConfigError(f"modality {modality!r}; choose one of {', '.join(PAINTABLE)}.")
-            array = condition_from_image(open_image(data, state.limits, modality), modality)
-            return {"modality": modality, "width": array.shape[1], "height": array.shape[0],
-                    "data": base64.b64encode(array.tobytes()).decode()}
-        return JSONResponse(await run_in_threadpool(decode))
+            return condition_from_image(open_image(data, state.limits, modality), _paintable(modality))
+        return JSONResponse(_condition_reply(modality, await run_in_threadpool(decode)))
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
