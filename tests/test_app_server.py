@@ -230,3 +230,26 @@ def test_dataset_samples_are_offered_as_conditions_and_photos(model_set, dataset
         assert missing.status_code == 400 and "no sample 99" in missing.json()["error"]
     none = client.get("/api/sample?index=0&modality=mask")
     assert none.status_code == 400 and "--dataset" in none.json()["error"]
+
+
+def test_load_model_set_shares_one_generator_and_farl(monkeypatch):
+    from mm2latent.errors import ConfigError
+    from mm2latent.interactive import models as models_module
+
+    def registered(url, modality):
+        if modality == "flame":
+            raise ConfigError("no 'mapping-flame' model registered")
+        made = seeded_model(modality)
+        return made.mapping, made.autoencoder, {f"mapping-{modality}": f"mapping-{modality}-v1"}
+
+    built = []
+    real_build = models_module.build_component
+    monkeypatch.setattr(models_module, "load_registered", registered)
+    monkeypatch.setattr(models_module, "build_component", lambda *a: built.append(a[1]) or real_build(*a))
+    loaded = models_module.load_model_set("tiny", "unused")
+    assert sorted(loaded.models) == ["mask", "sketch"] and sorted(built) == ["farl", "generator"]
+    mask, sketch = loaded.models["mask"], loaded.models["sketch"]
+    assert mask.generator is sketch.generator and mask.farl is sketch.farl and loaded.editor is mask
+    assert loaded.tags["sketch"] == {"mapping-sketch": "mapping-sketch-v1"}
+    with pytest.raises(ConfigError, match="no flame MappingNet is loaded"):
+        loaded.model("flame")
