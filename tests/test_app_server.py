@@ -253,3 +253,21 @@ def test_load_model_set_shares_one_generator_and_farl(monkeypatch):
     assert loaded.tags["sketch"] == {"mapping-sketch": "mapping-sketch-v1"}
     with pytest.raises(ConfigError, match="no flame MappingNet is loaded"):
         loaded.model("flame")
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_cli_serves_loopback_by_default_and_warns_when_exposed(monkeypatch, model_set, host, warned):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from flows.cli import app as cli
+    from mm2latent.interactive import models as models_module
+
+    served = {}
+    monkeypatch.setattr(models_module, "load_model_set", lambda *a, **k: model_set)
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **k: served.update(host=host, port=port))
+    args = ["app", "--models", "runs/x"] + ([] if host == "127.0.0.1" else ["--host", host])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert served == {"host": host, "port": 7860}
+    assert ("exposes the app" in result.output) is warned
