@@ -15,6 +15,9 @@ Each timing is the median of `--runs` runs after `--warmup` runs, the models tak
 so that load from other processes hits them alike. Peak RSS is the highest resident set
 size seen by a 20 ms sampler during one extra run of that model (process RSS, so it
 includes every model's weights). The images are compared too (max abs difference).
+Each row of ours also shows its time over the FLOP bound: 2 x the synthesis multiply-adds
+(`synthesis_macs`, 75.4 G at 1024 px) / `--peak-gflops` (default 377 GFLOP/s, 2 Zen5 cores
+with AVX-512 FMA, which puts 1024 px at about 0.40 s per image).
 """
 
 from __future__ import annotations
@@ -78,6 +81,20 @@ def time_interleaved(fns: dict[str, Callable[[], torch.Tensor]], runs: int, warm
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def synthesis_macs(cfg: GeneratorCfg) -> int:
+    """Multiply-adds of one image through the synthesis network (convs, blur, torgb, skip path)."""
+    total = 0
+    for r in cfg.block_resolutions():
+        o = cfg.channels(r)
+        if r > 4:
+            i = cfg.channels(r // 2)
+            total += i * o * 9 * (r // 2) ** 2  # stride-2 transposed 3x3 conv, per input pixel
+            total += o * 16 * (r + 1) ** 2  # 4x4 depthwise blur of its (2H + 1)^2 output
+            total += cfg.img_channels * 4 * 9 * (r // 2) ** 2  # polyphase 2x upsample of the image
+        total += o * o * 9 * r * r + o * cfg.img_channels * r * r  # 3x3 conv, torgb
+    return total
+
+
 def build_ours(res: int, seed: int) -> Generator:
     """Our generator at `res` px with random weights, incl. non-zero noise strengths and biases."""
     with seeded_init(seed):
@@ -121,7 +138,10 @@ def bench_one(res: int, batch: int, args: argparse.Namespace) -> None:
     for name in models:
         peak, img = mem[name]
         line = f"{res:5d} {batch:3d}  {name:9s} {ms[name] / batch:9.1f} ms/img  peak RSS {peak / 2**30:5.2f} GiB"
-        if name != "ours":
+        if name == "ours":
+            bound_ms = 2 * synthesis_macs(ours.cfg) / (args.peak_gflops * 1e9) * 1000
+            line += f"  FLOP bound {bound_ms:7.1f} ms/img, time/bound {ms[name] / batch / bound_ms:5.2f}"
+        else:
             diff = (mem["ours"][1] - img).abs().max().item()
             line += (f"  ours/ref time {ms['ours'] / ms[name]:5.3f} (speed-up "
                      f"{ms[name] / ms['ours']:4.2f}x)  max|diff| {diff:.2e}")
@@ -137,6 +157,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peak-gflops", type=float, default=377.0,
+                   help="float32 peak of the threads used, for the FLOP bound (default: 2 Zen5 cores)")
     p.add_argument("--reference", action="append", default=[], choices=["nvidia"],
                    help="also time the official code imported from PYTHONPATH (repeatable)")
     args = p.parse_args()

@@ -1,8 +1,15 @@
-"""Benchmark of synth-data on the `tiny` preset: pipeline efficiency and peak RSS vs n_samples.
+"""Benchmark of synth-data: pipeline efficiency and peak RSS vs n_samples (`tiny`), or seconds
+per sample per stage on the paper's architectures (`--preset ffhq-arch`).
 
 Usage (from the repository root):
     python -m benchmarks.synth_data                      # n 2048 (512/shard), 2 repeats, RSS at 128 and 512
     python -m benchmarks.synth_data --n 128 --rss-n 32 --rss-path library --threads 1
+    python -m benchmarks.synth_data --n 512 --samples-per-shard 128 --task-runner dask --rss-n 0
+    python -m benchmarks.synth_data --preset ffhq-arch   # batch 1, 4, 8, 16; see benchmarks/synth_stages.py
+    python -m benchmarks.synth_data --preset ffhq-arch --device cuda   # the same on a GPU
+
+With `--preset ffhq-arch` the rest of this text does not apply: benchmarks/synth_stages.py says
+what is measured. Below, the `tiny` mode.
 
 What it measures, all in this process unless noted:
 - bare: the networks' forward passes only (mapping, synthesis, face parser, DECA E_flame on the
@@ -11,10 +18,13 @@ What it measures, all in this process unless noted:
   construction (the flow's tasks share one build), sketches, PNG/npy encoding, tar, parquet.
 - flow: the `synth-data` Prefect flow under prefect_test_harness with a temporary PREFECT_HOME
   (the harness start-up is not timed).
+- dask (with `--task-runner dask`): the same flow with task_runner="dask" on a LocalCluster of
+  `--dask-workers` processes (one thread each); the cluster's start-up is timed, as a user pays it.
 Pipeline efficiency = pipeline samples/s / bare samples/s (target >= 0.85). Fixed costs (Prefect
 task bookkeeping, about 1 s per run; model builds) do not shrink with n, and `tiny` does 256
-samples of real work in under a second, so measure the steady state with shards of hundreds. With n a multiple of
-the batch size (default 16 = batching.MIN_ROWS) neither path pads a batch, so the work is the same.
+samples of real work in under a second, so measure the steady state with shards of hundreds. The
+bare passes are plain batched forward passes; the pipeline's annotators run one sample at a time
+for batch invariance (mm2latent/batching.py), and that cost counts against its efficiency.
 Peak RSS: each of N and 4N runs in a fresh subprocess, which reports the highest RSS sampled
 (every 20 ms) during the run itself and its lifetime ru_maxrss (imports and the Prefect harness
 included); neither includes this process's models. The machine may be shared: the load average is
@@ -36,10 +46,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from benchmarks.generator import PeakRss
+
+if TYPE_CHECKING:  # the library is imported after Prefect's home is set (see below)
+    from mm2latent.synth.run import SynthSummary
 
 MODALITIES = ("mask", "sketch", "flame", "farl")
 
@@ -86,7 +100,7 @@ def bare_forward(n: int, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict]:
+def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, SynthSummary]:
     """Seconds for plan + run_shard over every shard into `out`, and the run's summary."""
     from mm2latent.synth import run
     from mm2latent.synth.params import parse_params
@@ -99,12 +113,14 @@ def library_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict
     return seconds, run.summarize(params)
 
 
-def flow_run(args: argparse.Namespace, n: int, out: str) -> tuple[float, dict]:
+def flow_run(args: argparse.Namespace, n: int, out: str,
+             task_runner: str = "threads") -> tuple[float, SynthSummary]:
     """Seconds for the synth-data flow (harness already started by the caller) and its summary."""
     from flows.synth_data import synth_data
 
+    workers = args.dask_workers if task_runner == "dask" else 1
     start = time.perf_counter()
-    summary = synth_data(**_params(args, n, out))
+    summary = synth_data(**_params(args, n, out), task_runner=task_runner, max_workers=workers)
     return time.perf_counter() - start, summary
 
 
@@ -130,7 +146,7 @@ def _child(args: argparse.Namespace) -> None:
                 run_fn = flow_run if args.child == "flow" else library_run
                 seconds, summary = run_fn(args, args.n, out)
     lifetime_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary["ok"],
+    print(json.dumps({"n": args.n, "seconds": seconds, "ok": summary.ok,
                       "peak_rss_kib": lifetime_kib, "run_peak_rss_bytes": sampler.peak}))
 
 
@@ -166,21 +182,24 @@ def _stage_line(name: str, durations: dict[str, float], seconds: float) -> str:
 def throughput(args: argparse.Namespace) -> None:
     """Interleave bare, library and flow runs `args.repeats` times so load hits them alike."""
     paths = ["library", "flow"] if args.paths == "both" else [args.paths]
+    paths += ["dask"] if args.task_runner == "dask" else []
     times: dict[str, list[float]] = {"bare": [], **{p: [] for p in paths}}
     last: dict[str, tuple[float, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp, contextlib.ExitStack() as stack:
-        if "flow" in paths:
+        if "flow" in paths or "dask" in paths:
             stack.enter_context(_harness())
         for repeat in range(args.repeats):
             times["bare"].append(bare_forward(args.n, args.batch_size))
             for path in paths:
                 out = os.path.join(tmp, f"{path}-{repeat}")  # fresh root: nothing to skip
-                run_fn = library_run if path == "library" else flow_run
-                last[path] = run_fn(args, args.n, out)
+                if path == "library":
+                    last[path] = library_run(args, args.n, out)
+                else:
+                    last[path] = flow_run(args, args.n, out, "dask" if path == "dask" else "threads")
                 times[path].append(last[path][0])
     _report(times, args.n)
     for path, (seconds, summary) in last.items():
-        print(_stage_line(path, summary["durations_s"], seconds))
+        print(_stage_line(path, summary.durations_s, seconds))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,6 +214,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rss-path", choices=("library", "flow"), default="flow")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP_NUM_THREADS for every path (re-executes this script); 0 = inherit")
+    parser.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
+                        help="dask: also time the flow on a LocalCluster (the 'dask' line)")
+    parser.add_argument("--dask-workers", type=int, default=2, help="LocalCluster worker processes")
+    parser.add_argument("--preset", choices=("tiny", "ffhq-arch"), default="tiny",
+                        help="ffhq-arch: stage table on the paper's architectures (seeded weights)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16],
+                        help="batch sizes of the ffhq-arch stage table")
+    parser.add_argument("--device", default="cpu", help="torch device of the ffhq-arch networks")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="ffhq-arch: wall time, or this process's CPU time (shared machines)")
     parser.add_argument("--child", choices=("library", "flow"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads and os.environ.get("OMP_NUM_THREADS") != str(args.threads):
@@ -209,6 +238,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
+    if args.preset == "ffhq-arch":
+        from benchmarks.synth_stages import run_stages
+
+        run_stages(args)
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        return
     if args.repeats > 0:
         throughput(args)
     print(f"load average after the throughput runs {os.getloadavg()[0]:.2f}")

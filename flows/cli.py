@@ -10,18 +10,24 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
 from flows.cli_app import app_command
+from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
+from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
+from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+
+if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
+    from mm2latent.synth.run import SynthSummary
 
 app = typer.Typer(help="MM2Latent: multimodal StyleGAN2 generation and editing.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -32,6 +38,8 @@ app.add_typer(train_app, name="train")
 add_inference_commands(app)
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
+add_benchmark_command(app)
+add_pipeline_command(app)
 app.command("app")(app_command)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
@@ -60,49 +68,86 @@ def synth_data_command(
     modalities: Annotated[str, typer.Option(help="Comma list of mask,sketch,flame,farl.")] = "mask,sketch,flame,farl",
     max_workers: Annotated[int, typer.Option(help="Shards processed at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
+    verify: Annotated[bool, typer.Option(help="Re-hash complete shards; redo damaged ones.")] = False,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
+    from flows.runners import check_runner_choice
     from flows.synth_data import synth_data
-    from mm2latent.synth.params import parse_params
+    from mm2latent.input_checks import check_device, check_psi, check_shard_count, parse_list
+    from mm2latent.synth.params import ALL_MODALITIES, parse_params
     from mm2latent.synth.run import validate
+    from storage.path_checks import check_output_dir
 
-    with user_errors():
+    with user_errors(out):
+        check_psi(truncation_psi)
+        check_device(device)
+        check_shard_count(n, samples_per_shard)
+        check_output_dir(out)
         values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
                       truncation_psi=truncation_psi, out=out, batch_size=batch_size, device=device,
                       image_size=image_size, image_format=image_format,
-                      modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                      modalities=tuple(parse_list(modalities, ALL_MODALITIES, "--modalities")),
                       max_workers=max_workers)
         params = parse_params(**values)
+        check_runner_choice(task_runner, dask_address)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
-        with _progress() as progress:
-            bar = progress.add_task("synth-data", total=params.n_samples, rate="")
-            clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+        try:
+            with tied_prefect_server(), StopOnSignal() as stop, _progress() as progress:
+                bar = progress.add_task("synth-data", total=params.n_samples, rate="")
+                advance = _advancer(progress, bar)
 
-            def advance(count: int) -> None:
-                if not clock["resumed"]:  # the flow's first call: samples already on disk
-                    clock["resumed"] = True
-                    progress.update(bar, advance=count)
-                    return
-                clock["count"] += count
-                rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
-                progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+                def on_progress(count: int) -> None:
+                    advance(count)
+                    stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
 
-            summary = synth_data(**(values | {"modalities": list(params.modalities)}),
-                                 overwrite=overwrite, on_progress=advance)
-            progress.update(bar, completed=params.n_samples)
+                summary = run_in_worker(lambda: synth_data(
+                    **(values | {"modalities": list(params.modalities)}),
+                    overwrite=overwrite, verify=verify, task_runner=task_runner,
+                    dask_address=dask_address, on_progress=on_progress))
+                progress.update(bar, completed=params.n_samples)
+        except Interrupted as e:
+            _print_interrupted(e, out)
+            raise typer.Exit(e.exit_code) from None
     _print_summary(summary)
 
 
-def _print_summary(summary: dict) -> None:
+def _advancer(progress: Progress, bar: int):
+    """The progress callback: the flow's first call counts samples already on disk."""
+    clock = {"start": time.perf_counter(), "count": 0, "resumed": False}
+
+    def advance(count: int) -> None:
+        if not clock["resumed"]:
+            clock["resumed"] = True
+            progress.update(bar, advance=count)
+            return
+        clock["count"] += count
+        rate = clock["count"] / max(time.perf_counter() - clock["start"], 1e-9)
+        progress.update(bar, advance=count, rate=f"{rate:.1f} samples/s")
+
+    return advance
+
+
+def _print_interrupted(e: Interrupted, out: str) -> None:
+    from storage.dataset_index import complete_shards
+
+    console(stderr=True).print(
+        f"[yellow]Interrupted[/] ({e}) after the current batch. {out} keeps "
+        f"{len(complete_shards(out))} complete shard(s); the shard in progress was not "
+        "committed. Resume: re-run the same command (complete shards are skipped).",
+        soft_wrap=True)
+
+
+def _print_summary(summary: SynthSummary) -> None:
     out = console()
-    out.print(f"[bold]{summary['out']}[/]: {summary['ok']} ok, {summary['failures']} failed, "
-              f"{summary['shards']} shards", soft_wrap=True)  # paths stay copyable
-    if summary["failures"]:
+    out.print(f"[bold]{summary.out}[/]: {summary.ok} ok, {summary.failures} failed, "
+              f"{summary.shards} shards", soft_wrap=True)  # paths stay copyable
+    if summary.failures:
         out.print("Failed samples are listed with their error in the shard parquet files "
                   "(status = 'failed'); `mm2latent dataset inspect` shows the first ones.")
-    if not summary["makes_faces"]:
+    if not summary.makes_faces:
         out.print(NOT_FACES)
 
 
@@ -112,11 +157,16 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
                     verify: Annotated[bool, typer.Option(help="Re-hash every shard against its stats file.")] = False) -> None:
     """Counts, failures and per-modality statistics of a dataset."""
     from mm2latent.dataset_report import inspect_dataset, render_report, verify_dataset
+    from storage.path_checks import check_dataset_dir
 
-    with user_errors():
+    with user_errors(path):
+        check_dataset_dir(path)
+        # Before any tar is read: a damaged shard is reported by name, not as a tar traceback.
+        # Sizes are always compared (cheap); --verify also re-hashes every byte.
+        verified = verify_dataset(path, rehash=verify)
         report = inspect_dataset(path)
         if verify:
-            console(stderr=True).print(f"verified {len(verify_dataset(path))} shard(s): sha256 match")
+            console(stderr=True).print(f"verified {len(verified)} shard(s): sha256 match")
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
     else:
@@ -125,16 +175,20 @@ def inspect_command(path: Annotated[str, typer.Argument(help="Dataset root URL."
 
 @dataset_app.command("grid")
 def grid_command(path: Annotated[str, typer.Argument(help="Dataset root URL.")],
-                 out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("grid.png"),
+                 out: Annotated[str, typer.Option(help="PNG file to write: path or s3://... URL.")] = "grid.png",
                  rows: Annotated[int, typer.Option(help="Samples (rows) in the sheet.")] = 8) -> None:
     """Write a PNG contact sheet: image | colourised mask | sketch, one sample per row."""
     from mm2latent.dataset_report import contact_sheet
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.input_checks import check_positive
+    from mm2latent.modalities.codecs import encode_png
     from storage.atomic import atomic_write_bytes
+    from storage.path_checks import check_dataset_dir, check_output_file
 
-    with user_errors():
-        sheet = contact_sheet(path, n_rows=rows)
-        atomic_write_bytes(str(out), encode_png(sheet))
+    with user_errors(path, out):
+        check_positive(rows, "--rows")
+        check_output_file(out)  # a str, not a Path: Path would turn s3://b/x into s3:/b/x
+        sheet = contact_sheet(check_dataset_dir(path), n_rows=rows)
+        atomic_write_bytes(out, encode_png(sheet))
     console().print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)", soft_wrap=True)
 
 

@@ -79,10 +79,14 @@ def edit_command(
     from mm2latent.editing import spatial_edit, text_edit
     from mm2latent.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
+    from mm2latent.input_checks import check_device
+    from mm2latent.modalities.codecs import encode_png
     from storage.atomic import atomic_write_bytes
-    from mm2latent.synth.encode import encode_png
+    from storage.path_checks import check_output_file
 
-    with user_errors():
+    with user_errors(image, models, out):
+        check_device(device)
+        check_output_file(out)
         spatial_target = _one_of({"target-mask": target_mask, "target-sketch": target_sketch,
                                   "target-flame": target_flame}, "spatial target")
         if (target is None) == (spatial_target is None):
@@ -159,6 +163,6 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]
     _note_tiny(preset)
-    made = sum(s["ok"] for s in stats)
+    made = sum(s.ok for s in stats)
     console().print(f"[green]wrote[/] {out}: {len(plan.rows)} rows, {made} generated now, "
                     f"{len(plan.rows) - sum(len(plan.shard_indices(s)) for s in todo)} already done", soft_wrap=True)

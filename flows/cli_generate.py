@@ -55,14 +55,19 @@ def generate_command(
     """Generate images from a caption and a mask, sketch or 3DMM code (or many, --from rows.jsonl)."""
     from mm2latent.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
+    from mm2latent.input_checks import check_device, check_psi
+    from storage.path_checks import check_output_file
 
     if rows is not None:
         from flows.cli_edit import generate_rows
 
         return generate_rows(rows, models, preset, out, device)
-    with user_errors():
+    with user_errors(models, out):
         if text is None:
             raise ConfigError("give --text CAPTION (or --from rows.jsonl for many images).")
+        check_psi(psi)
+        check_device(device)
+        check_output_file(out)
         modality, condition = _condition(mask, sketch, flame)
         model = load_inference(preset, default_registry_url(models), modality, device)
         noise_seed = seed if seed is not None or n == 1 else 0

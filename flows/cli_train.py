@@ -13,7 +13,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.cli_common import console, user_errors
+from mm2latent.input_checks import check_device, parse_list
 from mm2latent.training.config import TrainCfg
+from storage.path_checks import check_output_dir
 
 train_app = typer.Typer(help="Train the spatial autoencoders and the MappingNets.",
                         no_args_is_help=True)
@@ -32,6 +34,8 @@ Patience = Annotated[Optional[int], typer.Option(help="Early stopping patience i
 Seed = Annotated[Optional[int], typer.Option(help="Seed of init, shuffling and noise.")]
 Device = Annotated[Optional[str], typer.Option(help="torch device (default cpu).")]
 Resume = Annotated[bool, typer.Option(help="Continue the interrupted run of the same data and settings.")]
+KeepCheckpoints = Annotated[Optional[int], typer.Option(
+    help=f"Epoch checkpoints kept besides the best (default {TrainCfg.keep_checkpoints}).")]
 
 
 def _run_with_bar(label: str, total: int, run):
@@ -50,6 +54,15 @@ def _print_record(report: dict) -> None:
                     f"(best epoch {summary['best_epoch']}: {metrics})")
 
 
+def _check_outputs(out: str, registry: str | None, device: str | None) -> None:
+    """Fail before training on a --out / --registry that is a file or a missing bucket, or a bad device."""
+    check_output_dir(out)
+    if registry:
+        check_output_dir(registry, "--registry")
+    if device:
+        check_device(device)
+
+
 @train_app.command("autoencoders")
 def autoencoders_command(
     dataset: Dataset, out: Out = "runs", registry: Registry = None, preset: Preset = "tiny",
@@ -61,6 +74,7 @@ def autoencoders_command(
         help="Directory of real label-id mask PNGs to train on as well.")] = None,
     real_sketches: Annotated[Optional[str], typer.Option(
         help="Directory of real sketch PNGs (white strokes on black) to train on as well.")] = None,
+    keep_checkpoints: KeepCheckpoints = None,
     recipe: Annotated[str, typer.Option(
         help="ours (default) or official: the authors' networks, grey facer-order mask input, "
              "strokes at 1.02, constant lr, random affine + flip.")] = "ours",
@@ -68,14 +82,16 @@ def autoencoders_command(
     """Train the mask (MSE) and sketch (BCE) autoencoders, register them, write embeddings."""
     from flows.train import train_autoencoders
 
-    chosen = [m.strip() for m in modalities.split(",") if m.strip()]
-    with user_errors():
+    with user_errors(dataset, out, registry):
+        chosen = parse_list(modalities, ("mask", "sketch"), "--modalities")
+        _check_outputs(out, registry, device)
         reports = _run_with_bar("autoencoders", (epochs or TrainCfg.epochs) * len(chosen),
                                 lambda cb: train_autoencoders(
             dataset, out, registry, preset, chosen, epochs=epochs, batch_size=batch_size, lr=lr,
             schedule=schedule, weight_decay=weight_decay, val_fraction=val_fraction,
             patience=patience, seed=seed, device=device, resume=resume, real_masks=real_masks,
-            real_sketches=real_sketches, recipe=recipe, on_progress=cb))
+            real_sketches=real_sketches, recipe=recipe, on_progress=cb,
+            keep_checkpoints=keep_checkpoints))
     for report in reports:
         _print_record(report)
         console().print(f"  embeddings: {report['embeddings']['url']}")
@@ -96,17 +112,18 @@ def mapping_command(
     batchnorm: Annotated[Optional[bool], typer.Option(help="Input BatchNorm (default: preset).")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Input dropout, 0 = none (default: preset).")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Linear layers (default: preset).")] = None,
-    resume: Resume = False,
+    resume: Resume = False, keep_checkpoints: KeepCheckpoints = None,
 ) -> None:
     """Train and register a MappingNet: (pseudo text, spatial embedding) -> w."""
     from flows.train import train_mapping_flow
 
-    with user_errors():
+    with user_errors(dataset, out, registry):
+        _check_outputs(out, registry, device)
         report = _run_with_bar(f"mapping-{modality}", epochs or TrainCfg.epochs,
                                lambda cb: train_mapping_flow(
             dataset, modality, out, registry, preset, embeddings, epochs=epochs,
             batch_size=batch_size, lr=lr, schedule=schedule, weight_decay=weight_decay,
             val_fraction=val_fraction, patience=patience, seed=seed, device=device,
             cosine_weight=cosine_weight, pteg=pteg, batchnorm=batchnorm, dropout=dropout,
-            depth=depth, resume=resume, on_progress=cb))
+            depth=depth, resume=resume, on_progress=cb, keep_checkpoints=keep_checkpoints))
     _print_record(report)

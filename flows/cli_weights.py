@@ -1,7 +1,8 @@
 """`mm2latent weights ...`: list, fetch and verify the pretrained files in the cache.
 
 A typer sub-app; flows/cli.py mounts it with `app.add_typer(weights_app, name="weights")`.
-Exit codes: 0 fine, 1 a file is bad (verify) or still missing (fetch of a manual entry),
+Exit codes: 0 fine, 1 a file is bad or a named file is missing (verify), or still missing
+(fetch of a manual entry),
 2 a user error (unknown name, failed download, integrity failure) shown as one red line.
 """
 
@@ -120,7 +121,7 @@ def verify_weights(
         help="Forget the recorded digest of NAMES first and record the current file's.")]
     = False,
 ) -> None:
-    """Rehash cached files in full; exit 1 when any does not match its digest."""
+    """Rehash cached files in full; exit 1 when any does not match its digest, or a named one is missing."""
     with user_errors():
         root = registry.resolve_cache_dir(cache_dir)
         if reset and not names:
@@ -129,13 +130,15 @@ def verify_weights(
         table = Table(title=f"verify {root}")
         for column in ("name", "status", "detail"):
             table.add_column(column, no_wrap=column == "name")
-        fixes = []
+        fixes, missing = [], []
         for spec in specs:
             if reset:
                 registry.forget_recorded(spec.name, root)
             result = registry.verify(spec.name, root, mode="full")
             if result.status == "mismatch":
                 fixes.append(registry.mismatch_message(result, root))
+            elif result.status == "missing" and names:  # asked for by name: absence is a failure
+                missing.append(spec.name)
             table.add_row(spec.name, _VERIFY_STATUS[result.status],
                           result.message)
         console().print(table)
@@ -143,4 +146,9 @@ def verify_weights(
         err = console(stderr=True)
         for fix in fixes:
             err.print(f"[red]mismatch:[/] {fix}", soft_wrap=True)
+    if missing:
+        console(stderr=True).print(
+            f"[red]missing:[/] {', '.join(missing)} not in {root}. Fix: `mm2latent weights fetch "
+            f"{' '.join(missing)}` (manual entries print where to put the file).", soft_wrap=True)
+    if fixes or missing:
         raise typer.Exit(1)

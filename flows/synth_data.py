@@ -8,7 +8,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from mm2latent.synth.params import ALL_MODALITIES, parse_params
+from flows.runners import check_runner_choice, dask_task_runner
+from mm2latent.synth.params import ALL_MODALITIES, SynthDataParams, parse_params
+from mm2latent.synth.run import SynthSummary
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
 
 # Hard upper bound on concurrent shards; `max_workers` picks how many are used (default 1: each
@@ -21,8 +23,9 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                seed: int = 0, truncation_psi: float = 0.7, out: str = "data/tiny",
                batch_size: int = 16, device: str = "cpu", image_size: int | None = None,
                image_format: str = "png", modalities: list[str] = list(ALL_MODALITIES),
-               max_workers: int = 1, overwrite: bool = False,
-               on_progress: Callable[[int], None] | None = None) -> dict:
+               max_workers: int = 1, overwrite: bool = False, verify: bool = False,
+               task_runner: str = "threads", dask_address: str | None = None,
+               on_progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Generate `n_samples` samples of `preset` into `out`; rerun to resume.
 
     Args:
@@ -38,7 +41,12 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         image_format: "png" (lossless) or "jpg".
         modalities: annotations to compute, subset of mask, sketch, flame, farl.
         max_workers: shards processed at once (threads, at most 8); 1 = in the flow's thread.
+            With task_runner "dask" and no address: the LocalCluster's worker processes.
         overwrite: delete an existing dataset at `out` instead of resuming into it.
+        verify: re-hash complete shards against their stats files and redo damaged ones (every
+            rerun already compares their sizes).
+        task_runner: "threads" (this process) or "dask" (prefect-dask, one shard per task).
+        dask_address: existing Dask scheduler, e.g. tcp://10.0.0.5:8786; None = a LocalCluster.
         on_progress: called once with the number of samples already in complete shards (0 on a
             fresh run), then with the number of samples finished after each batch.
     """
@@ -46,10 +54,13 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                           seed=seed, truncation_psi=truncation_psi, out=out, batch_size=batch_size,
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
-    todo = plan_dataset(params, overwrite)
+    check_runner_choice(task_runner, dask_address)
+    todo = plan_dataset(params, overwrite, verify)
     if on_progress is not None:  # samples already in complete shards count as done
         on_progress(params.n_samples - sum(len(params.shard_indices(s)) for s in todo))
-    if params.max_workers == 1:
+    if task_runner == "dask":
+        _run_on_dask(params, todo, dask_address, on_progress)
+    elif params.max_workers == 1:
         # Called directly, a task runs in the flow's own thread: a second thread would bring a
         # second OpenMP team whose spinning workers compete with the first for the same cores.
         for shard in todo:
@@ -67,11 +78,30 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
     return summary
 
 
-def _summary_markdown(summary: dict) -> str:
+def _run_on_dask(params: SynthDataParams, todo: list[int], dask_address: str | None,
+                 on_progress: Callable[[int], None] | None) -> None:
+    """Every shard of `todo` as one task on Dask; progress advances per finished shard.
+
+    The Dask scheduler bounds concurrency (one shard per worker thread), so every shard is
+    submitted at once. A worker lost mid-shard leaves no stats marker: Dask reruns the task
+    elsewhere, or the next run of the flow redoes that shard.
+    """
+    if not todo:
+        return
+    with dask_task_runner(dask_address, params.max_workers) as runner:
+        futures = [runner.submit(synthesize_shard, {"params": params, "shard": shard})
+                   for shard in todo]
+        for shard, future in zip(todo, futures):
+            future.result()
+            if on_progress is not None:  # callbacks stay in this process, never shipped
+                on_progress(len(params.shard_indices(shard)))
+
+
+def _summary_markdown(summary: SynthSummary) -> str:
     """A small Markdown report of a finished run."""
-    lines = [f"# synth-data: {summary['out']}", "",
+    lines = [f"# synth-data: {summary.out}", "",
              "| samples | ok | failed | shards |", "|---|---|---|---|",
-             f"| {summary['samples']} | {summary['ok']} | {summary['failures']} | {summary['shards']} |"]
-    if not summary["makes_faces"]:
-        lines += ["", f"Preset `{summary['preset']}` uses random-weight networks: its images are not faces."]
+             f"| {summary.samples} | {summary.ok} | {summary.failures} | {summary.shards} |"]
+    if not summary.makes_faces:
+        lines += ["", f"Preset `{summary.preset}` uses random-weight networks: its images are not faces."]
     return "\n".join(lines)

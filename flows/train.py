@@ -14,6 +14,7 @@ from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, re
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import default_registry_url
 from storage.fs import join
+from tasks.storage import clean_interrupted
 from tasks.train import plan_retrain, train_autoencoder, train_mapping
 
 _HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "train_distance",
@@ -48,7 +49,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                        patience: int | None = None, seed: int | None = None,
                        device: str | None = None, resume: bool = False,
                        real_masks: str | None = None, real_sketches: str | None = None,
-                       recipe: str = "ours",
+                       recipe: str = "ours", keep_checkpoints: int | None = None,
                        on_progress: Callable[[int], None] | None = None) -> list[dict]:
     """Train the mask (MSE) and/or sketch (BCE) autoencoder, register them, write embeddings.
 
@@ -65,14 +66,16 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
             (white strokes on black) trained on besides the dataset.
         recipe: "ours" or "official" (the authors' networks, inputs, constant lr, random affine
             + flip augmentation).
+        keep_checkpoints: epoch checkpoints kept besides the best (default 2).
         on_progress: called with 1 per finished epoch (CLI progress bar).
     """
     real = {"mask": real_masks, "sketch": real_sketches}
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
                      weight_decay=weight_decay, val_fraction=val_fraction, patience=patience,
-                     seed=seed, device=device)
+                     seed=seed, device=device, keep_checkpoints=keep_checkpoints)
     configs = [autoencoder_train_cfg(m, recipe, **overrides) for m in modalities]  # fail early
     registry = registry or default_registry_url(out)
+    clean_interrupted([out, registry, join(dataset, "embeddings")])
     reports = []
     for cfg in configs:
         report = train_autoencoder(dataset, out, registry, preset, cfg, resume, on_progress,
@@ -93,7 +96,8 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
                        cosine_weight: float | None = None, pteg: bool = True,
                        batchnorm: bool | None = None, dropout: float | None = None,
                        depth: int | None = None, resume: bool = False,
-                       on_progress: Callable[[int], None] | None = None) -> dict:
+                       on_progress: Callable[[int], None] | None = None,
+                       keep_checkpoints: int | None = None) -> dict:
     """Train and register a MappingNet for one modality (mask, sketch or flame).
 
     Args:
@@ -109,14 +113,17 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
         batchnorm, dropout, depth: architecture ablations (Tables 2 and 3); None = preset.
         resume: continue an interrupted run of the same data and settings.
         on_progress: called with 1 per finished epoch.
+        keep_checkpoints: epoch checkpoints kept besides the best (default 2).
     """
     cfg = replace_cfg(MappingTrainCfg(modality=modality, pteg=pteg), dict(
         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, weight_decay=weight_decay,
         val_fraction=val_fraction, patience=patience, seed=seed, device=device,
-        cosine_weight=cosine_weight))
+        cosine_weight=cosine_weight, keep_checkpoints=keep_checkpoints))
     switches = {"use_batchnorm": batchnorm, "dropout": dropout, "depth": depth}
-    report = train_mapping(dataset, out, registry or default_registry_url(out), preset, cfg,
-                           switches, embeddings, resume, on_progress)
+    registry = registry or default_registry_url(out)
+    clean_interrupted([out, registry])
+    report = train_mapping(dataset, out, registry, preset, cfg, switches, embeddings, resume,
+                           on_progress)
     _publish(report)
     return report
 

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from mm2latent.errors import DatasetError
-from mm2latent.inference import (_checked, check_flame, check_masks, check_modality, check_sketches, read_flame,
+from mm2latent.inference.files import _checked
+from mm2latent.inference import (check_flame, check_masks, check_modality, check_sketches, read_flame,
                                   read_image, read_mask, read_sketch)
 from storage.samples import parse_sample_ref, read_sample_members
 

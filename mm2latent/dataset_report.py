@@ -13,24 +13,26 @@ import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mm2latent.errors import DatasetError
-from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
-from storage.dataset_index import DatasetIndex, complete_shards, shard_url, verify_shard
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry, ModalitySpec
+from storage.dataset_index import DatasetIndex, complete_shards, shard_url
 from storage.manifest import STATUS_FAILED, read_manifest, read_manifest_schema
 from storage.readers import iter_samples
+from storage.shard_check import damaged_shards
 
 logger = logging.getLogger(__name__)
 
 MAX_ERRORS = 5  # failure messages quoted in a report
-MAX_DECODED = 64  # samples whose image/mask/sketch members are decoded for statistics
+MAX_DECODED = 64  # samples whose tar members (image, mask, sketch, ...) are decoded for statistics
 GUTTER = 2  # px of grey between the tiles of a contact sheet
 GUTTER_VALUE = 128  # grey level of the gutters
-_TAR_MODALITIES = ("image", "mask", "sketch")
 
 
 @dataclass
@@ -63,9 +65,23 @@ class DatasetReport:
     errors: list[tuple[str, str]]  # first MAX_ERRORS (key, error) of failed rows, index order
     vectors: dict[str, VectorStats]  # manifest vector column -> stats ('ok' rows, all shards)
     decoded_samples: int  # samples decoded from the tars for the statistics below
-    image_mean: list[float] | None  # per-channel RGB mean in [0, 1]; None = no image decoded
-    mask_class_frequency: dict[str, float] = field(default_factory=dict)  # class -> pixel share
-    sketch_edge_density: float | None = None  # share of edge pixels; None = no sketch member
+    # modality -> its ModalityStats result over the decoded samples (absent: not stored)
+    decoded: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_mean(self) -> list[float] | None:
+        """Per-channel RGB mean in [0, 1]; None = no image decoded."""
+        return self.decoded.get("image")
+
+    @property
+    def mask_class_frequency(self) -> dict[str, float]:
+        """CelebAMask-HQ class -> pixel share; {} = no mask decoded."""
+        return self.decoded.get("mask") or {}
+
+    @property
+    def sketch_edge_density(self) -> float | None:
+        """Share of edge pixels; None = no sketch member."""
+        return self.decoded.get("sketch")
 
 
 def _error_kind(message: str) -> str:
@@ -134,25 +150,28 @@ def _scan_manifests(url: str, shards: Sequence[int], vector_names: Sequence[str]
             "errors": errors, "vectors": {n: a.result() for n, a in acc.items()}}
 
 
-def _present_tar_modalities(url: str, shards: Sequence[int]) -> list[str]:
-    """Which of image/mask/sketch the dataset stores, from the first shard with an ok row.
+def _present_tar_modalities(url: str, shards: Sequence[int], names: Sequence[str]) -> list[str]:
+    """Which of `names` the dataset stores, from the first shard with an ok row.
 
     Read from the manifests' *_bytes columns (null where a member is absent); [] if no complete
-    shard has an ok row.
+    shard has an ok row. A name without a column (a modality the dataset predates) is absent.
     """
     for shard in shards:
-        table = read_manifest(shard_url(url, shard, "parquet"),
-                              columns=["status", *(f"{m}_bytes" for m in _TAR_MODALITIES)])
+        url_ = shard_url(url, shard, "parquet")
+        columns = set(read_manifest_schema(url_).names)
+        names = [m for m in names if f"{m}_bytes" in columns]
+        table = read_manifest(url_, columns=["status", *(f"{m}_bytes" for m in names)])
         ok = table.filter(pc.not_equal(table["status"], STATUS_FAILED))
         if ok.num_rows:
-            return [m for m in _TAR_MODALITIES if ok[f"{m}_bytes"].null_count < ok.num_rows]
+            return [m for m in names if ok[f"{m}_bytes"].null_count < ok.num_rows]
     return []
 
 
-def _first_samples(url: str, modalities: Sequence[str], limit: int) -> Iterator[dict]:
+def _first_samples(url: str, modalities: Sequence[str], limit: int,
+                   registry: ModalityRegistry) -> Iterator[dict]:
     """The first `limit` decoded samples of the complete shards, in index order."""
     pipeline = iter(iter_samples(url, modalities=tuple(modalities), split_by_node=False,
-                                 split_by_worker=False))
+                                 split_by_worker=False, registry=registry))
     try:
         yield from itertools.islice(pipeline, limit)
     finally:
@@ -161,52 +180,47 @@ def _first_samples(url: str, modalities: Sequence[str], limit: int) -> Iterator[
             close()  # releases the open shard stream of the reader's generator
 
 
-def _decoded_stats(url: str, modalities: Sequence[str], limit: int) -> dict:
-    """image mean, mask class pixel shares and sketch edge density over the first samples."""
+def _decoded_stats(url: str, specs: Sequence[ModalitySpec], limit: int,
+                   registry: ModalityRegistry) -> tuple[int, dict[str, Any]]:
+    """(samples decoded, modality -> stats result) over the first `limit` samples."""
+    accumulators = {s.name: s.stats() for s in specs}
     n = 0
-    image_sum = np.zeros(3, dtype=np.float64)
-    image_pixels = 0
-    class_pixels = np.zeros(NUM_CLASSES, dtype=np.int64)
-    edge_pixels = sketch_pixels = 0
-    for sample in _first_samples(url, modalities, limit):
+    for sample in _first_samples(url, list(accumulators), limit, registry):
         n += 1
-        if "image" in sample:
-            image = sample["image"].double()  # (3, H, W)
-            image_sum += image.sum(dim=(1, 2)).numpy()
-            image_pixels += image.shape[1] * image.shape[2]
-        if "mask" in sample:
-            class_pixels += np.bincount(sample["mask"].numpy().ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-        if "sketch" in sample:
-            edge_pixels += int(sample["sketch"].sum().item())
-            sketch_pixels += sample["sketch"].numel()
-    total = class_pixels.sum()
-    return {
-        "decoded_samples": n,
-        "image_mean": (image_sum / image_pixels).tolist() if image_pixels else None,
-        "mask_class_frequency": (
-            {name: float(c / total) for name, c in zip(CELEBAMASK_HQ_CLASSES, class_pixels)} if total else {}),
-        "sketch_edge_density": edge_pixels / sketch_pixels if sketch_pixels else None,
-    }
+        for name, acc in accumulators.items():
+            acc.add(sample[name])
+    return n, {name: acc.result() for name, acc in accumulators.items()}
 
 
-def verify_dataset(url: str) -> list[int]:
-    """Re-hash every complete shard's tar and parquet against its stats file.
+def verify_dataset(url: str, rehash: bool = True) -> list[int]:
+    """Check every complete shard's tar and parquet against its stats file.
 
-    Returns the verified shard indices; DatasetError names the first shard whose files changed.
+    Args:
+        url: dataset root.
+        rehash: recompute the sha256 digests (reads everything); False = compare sizes only.
+
+    Returns the verified shard indices; DatasetError names every damaged shard and why.
     """
     shards = complete_shards(url)
-    for shard in shards:
-        verify_shard(url, shard)
+    damaged = damaged_shards(url, shards, rehash=rehash)
+    if damaged:
+        lines = "\n".join(f"  shard {s}: {why}" for s, why in sorted(damaged.items()))
+        raise DatasetError(f"{url}: {len(damaged)} damaged shard(s):\n{lines}\nFix: re-run the "
+                           "synth-data command that made the dataset with --verify; it writes "
+                           "damaged shards again, byte-identical to the originals.")
     return shards
 
 
-def inspect_dataset(url: str, max_decoded: int = MAX_DECODED) -> DatasetReport:
+def inspect_dataset(url: str, max_decoded: int = MAX_DECODED,
+                    registry: ModalityRegistry | None = None) -> DatasetReport:
     """Counts, failures and per-modality statistics of the dataset at `url`.
 
     Args:
         url: dataset root (local path, memory://, s3://...).
-        max_decoded: samples whose tar members are decoded for image/mask/sketch statistics.
+        max_decoded: samples whose tar members are decoded for the modalities' statistics.
+        registry: the modalities (their decoders and statistics); None = default_registry().
     """
+    registry = registry or default_registry()
     if max_decoded < 0:
         raise ValueError(f"max_decoded must be >= 0, got {max_decoded}")
     index = DatasetIndex.read(url)  # DatasetError with the fix when absent
@@ -217,8 +231,7 @@ def inspect_dataset(url: str, max_decoded: int = MAX_DECODED) -> DatasetReport:
         url=url, preset=index.preset, parameters=dict(index.parameters), weights=dict(index.weights),
         shards_planned=planned, shards_complete=done,
         shards_incomplete=[i for i in range(planned) if i not in done_set],
-        samples=0, ok=0, failed=0, error_kinds={}, errors=[], vectors={},
-        decoded_samples=0, image_mean=None)
+        samples=0, ok=0, failed=0, error_kinds={}, errors=[], vectors={}, decoded_samples=0)
     if not done:
         return report
     schema = read_manifest_schema(shard_url(url, done[0], "parquet"))
@@ -227,28 +240,22 @@ def inspect_dataset(url: str, max_decoded: int = MAX_DECODED) -> DatasetReport:
     report.samples, report.failed = scan["samples"], scan["failed"]
     report.ok = report.samples - report.failed
     report.error_kinds, report.errors, report.vectors = scan["error_kinds"], scan["errors"], scan["vectors"]
-    present = _present_tar_modalities(url, done)
+    with_stats = [s.name for s in registry if s.stats is not None]
+    present = [registry.get(m) for m in _present_tar_modalities(url, done, with_stats)]
     if report.ok and present and max_decoded:
-        for name, value in _decoded_stats(url, present, max_decoded).items():
-            setattr(report, name, value)
+        report.decoded_samples, report.decoded = _decoded_stats(url, present, max_decoded, registry)
     return report
 
 
-def _tile_rgb(sample: dict, modality: str, size: tuple[int, int]) -> np.ndarray:
+def _tile_rgb(sample: dict, spec: ModalitySpec, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 picture of one member; black when the dataset lacks that modality."""
-    if modality not in sample:
+    if spec.name not in sample:
         return np.zeros((*size, 3), dtype=np.uint8)
-    if modality == "image":
-        # Stored uint8 / 255 in float32 round-trips exactly through *255 and rounding.
-        return (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
-    if modality == "mask":
-        return colorize(sample["mask"].numpy())  # (H, W, 3)
-    edges = (sample["sketch"][0].numpy() * 255).astype(np.uint8)  # (H, W) 0/255
-    return np.repeat(edges[:, :, None], 3, axis=2)  # (H, W, 3)
+    return spec.tile(sample[spec.name])  # (H, W, 3)
 
 
-def contact_sheet(url: str, n_rows: int = 8) -> np.ndarray:
-    """(H, W, 3) uint8 sheet: one ok sample per row, tiles image | colourised mask | sketch.
+def contact_sheet(url: str, n_rows: int = 8, registry: ModalityRegistry | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 sheet: one ok sample per row, a tile per modality that has one.
 
     Rows are the first `n_rows` ok samples in index order (fewer if the dataset has fewer);
     tiles are separated by GUTTER grey pixels; a modality the dataset lacks is a black tile.
@@ -256,22 +263,25 @@ def contact_sheet(url: str, n_rows: int = 8) -> np.ndarray:
     Args:
         url: dataset root.
         n_rows: samples to show (>= 1).
+        registry: the modalities (default: image | colourised mask | sketch).
     """
+    registry = registry or default_registry()
+    tiled = [s for s in registry if s.tile is not None]
     if n_rows < 1:
         raise ValueError(f"n_rows must be >= 1, got {n_rows}")
     done = complete_shards(url)
     if not done:
         DatasetIndex.read(url)  # a clearer message when the root is not a dataset at all
         raise DatasetError(f"{url}: no complete shards to draw. Fix: run synth-data (or re-run it to finish).")
-    present = _present_tar_modalities(url, done)
+    present = _present_tar_modalities(url, done, [s.name for s in tiled])
     if "image" not in present:
         raise DatasetError(f"{url}: no complete shard holds an ok sample to draw (every sample "
                            "failed; `mm2latent dataset inspect` lists the errors).")
-    samples = list(_first_samples(url, present, n_rows))
+    samples = list(_first_samples(url, present, n_rows, registry))
     h, w = samples[0]["image"].shape[1:]
     rows = []
     for sample in samples:
-        tiles = [_tile_rgb(sample, m, (h, w)) for m in _TAR_MODALITIES]
+        tiles = [_tile_rgb(sample, spec, (h, w)) for spec in tiled]
         rows.append(_join(tiles, axis=1))
     return _join(rows, axis=0)
 
@@ -288,8 +298,9 @@ def _join(pictures: Sequence[np.ndarray], axis: int) -> np.ndarray:
     return np.concatenate(parts, axis=axis)
 
 
-def render_report(report: DatasetReport) -> str:
-    """Plain-text rendering of a DatasetReport for the terminal."""
+def render_report(report: DatasetReport, registry: ModalityRegistry | None = None) -> str:
+    """Plain-text rendering of a DatasetReport for the terminal (`registry` renders its stats)."""
+    registry = registry or default_registry()
     lines = [f"dataset {report.url}", f"  preset {report.preset}; parameters "
              + ", ".join(f"{k}={v}" for k, v in sorted(report.parameters.items()))]
     lines.append(f"  shards: {len(report.shards_complete)} complete of {report.shards_planned} planned")
@@ -306,12 +317,8 @@ def render_report(report: DatasetReport) -> str:
         lines.append(f"  {name} ({s.dim}): |v| mean {s.norm_mean:.4g} std {s.norm_std:.4g}; "
                      f"values mean {s.value_mean:.4g} std {s.value_std:.4g} over {s.count} rows")
     lines.append(f"  decoded from tars: first {report.decoded_samples} samples")
-    if report.image_mean is not None:
-        lines.append("  image mean RGB: " + ", ".join(f"{v:.3f}" for v in report.image_mean))
-    if report.sketch_edge_density is not None:
-        lines.append(f"  sketch edge density: {report.sketch_edge_density:.4f}")
-    if report.mask_class_frequency:
-        shares = sorted(report.mask_class_frequency.items(), key=lambda kv: -kv[1])
-        lines.append("  mask classes (pixel share): "
-                     + ", ".join(f"{name} {share:.3f}" for name, share in shares if share > 0))
+    for name, result in report.decoded.items():
+        line = registry.get(name).stats().render(result) if name in registry else None
+        if line is not None:
+            lines.append(f"  {line}")
     return "\n".join(lines)

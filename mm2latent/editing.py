@@ -25,7 +25,9 @@ import torch.nn.functional as F
 
 from mm2latent.batching import run_padded
 from mm2latent.errors import ConfigError
-from mm2latent.inference import Mm2LatentGenerator, Spatial, _broadcast, _stored_pixels, check_images, check_texts
+from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
+from mm2latent.inference.editor import _stored_pixels
+from mm2latent.inference.inputs import broadcast
 from mm2latent.models.mapping_net import apply_edit
 from mm2latent.synth import stages
 
@@ -137,7 +139,7 @@ def condition_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor, spat
     """(B, D) spatial embeddings: of `spatial` (one, or one per photo), else of the photos' own."""
     space = model.spatial_embeddings(model.annotate(images01) if spatial is None else spatial)
     rows = torch.empty(images01.shape[0], 1)
-    return _broadcast(space, rows, (name, "images"))[0]
+    return broadcast(space, rows, (name, "images"))[0]
 
 
 @torch.no_grad()

@@ -24,10 +24,10 @@ from mm2latent.edit_dataset.models import EditModels, load_edit_models, model_di
 from mm2latent.edit_dataset.run import write_shard
 from mm2latent.errors import ConfigError, Mm2LatentError
 from mm2latent.presets import get_preset
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 from mm2latent.synth.models import weight_digests
 from mm2latent.training.registry import default_registry_url
-from storage.dataset_index import DatasetIndex, prepare_output, read_shard_stats, shard_name
+from storage.dataset_index import DatasetIndex, ShardStats, prepare_output, read_shard_stats, shard_name
 from storage.samples import read_bytes
 from storage.shard_writer import encode_json, encode_npy
 
@@ -115,7 +115,7 @@ def plan_rows(rows_url: str, models: str, preset: str, out: str, samples_per_sha
         shards=[shard_name(i) for i in range(n_shards)])
     plan = RowsPlan(tuple(rows), tuple(conditions), out, samples_per_shard, index)
     prepare_output(out, index, overwrite=overwrite)
-    todo = [s for s in range(n_shards) if (read_shard_stats(out, s) or {}).get("count") != len(plan.shard_indices(s))]
+    todo = [s for s in range(n_shards) if getattr(read_shard_stats(out, s), "count", None) != len(plan.shard_indices(s))]
     return plan, todo
 
 
@@ -126,7 +126,7 @@ def load_row_models(plan: RowsPlan, models: str, device: str = "cpu") -> EditMod
 
 
 @torch.inference_mode()
-def generate_shard(plan: RowsPlan, models: EditModels, shard: int) -> dict:
+def generate_shard(plan: RowsPlan, models: EditModels, shard: int) -> ShardStats:
     """Generate and commit one shard of rows; returns its stats."""
     def make_sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
         row = plan.rows[index]

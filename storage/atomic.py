@@ -1,10 +1,15 @@
 """Atomic writes: a file appears under its final name complete or not at all.
 
-A writer fills `.<name>.tmp-<uuid32>` in the destination directory, then moves it into place
-(local: fsync + os.replace, which is atomic on POSIX; other fsspec filesystems: `fs.mv`, a
-server-side copy + delete on object stores, where the final key is only created once the copy
-completes). A crash leaves only the dot-prefixed temp file: readers never look at names that
+Local disk and other filesystems: a writer fills `.<name>.tmp-<uuid32>` in the destination
+directory, then moves it into place (local: fsync + os.replace, atomic on POSIX; others:
+`fs.mv`). A crash leaves only the dot-prefixed temp file: readers never look at names that
 start with a dot, and `remove_temp_files` (run by the next writer) deletes it.
+
+Object stores (S3, GCS, Azure): an upload creates its key only when it completes, so the
+writer uploads straight to the final key. No temp object exists to be left behind by a crash
+between a copy and a delete, and no bucket is ever created (storage.fs.check_bucket). An
+upload that fails is aborted; one cut short by a killed process stays as an unfinished
+multipart upload (invisible, but billed) until `clean_interrupted_writes` aborts it.
 """
 
 from __future__ import annotations
@@ -13,16 +18,21 @@ import logging
 import os
 import posixpath
 import re
+import time
 import uuid
 from typing import IO
 
+import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from storage.fs import open_fs
+from storage.fs import bucket_of, check_bucket, is_object_store, make_parent_dirs, open_fs
 
 logger = logging.getLogger(__name__)
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+# A temp file or upload untouched this long belongs to a writer that is gone: where another
+# writer may be active (run roots, registries, embeddings), only such leftovers are removed.
+STALE_WRITE_S = 3600.0
 
 
 def temp_name(name: str) -> str:
@@ -49,7 +59,8 @@ class AtomicFile:
         self.url = url
         self._fs, self._path = open_fs(url)
         parent, name = posixpath.split(self._path)
-        self._tmp_path = posixpath.join(parent, temp_name(name))
+        self._direct = is_object_store(self._fs)  # uploads are atomic: no temp object
+        self._tmp_path = self._path if self._direct else posixpath.join(parent, temp_name(name))
         self._parent = parent
         self._file: IO[bytes] | None = None
 
@@ -64,7 +75,7 @@ class AtomicFile:
         """Create and open the temp file; prefer the `with` form, which commits or discards."""
         if self._file is not None:
             raise ValueError(f"{self.url}: AtomicFile is already open")
-        self._fs.makedirs(self._parent, exist_ok=True)
+        make_parent_dirs(self._fs, self._parent, self.url)
         if self._is_local:
             self._file = open(self._tmp_path, "wb")  # noqa: SIM115 - closed in __exit__
         else:
@@ -88,6 +99,8 @@ class AtomicFile:
                 self._file.close()
                 os.replace(self._tmp_path, self._path)
                 _fsync_dir(self._parent)
+            elif self._direct:
+                self._file.close()  # completes the upload: the key appears whole
             else:
                 self._file.close()  # remote writers upload on close
                 self._fs.mv(self._tmp_path, self._path)
@@ -98,6 +111,9 @@ class AtomicFile:
 
     def discard(self) -> None:
         """Close and delete the temp file; the final name is left untouched."""
+        if self._direct:
+            self._abort_upload()
+            return
         if self._file is not None and not self._file.closed:
             try:
                 self._file.close()
@@ -108,6 +124,20 @@ class AtomicFile:
                 self._fs.rm(self._tmp_path)
         except OSError:
             logger.warning("could not remove temp file %s; the next run removes it", self._tmp_path)
+
+
+    def _abort_upload(self) -> None:
+        """Object stores: drop the upload in progress, never completing it (closing would)."""
+        if self._file is None or self._file.closed:
+            return
+        try:
+            discard = getattr(self._file, "discard", None)
+            if discard is not None:
+                discard()  # s3fs: aborts the multipart upload
+        except Exception:  # must not mask the original error; the next run's clean-up retries
+            logger.warning("could not abort the upload of %s; the next run aborts it", self.url,
+                           exc_info=True)
+        self._file.closed = True  # never let close() (or garbage collection) commit it
 
 
 def _fsync_dir(path: str) -> None:
@@ -135,24 +165,106 @@ def atomic_write_bytes(url: str, data: bytes) -> None:
         f.write(data)
 
 
-def remove_temp_files(dir_url: str) -> list[str]:
-    """Delete temp files of interrupted atomic writes directly under `dir_url`; return their paths.
+def _modified_s(info: dict) -> float | None:
+    """Modification time (epoch seconds) from an fsspec `info` dict, None if it has none."""
+    for key in ("mtime", "LastModified", "created", "updated"):
+        value = info.get(key)
+        if value is None:
+            continue
+        return value.timestamp() if hasattr(value, "timestamp") else float(value)
+    return None
 
-    Only call this when no other writer is active in the directory: a concurrent writer's
-    in-flight temp file looks the same as a crashed one.
+
+def _is_stale(info: dict, older_than_s: float, now: float) -> bool:
+    if older_than_s <= 0:
+        return True
+    modified = _modified_s(info)
+    return modified is None or modified <= now - older_than_s
+
+
+def remove_temp_files(dir_url: str, recursive: bool = False, older_than_s: float = 0.0) -> list[str]:
+    """Delete temp files of interrupted atomic writes under `dir_url`; return their paths.
+
+    Only call this when no other writer is active in the directory (or give `older_than_s`):
+    a concurrent writer's in-flight temp file looks the same as a crashed one.
 
     Args:
-        dir_url: the directory to clean (not recursive); missing directories are ignored.
+        dir_url: the directory to clean; missing directories are ignored.
+        recursive: clean every subdirectory too (e.g. embeddings/, run directories).
+        older_than_s: only remove temp files not modified for this many seconds (0 = all).
     """
     fs, root = open_fs(dir_url)
     fs.invalidate_cache(root)  # other processes may have written since the last listing
     if not fs.exists(root):
         return []
+    if recursive:
+        entries = fs.find(root, detail=True)
+    else:
+        entries = {e["name"]: e for e in fs.ls(root, detail=True) if e.get("type") != "directory"}
+    now = time.time()
     removed = []
-    for path in fs.ls(root, detail=False):
-        if is_temp_name(posixpath.basename(path)):
+    for path, info in sorted(entries.items()):
+        if is_temp_name(posixpath.basename(path)) and _is_stale(info, older_than_s, now):
             fs.rm(path)
             removed.append(path)
     if removed:
         logger.info("removed %d stale temp file(s) under %s", len(removed), dir_url)
     return removed
+
+
+def _unfinished_uploads(fs: fsspec.AbstractFileSystem, bucket: str, prefix: str) -> list[dict]:
+    """Every unfinished multipart upload under `prefix` in `bucket` (all pages)."""
+    uploads: list[dict] = []
+    marker: dict = {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **marker)
+        uploads += page.get("Uploads", [])
+        if not page.get("IsTruncated"):
+            return uploads
+        marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+
+def abort_unfinished_uploads(dir_url: str, older_than_s: float = 0.0,
+                             recursive: bool = True) -> list[str]:
+    """Abort multipart uploads left under `dir_url` by killed writers; return their keys.
+
+    A no-op on filesystems without multipart uploads (local disk, memory://). The same caveat as
+    `remove_temp_files`: an upload still in progress looks like an abandoned one, so pass
+    `older_than_s` where another writer may be active.
+
+    Args:
+        dir_url: the directory (key prefix) to clean, recursively.
+        older_than_s: only abort uploads started at least this many seconds ago (0 = all).
+        recursive: also under subdirectories; False = keys directly under `dir_url` only.
+    """
+    fs, root = open_fs(dir_url)
+    if not (is_object_store(fs) and hasattr(fs, "call_s3")):
+        return []
+    check_bucket(dir_url)
+    bucket = bucket_of(root)
+    prefix = root.lstrip("/")[len(bucket):].strip("/")
+    prefix = prefix + "/" if prefix else ""
+    now, aborted = time.time(), []
+    for upload in _unfinished_uploads(fs, bucket, prefix):
+        if not recursive and "/" in upload["Key"][len(prefix):]:
+            continue
+        started = upload.get("Initiated")
+        if older_than_s > 0 and started is not None and started.timestamp() > now - older_than_s:
+            continue
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                   UploadId=upload["UploadId"])
+        aborted.append(f"{bucket}/{upload['Key']}")
+    if aborted:
+        logger.info("aborted %d unfinished upload(s) under %s", len(aborted), dir_url)
+    return aborted
+
+
+def clean_interrupted_writes(dir_url: str, older_than_s: float = 0.0) -> list[str]:
+    """Remove what killed writers left anywhere under `dir_url`: temp files and unfinished uploads.
+
+    Args:
+        dir_url: the directory to clean, recursively (dataset root, run root, registry).
+        older_than_s: leave anything younger alone (another writer may still be at work).
+    """
+    return (remove_temp_files(dir_url, recursive=True, older_than_s=older_than_s)
+            + abort_unfinished_uploads(dir_url, older_than_s))

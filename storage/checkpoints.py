@@ -19,6 +19,7 @@ import torch
 
 from mm2latent.errors import CheckpointError
 from storage.atomic import atomic_write_bytes, is_temp_name
+from storage.digests import file_sha256
 from storage.fs import join, open_fs
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,27 @@ def load_checkpoint(url: str, map_location: str | torch.device = "cpu") -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(url, f"holds a {type(state).__name__}, expected a dict.")
     return state
+
+
+def checkpoint_sha256(url: str) -> str:
+    """sha256 of a checkpoint file's bytes (names data derived from the model it holds)."""
+    try:
+        return file_sha256(url)
+    except FileNotFoundError as e:
+        raise CheckpointError(url, "checkpoint not found.", "Check the path or --resume value.") from e
+
+
+def prune_checkpoints(dir_url: str, keep: set[str]) -> list[str]:
+    """Delete the `ckpt-*.pt` files under `dir_url` whose names are not in `keep`; their URLs."""
+    fs, root = open_fs(dir_url)
+    fs.invalidate_cache(root)
+    removed = []
+    for path in fs.ls(root, detail=False):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if _CKPT_RE.match(name) and name not in keep:
+            fs.rm(path)
+            removed.append(join(dir_url, name))
+    return removed
 
 
 def latest_checkpoint(dir_url: str) -> str | None:

@@ -11,7 +11,6 @@ a tar/parquet that the next run overwrites, plus dot-prefixed temp files it remo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -21,9 +20,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mm2latent.errors import DatasetError
-from storage.atomic import atomic_write_bytes, remove_temp_files
+from storage.atomic import (STALE_WRITE_S, abort_unfinished_uploads, atomic_write_bytes,
+                            clean_interrupted_writes, remove_temp_files)
+from storage.digests import file_sha256
 from storage.fs import check_writable, join, open_fs
-from storage.manifest import DEFAULT_VECTOR_DIMS, STATUS_FAILED, write_manifest
+from storage.manifest import DEFAULT_LAYOUT, DEFAULT_VECTOR_DIMS, STATUS_FAILED, MemberLayout, write_manifest
 from storage.shard_writer import ShardResult
 
 logger = logging.getLogger(__name__)
@@ -135,20 +136,45 @@ def check_compatible(existing: Mapping[str, Any], requested: Mapping[str, Any], 
         )
 
 
-def _parse_stats(data: bytes | Exception) -> dict | None:
-    """A stats dict if `data` is a well-formed stats file, else None."""
+class FileRecord(BaseModel):
+    """Name, size and digest of one committed shard file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # file name under the dataset root
+    bytes: int  # file size
+    sha256: str  # hex digest of the whole file
+
+
+class ShardStats(BaseModel):
+    """Contents of `shard-NNNNNN.stats.json`, the completion marker of a shard."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shard: int  # shard index
+    count: int  # manifest rows (samples), failed ones included
+    ok: int  # samples written to the tar
+    failures: int  # rows with status 'failed'
+    durations_s: dict[str, float]  # seconds per stage for this shard, e.g. {'generate': 12.5}
+    tar: FileRecord
+    parquet: FileRecord
+
+    def to_json_bytes(self) -> bytes:
+        """The file's bytes: indented, sorted-key JSON."""
+        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _parse_stats(data: bytes | Exception) -> ShardStats | None:
+    """The stats if `data` is a well-formed stats file, else None."""
     if isinstance(data, Exception):
         return None
     try:
-        stats = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ShardStats.model_validate_json(data)
+    except (ValidationError, ValueError):
         return None
-    if not isinstance(stats, dict) or not isinstance(stats.get("count"), int):
-        return None
-    return stats
 
 
-def read_shard_stats(dataset_url: str, index: int) -> dict | None:
+def read_shard_stats(dataset_url: str, index: int) -> ShardStats | None:
     """The stats of shard `index`, or None if the shard is not complete."""
     fs, path = open_fs(shard_url(dataset_url, index, "stats.json"))
     try:
@@ -204,7 +230,8 @@ def commit_shard(
     rows: Sequence[Mapping],
     durations_s: Mapping[str, float],
     vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
-) -> dict:
+    layout: MemberLayout = DEFAULT_LAYOUT,
+) -> ShardStats:
     """Write shard `index`'s manifest, then its stats file (the completion marker); return stats.
 
     Call after the TarShardWriter for this shard has been closed (its tar is committed).
@@ -216,6 +243,7 @@ def commit_shard(
         rows: manifest rows for every sample of the shard, failed ones included.
         durations_s: seconds spent per stage for this shard (e.g. {'generate': 12.5}).
         vector_dims: manifest vector widths.
+        layout: member name -> tar extensions (the manifest's member columns).
     """
     tar_url = shard_url(dataset_url, index, "tar")
     if shard.url != tar_url:
@@ -226,22 +254,13 @@ def commit_shard(
             f"{tar_url}: manifest 'ok' rows ({len(ok_keys)}) do not match the samples in the tar "
             f"({shard.count})"
         )
-    parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims)
-    stats = {
-        "shard": index,
-        "count": len(rows),
-        "ok": shard.count,
-        "failures": len(rows) - shard.count,
-        "durations_s": dict(durations_s),
-        "tar": {"name": shard_name(index, "tar"), "bytes": shard.size, "sha256": shard.sha256},
-        "parquet": {
-            "name": shard_name(index, "parquet"),
-            "bytes": parquet.size,
-            "sha256": parquet.sha256,
-        },
-    }
-    text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), text.encode())
+    parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims, layout)
+    stats = ShardStats(
+        shard=index, count=len(rows), ok=shard.count, failures=len(rows) - shard.count,
+        durations_s=dict(durations_s),
+        tar=FileRecord(name=shard_name(index, "tar"), bytes=shard.size, sha256=shard.sha256),
+        parquet=FileRecord(name=shard_name(index, "parquet"), bytes=parquet.size, sha256=parquet.sha256))
+    atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), stats.to_json_bytes())
     return stats
 
 
@@ -250,27 +269,23 @@ def verify_shard(dataset_url: str, index: int) -> None:
     stats = read_shard_stats(dataset_url, index)
     if stats is None:
         raise DatasetError(f"{shard_url(dataset_url, index)}: shard is not complete. Fix: re-run synth-data.")
-    for part in ("tar", "parquet"):
-        url = join(dataset_url, stats[part]["name"])
-        fs, path = open_fs(url)
-        digest = hashlib.sha256()
+    for record in (stats.tar, stats.parquet):
+        url = join(dataset_url, record.name)
         try:
-            with fs.open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            digest = file_sha256(url)
         except FileNotFoundError as e:
             raise DatasetError(f"{url}: missing although its stats file exists.") from e
-        if digest.hexdigest() != stats[part]["sha256"]:
+        if digest != record.sha256:
             raise DatasetError(
-                f"{url}: sha256 {digest.hexdigest()} does not match the stats file "
-                f"({stats[part]['sha256']}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
+                f"{url}: sha256 {digest} does not match the stats file "
+                f"({record.sha256}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
             )
 
 
 def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = False) -> list[int]:
     """Make `dataset_url` ready for a run; return the complete shard indices to skip.
 
-    Checks writability, removes temp files of crashed runs, and either deletes the old
+    Checks writability, removes temp files and unfinished uploads of crashed runs, and either deletes the old
     dataset's files (overwrite) or checks that it was made with the same fingerprint.
     Then writes `requested` as dataset.json. Run it once, before any shard writer starts.
 
@@ -280,7 +295,11 @@ def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = 
         overwrite: delete an existing dataset's files instead of resuming.
     """
     check_writable(dataset_url)
+    # The root's shard files are this run's alone: clean what any crashed writer left there.
+    # Subdirectories (embeddings/) may have writers of their own: only old leftovers go.
     remove_temp_files(dataset_url)
+    abort_unfinished_uploads(dataset_url, recursive=False)
+    clean_interrupted_writes(dataset_url, older_than_s=STALE_WRITE_S)
     if overwrite:
         _delete_dataset_files(dataset_url)
     elif DatasetIndex.exists(dataset_url):

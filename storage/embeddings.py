@@ -2,7 +2,10 @@
 
 Layout: `<dataset>/embeddings/<version>/shard-NNNNNN.parquet`, one file per complete shard with
 columns key (string), index (int64) and `<name>` (fixed_size_list<float32>[D]). `version` names
-the model that produced them (e.g. "mask-ae-v3"), so embeddings of different models never mix.
+the model that produced them after its checkpoint's digest (e.g. "mask-ae-3f2a9c01b4de"), so
+embeddings of different models never mix, even between registries on one dataset. Each file
+records the sha256 of the shard tar it was computed from (parquet schema metadata), so
+embeddings of a shard that was since rewritten are recognised as stale.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from storage.dataset_index import shard_name
 from storage.fs import join, open_fs
 
 EMBEDDINGS_DIR = "embeddings"
+SOURCE_KEY = b"mm2latent.shard_tar_sha256"  # schema metadata: the tar the vectors came from
 
 
 def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> str:
@@ -33,12 +37,16 @@ def embedding_shard_exists(dataset_url: str, version: str, shard: int) -> bool:
 
 
 def write_embedding_table(url: str, keys: list[str], indices: np.ndarray, name: str,
-                          vectors: np.ndarray) -> None:
-    """Write one shard's embeddings (vectors (N, D) float32) as parquet, atomically."""
+                          vectors: np.ndarray, source_sha256: str) -> None:
+    """Write one shard's embeddings (vectors (N, D) float32) as parquet, atomically.
+
+    `source_sha256` is the digest of the shard tar the vectors were computed from.
+    """
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
     table = pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
                       name: pa.FixedSizeListArray.from_arrays(flat, dim)})
+    table = table.replace_schema_metadata({SOURCE_KEY: source_sha256.encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     atomic_write_bytes(url, buffer.getvalue())
@@ -49,3 +57,22 @@ def read_embedding_table(url: str) -> pa.Table:
     fs, path = open_fs(url)
     with fs.open(path, "rb") as f:
         return pq.read_table(f)
+
+
+def embedding_source(url: str) -> str | None:
+    """sha256 of the shard tar that one shard's embeddings came from; None if the file is
+    missing or predates the record (treat as stale)."""
+    fs, path = open_fs(url)
+    try:
+        with fs.open(path, "rb") as f:
+            metadata = pq.read_schema(f).metadata or {}
+    except FileNotFoundError:
+        return None
+    source = metadata.get(SOURCE_KEY)
+    return None if source is None else source.decode()
+
+
+def table_source(table: pa.Table) -> str | None:
+    """The tar digest recorded in a table read by read_embedding_table (None if absent)."""
+    source = (table.schema.metadata or {}).get(SOURCE_KEY)
+    return None if source is None else source.decode()

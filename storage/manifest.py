@@ -8,8 +8,9 @@ Columns (every field also carries a `description` in the schema metadata):
 - status (string): 'ok' or 'failed'.
 - error (string, null when ok): the failure message ('<ExceptionType>: <message>').
 - image_ext (string, null when failed): 'jpg' or 'png', the extension of the image member.
-- <member>_bytes (int64) / <member>_sha256 (string, hex) for member in image, mask, sketch,
-  w, flame, farl, json: payload size and digest of `<key>.<ext>` in the tar.
+- <member>_bytes (int64) / <member>_sha256 (string, hex) for every member of the modality
+  registry (default: image, mask, sketch, w, flame, farl) and json: payload size and digest of
+  `<key>.<ext>` in the tar.
 - w, flame, farl (fixed_size_list<float32>[D]): the small vectors, duplicated from the tar so
   that training on embeddings reads only parquet. D comes from the dataset (default 512/159/512).
 
@@ -31,7 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mm2latent.dims import FLAME_DIM, LATENT_DIM
 from mm2latent.errors import DatasetError
+from mm2latent.modalities.registry import default_registry
 from storage.atomic import atomic_write_bytes
 from storage.fs import open_fs
 from storage.shard_writer import MemberInfo
@@ -39,17 +42,11 @@ from storage.shard_writer import MemberInfo
 MANIFEST_VERSION = "1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-DEFAULT_VECTOR_DIMS: Mapping[str, int] = {"w": 512, "flame": 159, "farl": 512}
-# Manifest member name -> tar extension ('image' is 'jpg' or 'png', see image_ext).
-MEMBER_EXTS: Mapping[str, str] = {
-    "image": "",
-    "mask": "mask.png",
-    "sketch": "sketch.png",
-    "w": "w.npy",
-    "flame": "flame.npy",
-    "farl": "farl.npy",
-    "json": "json",
-}
+DEFAULT_VECTOR_DIMS: Mapping[str, int] = {"w": LATENT_DIM, "flame": FLAME_DIM, "farl": LATENT_DIM}
+# Member name -> tar extensions it may have (first present wins): the layout of the member
+# columns. Built from the modality registry; callers with another registry pass their own.
+MemberLayout = Mapping[str, Sequence[str]]
+DEFAULT_LAYOUT: MemberLayout = default_registry().member_exts()
 IMAGE_EXTS = ("jpg", "png")
 # Fixed writer options: changing any of these changes the bytes (and the stats sha256).
 _PARQUET_OPTIONS = dict(
@@ -68,11 +65,13 @@ def _field(name: str, type_: pa.DataType, nullable: bool, description: str) -> p
     return pa.field(name, type_, nullable=nullable, metadata={"description": description})
 
 
-def manifest_schema(vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS) -> pa.Schema:
+def manifest_schema(vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
+                    layout: MemberLayout = DEFAULT_LAYOUT) -> pa.Schema:
     """The manifest schema for the given vector widths (name -> D).
 
     Args:
         vector_dims: fixed-size list width of each vector column, e.g. {'w': 512, ...}.
+        layout: member name -> tar extensions, one pair of size/digest columns per member.
     """
     fields = [
         _field("key", pa.string(), False, "tar key: 9-digit zero-padded global index"),
@@ -83,7 +82,7 @@ def manifest_schema(vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS) -> pa.
         _field("error", pa.string(), True, "failure message; null when ok"),
         _field("image_ext", pa.string(), True, "'jpg' or 'png'; null when failed"),
     ]
-    for member in MEMBER_EXTS:
+    for member in layout:
         fields.append(_field(f"{member}_bytes", pa.int64(), True, f"{member} payload bytes"))
         fields.append(_field(f"{member}_sha256", pa.string(), True, f"{member} payload sha256"))
     for name, dim in vector_dims.items():
@@ -101,6 +100,7 @@ def ok_row(
     seed: int,
     members: Mapping[str, MemberInfo],
     vectors: Mapping[str, np.ndarray],
+    layout: MemberLayout = DEFAULT_LAYOUT,
 ) -> dict:
     """A manifest row for a written sample.
 
@@ -108,14 +108,15 @@ def ok_row(
         key, index, shard, seed: identity of the sample.
         members: tar extension -> MemberInfo, as in ShardResult.members[key].
         vectors: vector column name -> 1-D float array.
+        layout: member name -> tar extensions (the manifest's member columns).
     """
     row: dict = dict(key=key, index=index, shard=shard, seed=seed, status=STATUS_OK, error=None)
     images = [ext for ext in IMAGE_EXTS if ext in members]
     if len(images) != 1:
         raise ValueError(f"sample {key!r}: expected one image member of {IMAGE_EXTS}, found {images}")
     row["image_ext"] = images[0]
-    for member, ext in MEMBER_EXTS.items():
-        info = members.get(ext or images[0])
+    for member, exts in layout.items():
+        info = next((members[e] for e in exts if e in members), None)
         row[f"{member}_bytes"] = None if info is None else info.size
         row[f"{member}_sha256"] = None if info is None else info.sha256
     row.update(vectors)
@@ -151,9 +152,10 @@ def _vector_column(rows: Sequence[Mapping], name: str, dim: int) -> pa.Array:
     )
 
 
-def rows_to_table(rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS) -> pa.Table:
+def rows_to_table(rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
+                  layout: MemberLayout = DEFAULT_LAYOUT) -> pa.Table:
     """Validate rows and build the manifest table, sorted by index."""
-    schema = manifest_schema(vector_dims)
+    schema = manifest_schema(vector_dims, layout)
     rows = sorted(rows, key=lambda r: r["index"])
     for row in rows:
         if row.get("status") not in (STATUS_OK, STATUS_FAILED):
@@ -178,7 +180,8 @@ def manifest_bytes(table: pa.Table) -> bytes:
 
 
 def write_manifest(
-    url: str, rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS
+    url: str, rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
+    layout: MemberLayout = DEFAULT_LAYOUT,
 ) -> MemberInfo:
     """Write the manifest parquet atomically; return its size and sha256.
 
@@ -186,8 +189,9 @@ def write_manifest(
         url: destination, e.g. `.../shard-000000.parquet`.
         rows: dicts from `ok_row` / `failed_row`, in any order (stored sorted by index).
         vector_dims: vector column widths; must match the dataset's.
+        layout: member name -> tar extensions (the member columns).
     """
-    data = manifest_bytes(rows_to_table(rows, vector_dims))
+    data = manifest_bytes(rows_to_table(rows, vector_dims, layout))
     atomic_write_bytes(url, data)
     return MemberInfo(size=len(data), sha256=hashlib.sha256(data).hexdigest())
 

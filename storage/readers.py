@@ -11,7 +11,6 @@ key) and open each shard with fsspec instead. Only complete shards (stats file p
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,28 +18,20 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 import webdataset as wds
-from PIL import Image
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from mm2latent.errors import DatasetError
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import METADATA_EXT, ModalityRegistry
 from storage.dataset_index import complete_shards, shard_url
 from storage.fs import open_fs
 from storage.manifest import STATUS_OK, read_manifest, read_manifest_schema
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("image", "mask", "sketch", "w", "flame", "farl", "json")
-_MODALITY_EXTS = {
-    "image": ("jpg", "png"),
-    "mask": ("mask.png",),
-    "sketch": ("sketch.png",),
-    "w": ("w.npy",),
-    "flame": ("flame.npy",),
-    "farl": ("farl.npy",),
-    "json": ("json",),
-}
+METADATA = METADATA_EXT  # the per-sample metadata member, readable like a modality
+MODALITIES = (*default_registry().names, METADATA)  # what the default registry can decode
 
 
 def complete_shard_urls(dataset_url: str) -> list[str]:
@@ -64,62 +55,62 @@ def _open_shards(urls: Iterable[dict | str]) -> Iterator[dict]:
             yield {"url": url, "stream": stream}
 
 
-def _decode_png(data: bytes, mode: str) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert(mode))
-
-
-def _decode_member(modality: str, data: bytes) -> object:
-    """Decode one member's bytes to the tensor (or dict) of that modality."""
-    if modality == "image":
-        rgb = _decode_png(data, "RGB")  # (H, W, 3) uint8
-        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
-    if modality == "mask":
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode not in ("L", "P"):  # converting RGB to L would blend label values
-                raise ValueError(f"mask must be a single-channel PNG, found mode {im.mode}")
-            labels = np.asarray(im)  # (H, W) uint8 label ids
-        return torch.from_numpy(labels.astype(np.int64))  # (H, W)
-    if modality == "sketch":
-        lines = _decode_png(data, "L") >= 128  # (H, W) bool; stored as 0/255
-        return torch.from_numpy(lines).float().unsqueeze(0)  # (1, H, W)
-    if modality == "json":
-        return json.loads(data)
-    return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32))
-
-
-def _decode_sample(sample: dict, modalities: Sequence[str]) -> dict:
+def _decode_sample(sample: dict, modalities: Sequence[str], registry: ModalityRegistry) -> dict:
     """Turn a grouped tar sample into {'key', 'index', <modality>: decoded value}."""
     key = sample["__key__"]
     out: dict = {"key": key, "index": int(key)}
+    layout = registry.member_exts()
     for modality in modalities:
-        ext = next((e for e in _MODALITY_EXTS[modality] if e in sample), None)
+        ext = next((e for e in layout[modality] if e in sample), None)
         if ext is None:
             raise DatasetError(
                 f"{sample.get('__url__')}: sample {key!r} has no {modality!r} member "
-                f"(expected one of {_MODALITY_EXTS[modality]}). Fix: rebuild this shard."
+                f"(expected one of {layout[modality]}). Fix: rebuild this shard."
             )
         try:
-            out[modality] = _decode_member(modality, sample[ext])
+            decode = json.loads if modality == METADATA else registry.get(modality).decode
+            out[modality] = decode(sample[ext])
         except (ValueError, OSError) as e:
             raise DatasetError(f"{sample.get('__url__')}: sample {key!r} member {ext!r}: {e}") from e
     return out
 
 
-def _decode_stage(samples: Iterable[dict], modalities: Sequence[str]) -> Iterator[dict]:
+def _decode_stage(samples: Iterable[dict], modalities: Sequence[str],
+                  registry: ModalityRegistry) -> Iterator[dict]:
     """Pipeline stage: decode each grouped sample (a plain generator, so no '__key__' is re-added)."""
     for sample in samples:
-        yield _decode_sample(sample, modalities)
+        yield _decode_sample(sample, modalities, registry)
 
 
-def _selector(modalities: Sequence[str]):
-    """A tar member filter keeping only the extensions of the requested modalities."""
-    wanted = {e for m in modalities for e in _MODALITY_EXTS[m]}
+class _DecodeStage:
+    """Pipeline stage: decode grouped samples with `registry` (None = the default registry).
 
-    def keep(fname: str) -> bool:
-        return fname.split("/")[-1].split(".", 1)[-1].lower() in wanted
+    Keeps None rather than the default registry itself: its specs hold lambdas, which do not
+    pickle, and DataLoader workers started with `spawn` receive the pipeline by pickling. The
+    default registry is rebuilt where the stage runs.
+    """
 
-    return keep
+    def __init__(self, modalities: Sequence[str], registry: ModalityRegistry | None) -> None:
+        self.modalities = tuple(modalities)
+        self.registry = registry
+
+    def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
+        return _decode_stage(samples, self.modalities, self.registry or default_registry())
+
+
+class _MemberSelector:
+    """Tar member filter keeping only the extensions of the requested modalities.
+
+    A module-level class, not a closure: DataLoader workers started with `spawn` (the default
+    on macOS and Windows) receive the pipeline by pickling, and local functions do not pickle.
+    """
+
+    def __init__(self, modalities: Sequence[str], registry: ModalityRegistry) -> None:
+        layout = registry.member_exts()
+        self.wanted = frozenset(e for m in modalities for e in layout[m])
+
+    def __call__(self, fname: str) -> bool:
+        return fname.split("/")[-1].split(".", 1)[-1].lower() in self.wanted
 
 
 def iter_samples(
@@ -130,6 +121,7 @@ def iter_samples(
     shuffle: int = 0,
     sample_shuffle: int = 0,
     seed: int = 0,
+    registry: ModalityRegistry | None = None,
 ) -> wds.DataPipeline:
     """An iterable of decoded samples from the complete shards (usable in a DataLoader).
 
@@ -138,16 +130,20 @@ def iter_samples(
 
     Args:
         dataset_url: the dataset root.
-        modalities: subset of MODALITIES to decode; other members are skipped unread.
+        modalities: names of `registry` (or 'json') to decode; other members are skipped unread.
         split_by_node: give each distributed rank a disjoint subset of shards.
         split_by_worker: give each DataLoader worker a disjoint subset of its rank's shards.
         shuffle: shard shuffle buffer, in shards; 0 keeps index order.
         sample_shuffle: sample shuffle buffer, in samples; 0 keeps order within shards.
         seed: seed of both shuffles (pass a different one per epoch).
+        registry: the modalities and their decoders; None = default_registry().
     """
-    unknown = [m for m in modalities if m not in MODALITIES]
+    custom_registry = registry  # None stays None in the pipeline (see _DecodeStage)
+    registry = registry or default_registry()
+    valid = registry.member_exts()
+    unknown = [m for m in modalities if m not in valid]
     if unknown or not modalities:
-        raise ValueError(f"unknown modalities {unknown}; valid: {', '.join(MODALITIES)}")
+        raise ValueError(f"unknown modalities {unknown}; valid: {', '.join(valid)}")
     stages: list = [wds.SimpleShardList(complete_shard_urls(dataset_url))]
     if split_by_node:
         stages.append(wds.split_by_node)
@@ -157,9 +153,9 @@ def iter_samples(
         stages.append(wds.shuffle(shuffle, initial=shuffle, seed=seed))
     stages += [
         _open_shards,
-        functools.partial(tar_file_expander, select_files=_selector(modalities)),
+        functools.partial(tar_file_expander, select_files=_MemberSelector(modalities, registry)),
         group_by_keys,
-        functools.partial(_decode_stage, modalities=tuple(modalities)),
+        _DecodeStage(modalities, custom_registry),
     ]
     if sample_shuffle > 0:
         stages.append(wds.shuffle(sample_shuffle, initial=sample_shuffle, seed=seed + 1))

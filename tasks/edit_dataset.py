@@ -13,7 +13,8 @@ from mm2latent.edit_dataset import run
 from mm2latent.edit_dataset.models import EditModels
 from mm2latent.edit_dataset.params import EditDatasetParams
 from mm2latent.edit_dataset.sheet import contact_sheet
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
+from storage.dataset_index import ShardStats
 
 
 @task(name="plan-edit-dataset", cache_policy=NO_CACHE)
@@ -32,11 +33,11 @@ def _models(params: EditDatasetParams, modalities: tuple[str, ...], spec_sha256:
 
 @task(name="edit-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
       task_run_name="edit-shard-{shard:06d}")
-def edit_shard(edit_plan: run.EditPlan, shard: int, on_progress: run.ProgressFn | None = None) -> dict:
+def edit_shard(edit_plan: run.EditPlan, shard: int, on_progress: run.ProgressFn | None = None) -> ShardStats:
     """Edit and commit one shard; returns its stats."""
     models = _models(edit_plan.params, tuple(edit_plan.spec.modalities()), edit_plan.spec.sha256)
     stats = run.run_shard(edit_plan, models, shard, on_progress)
-    get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats["ok"], stats["failures"])
+    get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats.ok, stats.failures)
     return stats
 
 

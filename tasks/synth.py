@@ -15,14 +15,15 @@ from mm2latent.synth.models import SynthModels, build_synth_models, weight_diges
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.shard import ProgressFn
 from mm2latent.weights import resolve_cache_dir
+from storage.dataset_index import ShardStats
 
 
 # Planning and shard writing touch storage, so they are never cached: the files are the cache
 # (a shard with a stats marker is skipped by `plan`).
 @task(name="plan-dataset", cache_policy=NO_CACHE)
-def plan_dataset(params: SynthDataParams, overwrite: bool = False) -> list[int]:
-    """Validate the run and write dataset.json; return the shards still to write."""
-    todo = run.plan(params, overwrite=overwrite)
+def plan_dataset(params: SynthDataParams, overwrite: bool = False, verify: bool = False) -> list[int]:
+    """Validate the run and write dataset.json; return the shards still to write (damaged ones too)."""
+    todo = run.plan(params, overwrite=overwrite, verify=verify)
     get_run_logger().info("%d of %d shards to write into %s", len(todo), params.n_shards, params.out)
     return todo
 
@@ -55,14 +56,14 @@ def _shared_models(params: SynthDataParams) -> SynthModels:
 
 @task(name="synthesize-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
       task_run_name="shard-{shard:06d}")
-def synthesize_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None) -> dict:
+def synthesize_shard(params: SynthDataParams, shard: int, on_progress: ProgressFn | None = None) -> ShardStats:
     """Generate, annotate and commit one shard; returns its stats (small, JSON-able)."""
     stats = run.run_shard(params, shard, on_progress, models=_shared_models(params))
-    get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats["ok"], stats["failures"])
+    get_run_logger().info("shard %06d: %d ok, %d failed", shard, stats.ok, stats.failures)
     return stats
 
 
 @task(name="summarize-dataset", cache_policy=NO_CACHE)
-def summarize_dataset(params: SynthDataParams) -> dict:
+def summarize_dataset(params: SynthDataParams) -> run.SynthSummary:
     """Totals over every shard; fails if any shard is missing or every sample failed."""
     return run.summarize(params)

@@ -39,3 +39,26 @@ def mem_url():
     fs, root = url_to_fs(url)
     if fs.exists(root):
         fs.rm(root, recursive=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto) on loopback for the whole session, stopped by PID."""
+    from tests.s3_server import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """(server, fresh bucket name), with fsspec's 's3' config pointing at the loopback server."""
+    import fsspec.config
+    from s3fs import S3FileSystem
+
+    from tests.s3_server import new_bucket
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", s3_server.options())
+    S3FileSystem.clear_instance_cache()  # instances cache their endpoint and credentials
+    yield s3_server, new_bucket(s3_server)
+    S3FileSystem.clear_instance_cache()

@@ -152,5 +152,5 @@ def test_verify_rehashes_every_complete_shard(dataset):
     data = bytearray(fs.cat_file(path))
     data[700] ^= 0xFF  # one flipped byte inside the first member's payload
     fs.pipe_file(path, bytes(data))
-    with pytest.raises(DatasetError, match="shard-000001.tar: sha256"):
+    with pytest.raises(DatasetError, match="shard 1: shard-000001.tar has another sha256"):
         dataset_report.verify_dataset(dataset)

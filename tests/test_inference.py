@@ -213,6 +213,10 @@ BAD_INPUTS = [
     ("mask", lambda m: m.edit(_images(1), "a smiling face", "a face", float("nan")), "beta=nan"),
     ("mask", lambda m: m.edit(_images(1) * 255, "a smiling face", "a face", 1.0), r"\[0, 1\]"),
     ("mask", lambda m: m.edit(torch.rand(1, 3, 64, 32), "a smile", "a face", 1.0), "W=32"),
+    ("mask", lambda m: m.generate(["a face"], np.zeros((32, 32), np.uint8)), "32x32 px, smaller than the 64x64"),
+    ("mask", lambda m: m.generate(["a face"], np.zeros((64, 48), np.uint8)), "48x64 px, not square"),
+    ("sketch", lambda m: m.generate(["a face"], np.zeros((32, 32), np.uint8)), "smaller than the 64x64"),
+    ("mask", lambda m: m.edit(_images(1), "a smile", "a face", 1.0, np.zeros((32, 32), np.uint8)), "32x32"),
 ]
 
 

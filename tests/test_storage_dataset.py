@@ -58,9 +58,9 @@ def test_stats_file_is_committed_last(mem_url, monkeypatch):
     monkeypatch.setattr(storage.atomic.AtomicFile, "commit", recording_commit)
     stats = write_shard(mem_url, 0, [0, 1, 2], failed={1})
     assert commits == ["shard-000000.tar", "shard-000000.parquet", "shard-000000.stats.json"]
-    assert (stats["count"], stats["ok"], stats["failures"]) == (3, 2, 1)
+    assert (stats.count, stats.ok, stats.failures) == (3, 2, 1)
     fs, path = url_to_fs(shard_url(mem_url, 0, "parquet"))
-    assert stats["parquet"]["sha256"] == hashlib.sha256(fs.cat_file(path)).hexdigest()
+    assert stats.parquet.sha256 == hashlib.sha256(fs.cat_file(path)).hexdigest()
 
 
 def test_failed_manifest_write_leaves_shard_incomplete(mem_url):

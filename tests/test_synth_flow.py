@@ -27,24 +27,26 @@ def no_face_for_some(monkeypatch):
     lock = threading.Lock()
 
     def synthesize(models, dataset_seed, indices, *args, **kwargs):
-        real_parse = models.parser.parse  # models are shared across shards: restored below
+        real_parse = models.annotators["mask"].parse  # models are shared across shards: restored below
+        done = [0]  # rows of this batch already parsed (the stage may parse image by image)
 
         def parse(images):
             result = real_parse(images)
             labels, fraction = result.labels.clone(), result.face_fraction.clone()
-            for j, index in enumerate(indices):  # rows past len(indices) are padding
-                if index in NO_FACE:
+            for j in range(images.shape[0]):
+                if indices[done[0] + j] in NO_FACE:
                     labels[j] = 0
                     fraction[j] = 0.0
+            done[0] += images.shape[0]
             return ParseResult(labels=labels, face_fraction=fraction)
 
         with lock:
             calls["batches"] += 1
-            models.parser.parse = parse
+            models.annotators["mask"].parse = parse
             try:
                 return real(models, dataset_seed, indices, *args, **kwargs)
             finally:
-                models.parser.parse = real_parse
+                models.annotators["mask"].parse = real_parse
 
     monkeypatch.setattr(shard, "synthesize_batch", synthesize)
     return calls
@@ -59,8 +61,8 @@ def test_flow_on_memory_records_failed_annotations_and_resumes(prefect_harness, 
                                                                no_face_for_some):
     kwargs = dict(preset="tiny", n_samples=5, samples_per_shard=3, seed=1, out=mem_url)
     summary = synth_data(**kwargs)
-    assert (summary["samples"], summary["ok"], summary["failures"], summary["shards"]) == (5, 3, 2, 2)
-    assert summary["makes_faces"] is False
+    assert (summary.samples, summary.ok, summary.failures, summary.shards) == (5, 3, 2, 2)
+    assert summary.makes_faces is False
     assert no_face_for_some["batches"] == 2
 
     rows = []
@@ -71,7 +73,7 @@ def test_flow_on_memory_records_failed_annotations_and_resumes(prefect_harness, 
     for row in failed:
         assert row["error"].startswith("NoFaceFound:")
         assert row["w"] is None and row["image_sha256"] is None and row["image_ext"] is None
-    assert [read_shard_stats(mem_url, i)["failures"] for i in range(2)] == [1, 1]
+    assert [read_shard_stats(mem_url, i).failures for i in range(2)] == [1, 1]
     names = _files(mem_url)
     tar_names = b"".join(names[f"shard-00000{i}.tar"] for i in range(2))
     for index in range(5):  # failed samples have no tar members at all

@@ -26,7 +26,7 @@ def test_redoing_a_short_shard_unmarks_it_before_rewriting(tmp_path, monkeypatch
     assert complete_shards(str(tmp_path)) == [0]
     monkeypatch.undo()
     assert run_all(grown) == [1]
-    assert read_shard_stats(str(tmp_path), 1)["count"] == 2 + 2
+    assert read_shard_stats(str(tmp_path), 1).count == 2 + 2
 
 
 def test_shrinking_a_dataset_is_refused_without_overwrite(tmp_path):

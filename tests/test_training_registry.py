@@ -15,12 +15,12 @@ from tests.fabricate_training import write_learnable_dataset, write_learnable_sh
 def test_versions_are_monotonic_per_name_and_persist(mem_url):  # noqa: F811
     registry = ModelRegistry(mem_url)
     assert registry.latest("mask-ae") is None
-    first = registry.register("mask-ae", "ckpt-a", "data", "h1", metrics={"val_loss": 0.5})
-    registry.register("mapping-mask", "ckpt-m", "data", "h1")
-    second = ModelRegistry(mem_url).register("mask-ae", "ckpt-b", "data", "h2", config={"lr": 1e-3})
+    first = registry.register("mask-ae", join(mem_url, "ckpt-a"), "data", "h1", metrics={"val_loss": 0.5})
+    registry.register("mapping-mask", join(mem_url, "ckpt-m"), "data", "h1")
+    second = ModelRegistry(mem_url).register("mask-ae", join(mem_url, "ckpt-b"), "data", "h2", config={"lr": 1e-3})
     assert (first.version, second.version, first.tag) == (1, 2, "mask-ae-v1")
     reread = ModelRegistry(mem_url)
-    assert reread.latest("mask-ae").checkpoint_url == "ckpt-b"
+    assert reread.latest("mask-ae").checkpoint_url == join(mem_url, "ckpt-b")
     assert reread.get("mask-ae", 1).metrics == {"val_loss": 0.5}
     assert reread.names() == ["mapping-mask", "mask-ae"]
     with pytest.raises(TrainingError, match="known: 1, 2"):

@@ -29,7 +29,7 @@ from mm2latent.edit_dataset.spec import EditSpec, parse_spec
 from mm2latent.errors import DatasetError, Mm2LatentError
 from mm2latent.presets import get_preset
 from mm2latent.training.registry import default_registry_url
-from storage.dataset_index import (DatasetIndex, begin_shard, check_compatible, commit_shard, prepare_output,
+from storage.dataset_index import (DatasetIndex, ShardStats, begin_shard, check_compatible, commit_shard, prepare_output,
                                    read_shard_stats, shard_name, shard_url)
 from storage.manifest import failed_row, ok_row
 from storage.readers import read_vectors
@@ -102,7 +102,7 @@ def plan(params: EditDatasetParams, overwrite: bool = False, cache_dir: Path | N
 def _complete(edit_plan: EditPlan, shard: int) -> bool:
     stats = read_shard_stats(edit_plan.params.out, shard)
     wanted = len(edit_plan.params.shard_indices(shard, len(edit_plan.sources)))
-    return stats is not None and stats["count"] == wanted
+    return stats is not None and stats.count == wanted
 
 
 def build_models(params: EditDatasetParams, modalities: list[str], cache_dir: Path | None = None) -> EditModels:
@@ -115,7 +115,7 @@ SampleFn = Callable[[int], tuple[dict[str, bytes], dict[str, np.ndarray]]]
 
 
 def write_shard(out: str, shard: int, indices: range, make_sample: SampleFn,
-                vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> dict:
+                vector_dims: dict[str, int], on_progress: ProgressFn | None = None) -> ShardStats:
     """Write samples `indices` (members and manifest vectors from `make_sample`) and commit.
 
     An Mm2LatentError from `make_sample` (a bad input) becomes a failed manifest row; anything
@@ -144,7 +144,7 @@ def write_shard(out: str, shard: int, indices: range, make_sample: SampleFn,
 
 @torch.inference_mode()
 def run_shard(edit_plan: EditPlan, models: EditModels, shard: int,
-              on_progress: ProgressFn | None = None) -> dict:
+              on_progress: ProgressFn | None = None) -> ShardStats:
     """Edit every photo of `shard` and commit the shard (stats last); returns its stats."""
     def make_sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
         source = edit_plan.sources[index]
@@ -166,7 +166,7 @@ def summarize(edit_plan: EditPlan) -> dict:
         if stats is None:
             raise DatasetError(f"{edit_plan.params.out}: shard {shard} is incomplete. Fix: re-run "
                                "the same command; complete shards are skipped.")
-        counts = {k: counts[k] + stats["count" if k == "samples" else k] for k in counts}
+        counts = {k: counts[k] + getattr(stats, "count" if k == "samples" else k) for k in counts}
     preset = get_preset(edit_plan.params.preset)
     return counts | {"shards": edit_plan.n_shards, "out": edit_plan.params.out,
                      "edits": [e.name for e in edit_plan.spec.edits], "spec_sha256": edit_plan.spec.sha256,

@@ -9,7 +9,7 @@ from mm2latent.edit_dataset.models import EditModels
 from mm2latent.edit_dataset.spec import EditSpec, ResolvedEdit, SpatialEdit
 from mm2latent.editing import (condition_embeddings, edit_latents, image_embeddings, invert_each,
                                spatial_direction, synthesize_each, text_direction)
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 from storage.shard_writer import encode_json, encode_npy
 
 

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from mm2latent.config_utils import resolve_preset
+from mm2latent.dims import LATENT_DIM, NUM_MASK_CLASSES
 from mm2latent.errors import ConfigError
 from mm2latent.models.autoencoders_official import SKETCH_HEAD_CHANNELS, build_official
 from mm2latent.models.face_parser.labels import FACER_CELEBM_TO_CELEBAMASK_LUT
@@ -62,11 +63,11 @@ class AutoencoderCfg:
 
     kind: str = "mask"  # "mask" (MSE on Sigmoid output) or "sketch" (BCE on logits)
     resolution: int = 256  # input H = W in pixels; authors' img_size = 256
-    in_channels: int = 19  # input channels: num_classes for one-hot masks, 1 for grey/sketch
-    num_classes: int = 19  # mask classes (ids 0..num_classes-1); unused for sketches
+    in_channels: int = NUM_MASK_CLASSES  # input channels: num_classes for one-hot masks, 1 for grey/sketch
+    num_classes: int = NUM_MASK_CLASSES  # mask classes (ids 0..num_classes-1); unused for sketches
     mask_encoding: str = "onehot"  # "onehot" or "grey" (authors: id * 10 / 255); masks only
     widths: tuple[int, ...] = (16, 32, 32, 16, 8)  # channels per stage; each stage halves H, W
-    bottleneck_dim: int = 512  # widths[-1] * (resolution / 2**len(widths))**2 must equal this
+    bottleneck_dim: int = LATENT_DIM  # widths[-1] * (resolution / 2**len(widths))**2 must equal this
     stem: bool = False  # extra 3x3 conv (1 -> widths[0]) before the stages; authors: sketch only
     batchnorm: bool = False  # BatchNorm2d after every conv; authors: sketch True, mask False
     activation: str = "lrelu"  # "lrelu" or "silu"

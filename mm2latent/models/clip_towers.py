@@ -24,6 +24,7 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
 from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.models.image_checks import check_rgb_images
 
@@ -36,7 +37,7 @@ CONTEXT_LENGTH = 77  # tokens per caption in every OpenAI-layout CLIP (SOT + 75 
 class ClipTowerCfg:
     """Architecture of an OpenAI-layout CLIP ViT (image tower + causal text transformer)."""
 
-    embed_dim: int = 512        # width of the joint embedding both towers project to
+    embed_dim: int = LATENT_DIM  # width of the joint embedding both towers project to
     image_size: int = 224       # input H = W of the vision tower after preprocessing, pixels
     patch_size: int = 16        # ViT patch side, pixels (grid = image_size / patch_size)
     vision_width: int = 768     # vision transformer width (channels per token)

@@ -40,6 +40,7 @@ from torch import nn
 
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.image_checks import check_rgb_images
 from mm2latent.models.stylegan2.generator import FullyConnectedLayer
@@ -57,7 +58,7 @@ class E4EConfig:
     """Architecture of the e4e encoder; the default is the official FFHQ 1024 release."""
 
     stylegan_size: int = 1024  # generator resolution, px; n_styles = 2 log2(size) - 2 (18)
-    w_dim: int = 512  # width of one w (style block output)
+    w_dim: int = LATENT_DIM  # width of one w (style block output)
     style_width: int | None = None  # channels of the style blocks' convs; None = w_dim (upstream)
     base_width: int = 64  # depth of the first IR-SE stage; stages are x1, x2, x4, x8 of it
     input_size: int = 256  # encoder input H = W, px; images are resized to it

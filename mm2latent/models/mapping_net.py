@@ -37,6 +37,7 @@ from torch import nn
 from mm2latent.checkpoint_io import load_state_checked
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
 from mm2latent.config_utils import resolve_preset
+from mm2latent.dims import FLAME_DIM, LATENT_DIM
 from mm2latent.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ OUTPUTS = ("w", "wplus")
 class MappingNetCfg:
     """Architecture of the MappingNet."""
 
-    text_dim: int = 512  # width of the text / image embedding (FaRL ViT-B/16: 512)
-    spatial_dim: int = 512  # spatial embedding width: 512 mask/sketch AE, 159 3DMM; 0 = none
+    text_dim: int = LATENT_DIM  # width of the text / image embedding (FaRL ViT-B/16: 512)
+    spatial_dim: int = LATENT_DIM  # spatial embedding width: 512 mask/sketch AE, 159 3DMM; 0 = none
     hidden_dim: int = 512  # width of every hidden fully connected layer (authors: 512)
     depth: int = 12  # number of Linear layers in total (authors: 1 + 11 = 12); >= 1
     use_batchnorm: bool = True  # one BatchNorm1d on the concatenated input (authors: True)
@@ -58,7 +59,7 @@ class MappingNetCfg:
     final_activation: bool = True  # LeakyReLU after the last Linear too (authors: True)
     equalized_lr: bool = True  # weights N(0,1) scaled by 1/sqrt(fan_in) at run time (authors)
     output: str = "w"  # "w": (B, w_dim); "wplus": (B, num_ws, w_dim)
-    w_dim: int = 512  # StyleGAN2 w width
+    w_dim: int = LATENT_DIM  # StyleGAN2 w width
     num_ws: int = 18  # rows of w+ (18 for a 1024 px generator); used only when output="wplus"
 
     def __post_init__(self) -> None:
@@ -87,7 +88,7 @@ class MappingNetCfg:
 MAPPING_PRESETS: dict[str, MappingNetCfg] = {
     "mask": MappingNetCfg(),
     "sketch": MappingNetCfg(),
-    "3dmm": MappingNetCfg(spatial_dim=159),  # DECA shape 100 + exp 50 + pose 6 + cam 3
+    "3dmm": MappingNetCfg(spatial_dim=FLAME_DIM),  # DECA shape 100 + exp 50 + pose 6 + cam 3
     "tiny": MappingNetCfg(text_dim=32, spatial_dim=32, hidden_dim=32, depth=4, w_dim=16),
 }
 

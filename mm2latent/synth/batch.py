@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mm2latent.models.deca import ffhq_crop_for_deca
-from mm2latent.models.face_parser.base import MIN_FACE_FRACTION
+from mm2latent.modalities.spec import SynthBatch
 from mm2latent.synth import stages
 from mm2latent.synth.models import SynthModels
 
@@ -21,12 +20,7 @@ class BatchResult:
     """Arrays for a batch of samples (row j is sample indices[j]) and what went wrong where."""
 
     indices: list[int]
-    w: np.ndarray                       # (B, w_dim) float32
-    images: np.ndarray                  # (B, S, S, 3) uint8 RGB
-    masks: np.ndarray | None = None     # (B, S, S) uint8 CelebAMask-HQ labels
-    sketches: np.ndarray | None = None  # (B, S, S) uint8 {0, 255}
-    flame: np.ndarray | None = None     # (B, 159) float32: shape 100, exp 50, pose 6, cam 3
-    farl: np.ndarray | None = None      # (B, 512) float32, L2-normalised
+    values: dict[str, np.ndarray]  # modality -> (B, ...) array, one per stored modality
     errors: list[str | None] = field(default_factory=list)  # per sample; None = ok
 
 
@@ -45,32 +39,24 @@ def synthesize_batch(models: SynthModels, dataset_seed: int, indices: Sequence[i
                      durations: dict[str, float]) -> BatchResult:
     """Generate and annotate samples `indices`; adds seconds per stage into `durations`.
 
-    A sample whose face parse finds (almost) no face keeps its arrays but gets an error, so
-    the caller records it as failed instead of silently dropping it.
+    Every stored modality's spec annotates the batch; a selectable one is timed under its own
+    name. A sample an annotator flags (e.g. no face found) keeps its arrays but gets the first
+    error, so the caller records it as failed instead of silently dropping it.
     """
-    device = models.device
     with _timed(durations, "generate"):
-        z = stages.latents(dataset_seed, indices, models.generator.cfg.z_dim).to(device)
+        z = stages.latents(dataset_seed, indices, models.generator.cfg.z_dim).to(models.device)
         w, pixels = stages.generate(models.generator, z, truncation_psi, store_size)
-    images01 = stages.to_float_images(pixels)
-    result = BatchResult(indices=list(indices), w=w.float().cpu().numpy(),
-                         images=pixels.cpu().numpy(), errors=[None] * len(indices))
-    if models.parser is not None:
-        with _timed(durations, "mask"):
-            labels, fraction = stages.parse_masks(models.parser, images01)
-        result.masks = labels.cpu().numpy()
-        for j, share in enumerate(fraction.tolist()):
-            if share < MIN_FACE_FRACTION:
-                result.errors[j] = (f"NoFaceFound: the face parser labelled {share:.2%} of the "
-                                    f"pixels as face or head (minimum {MIN_FACE_FRACTION:.0%})")
-    if models.sketch is not None:
-        with _timed(durations, "sketch"):
-            result.sketches = stages.sketches(models.sketch, pixels.cpu())
-    if models.flame is not None:
-        with _timed(durations, "flame"):
-            crops = ffhq_crop_for_deca(images01)
-            result.flame = stages.embed(models.flame.flame159, crops).cpu().numpy()
-    if models.farl is not None:
-        with _timed(durations, "farl"):
-            result.farl = stages.embed(models.farl.encode_image, images01).cpu().numpy()
+    batch = SynthBatch(w=w, pixels=pixels, images01=stages.to_float_images(pixels))
+    result = BatchResult(indices=list(indices), values={}, errors=[None] * len(indices))
+    for spec in models.specs:
+        annotator = models.annotators.get(spec.name)
+        if spec.selectable:
+            with _timed(durations, spec.name):
+                annotation = spec.annotate(annotator, batch)
+        else:  # image and w come with the generator's time
+            annotation = spec.annotate(annotator, batch)
+        result.values[spec.name] = annotation.values
+        for j, error in enumerate(annotation.errors or ()):
+            if result.errors[j] is None:
+                result.errors[j] = error
     return result

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from mm2latent.errors import ConfigError
+from mm2latent.input_checks import check_device, check_psi
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 
-Modality = Literal["mask", "sketch", "flame", "farl"]
-ALL_MODALITIES: tuple[str, ...] = ("mask", "sketch", "flame", "farl")
+# The default registry's selectable modalities (a constant: the registry is rebuilt, not shared).
+ALL_MODALITIES: tuple[str, ...] = default_registry().selectable
 
 
 class SynthDataParams(BaseModel):
@@ -31,16 +34,33 @@ class SynthDataParams(BaseModel):
     device: str = "cpu"                      # torch device for every network
     image_size: int | None = None            # stored image side, px; None = the preset's store_size
     image_format: Literal["png", "jpg"] = "png"  # png is lossless; jpg is 95-quality, 4:4:4
-    modalities: tuple[Modality, ...] = ALL_MODALITIES  # annotations to compute (w is always kept)
+    modalities: tuple[str, ...] = ALL_MODALITIES  # annotations to compute (image and w always kept)
     max_workers: int = Field(1, gt=0, le=8)  # shards processed concurrently (threads) in one process
 
     @field_validator("modalities")
     @classmethod
-    def _unique_modalities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_modalities(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # The registry comes in the validation context (parse_params); the default otherwise.
+        registry = (info.context or {}).get("registry") or default_registry()
         if len(set(value)) != len(value):
             raise ValueError(f"modalities listed twice: {value}")
+        unknown = [m for m in value if m not in registry.selectable]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(registry.selectable)}")
         # A canonical order keeps the dataset fingerprint independent of how the user typed it.
-        return tuple(m for m in ALL_MODALITIES if m in value)
+        return tuple(m for m in registry.selectable if m in value)
+
+    @field_validator("truncation_psi")
+    @classmethod
+    def _sane_psi(cls, value: float) -> float:
+        # Checked here too, not only in the CLI: deployments call the flow directly, and a NaN
+        # would otherwise fail mid-run with a shard half written.
+        return check_psi(value, "truncation_psi")
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        return check_device(value, "device")
 
     @field_validator("image_size")
     @classmethod
@@ -70,10 +90,15 @@ class SynthDataParams(BaseModel):
             mode="json", include={"preset", "seed", "truncation_psi", "image_format", "modalities"})
 
 
-def parse_params(**values: object) -> SynthDataParams:
-    """Build SynthDataParams, turning pydantic's error into a ConfigError naming each field."""
+def parse_params(registry: ModalityRegistry | None = None, **values: object) -> SynthDataParams:
+    """Build SynthDataParams, turning pydantic's error into a ConfigError naming each field.
+
+    Args:
+        registry: the modalities `modalities` may name; None = default_registry().
+        **values: SynthDataParams fields.
+    """
     try:
-        return SynthDataParams(**values)
+        return SynthDataParams.model_validate(values, context={"registry": registry})
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in e.errors())

@@ -17,6 +17,7 @@ from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.config import AutoencoderTrainCfg
+from mm2latent.training.input_checks import check_input_files
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
             (see data.load_png_dir); they are split by the same hold-out rule.
     """
     digest = data.dataset_hash(dataset_url)
+    check_input_files(dataset_url, ("tar",))  # the maps below are decoded from the tars
     indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(

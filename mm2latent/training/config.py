@@ -19,6 +19,7 @@ AE_MODALITIES = ("mask", "sketch")
 RECIPES = ("ours", "official")
 MAPPING_MODALITIES = ("mask", "sketch", "flame")
 DISTANCES = ("mse", "l1")
+_NOT_RESULT = ("keep_checkpoints",)  # TrainCfg fields that do not change what is trained
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ class TrainCfg:
     min_delta: float = 0.0  # a val loss must drop by more than this to count as an improvement
     seed: int = 0  # seed of init, shuffling, dropout and PTEG noise
     device: str = "cpu"  # torch device; bit-exact reproducibility is promised on CPU only
+    keep_checkpoints: int = 2  # epoch checkpoints kept besides the best one (the last k)
 
     def __post_init__(self) -> None:
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints must be >= 1 (the last one is needed to resume), "
+                              f"got {self.keep_checkpoints}.")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
         for name in ("epochs", "batch_size", "step_epochs"):
@@ -56,8 +61,13 @@ class TrainCfg:
                               "set val_fraction > 0 or patience = 0.")
 
     def to_dict(self) -> dict:
-        """JSON-able dict of every field, with the config's class name under 'type'."""
-        return {"type": type(self).__name__, **dataclasses.asdict(self)}
+        """JSON-able dict of every field that shapes the result, with the class name under 'type'.
+
+        Housekeeping fields (_NOT_RESULT) are left out: changing them neither names a new run
+        directory nor blocks a resume.
+        """
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_RESULT}
+        return {"type": type(self).__name__, **fields}
 
     def digest(self) -> str:
         """sha256 of the JSON form: names a run directory for this exact config."""

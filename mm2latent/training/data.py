@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from mm2latent.dims import NUM_MASK_CLASSES
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.seeding import derive_seed
 from storage.dataset_index import complete_shards, read_shard_stats
@@ -71,7 +72,7 @@ def dataset_hash(dataset_url: str, shards: list[int] | None = None) -> str:
         stats = read_shard_stats(dataset_url, index)
         if stats is None:
             raise TrainingError(f"{dataset_url}: shard {index} is not complete.")
-        parts.append([index, stats["tar"]["sha256"], stats["parquet"]["sha256"]])
+        parts.append([index, stats.tar.sha256, stats.parquet.sha256])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -180,7 +181,7 @@ def _decode_real_png(url: str, payload: bytes, modality: str, num_classes: int) 
     return torch.from_numpy(array.astype(np.uint8))  # (H, W)
 
 
-def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int = 19
+def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int = NUM_MASK_CLASSES
                  ) -> tuple[np.ndarray, torch.Tensor, str]:
     """(ids (N,), uint8 (N, R, R), sha256) of every `*.png` directly under `dir_url`, by name.
 

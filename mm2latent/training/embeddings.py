@@ -15,9 +15,9 @@ from mm2latent.batching import run_padded
 from mm2latent.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
-from storage.dataset_index import complete_shards
-from storage.embeddings import (embedding_shard_exists, embeddings_url, read_embedding_table,
-                                write_embedding_table)
+from storage.dataset_index import complete_shards, read_shard_stats
+from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
+                                table_source, write_embedding_table)
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,16 @@ def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list
         vectors: (N, D) float32 embeddings.
     """
     url = embeddings_url(dataset_url, version, shard)
-    write_embedding_table(url, keys, indices, modality, vectors)
+    write_embedding_table(url, keys, indices, modality, vectors, shard_tar_sha256(dataset_url, shard))
     return url
+
+
+def shard_tar_sha256(dataset_url: str, shard: int) -> str:
+    """The sha256 of a complete shard's tar, from its stats file (what embeddings are bound to)."""
+    stats = read_shard_stats(dataset_url, shard)
+    if stats is None:
+        raise TrainingError(f"{dataset_url}: shard {shard} is not complete.")
+    return stats.tar.sha256
 
 
 @torch.no_grad()
@@ -53,8 +61,9 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
                      batch_size: int = 64, on_progress: Callable[[int], None] | None = None) -> dict:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
-    Shards whose parquet already exists for this version are left as they are, so a re-run
-    after an interruption only writes what is missing.
+    Shards whose parquet already exists for this version and was computed from the shard's
+    current tar are left as they are, so a re-run after an interruption only writes what is
+    missing; a shard rewritten since (e.g. by `synth-data --overwrite`) is encoded again.
 
     Args:
         dataset_url: the dataset root.
@@ -68,7 +77,8 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
     """
     shards = complete_shards(dataset_url)
-    todo = [s for s in shards if not embedding_shard_exists(dataset_url, version, s)]
+    todo = [s for s in shards if embedding_source(embeddings_url(dataset_url, version, s))
+            != shard_tar_sha256(dataset_url, s)]
     result = {"url": embeddings_url(dataset_url, version), "written": todo,
               "skipped": [s for s in shards if s not in todo], "dim": None}
     if not todo:
@@ -107,6 +117,11 @@ def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.n
             raise TrainingError(
                 f"{url}: no {modality} embeddings for shard {shard}. Fix: run `mm2latent train "
                 "autoencoders` on this dataset (it writes embeddings for every complete shard).") from e
+        if table_source(table) != shard_tar_sha256(dataset_url, shard):
+            raise TrainingError(
+                f"{url}: stale {modality} embeddings: shard {shard} was rewritten after they were "
+                "computed (its tar digest differs). Fix: run `mm2latent train autoencoders` on "
+                "this dataset again, which re-encodes changed shards.")
         if modality not in table.column_names:
             raise TrainingError(f"{url}: no column {modality!r} (has {table.column_names}); this "
                                 f"embeddings version is for another modality.")

@@ -1,7 +1,8 @@
 """Generic seeded train/validation loop with lr schedule, early stopping and exact resume.
 
 One checkpoint per finished epoch, each under a new name (`ckpt-<step>.pt`), written
-atomically, so an interrupted or failed run never touches an earlier file. A checkpoint holds
+atomically, so an interrupted or failed run never touches an earlier file. Once a checkpoint
+is written, older ones are deleted except the last `cfg.keep_checkpoints` and the best epoch's. A checkpoint holds
 everything the next epoch depends on: model, optimizer, scheduler, epoch, step, both RNG
 states, config, dataset hash, history and the early-stopping counters. Shuffling is seeded per
 epoch (seed, epoch), so resuming at an epoch boundary replays exactly what an uninterrupted
@@ -21,7 +22,8 @@ from torch import nn
 from mm2latent.errors import TrainingError
 from mm2latent.seeding import derive_seed
 from mm2latent.training.config import TrainCfg
-from storage.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
+from storage.checkpoints import (checkpoint_name, latest_checkpoint, load_checkpoint,
+                                 prune_checkpoints, save_checkpoint)
 from storage.fs import join
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,11 @@ def _end_epoch(state: _State, metrics: dict[str, float], run_url: str) -> None:
     state.epoch += 1
     state.stopped_early = cfg.patience > 0 and state.bad_epochs >= cfg.patience
     save_checkpoint(join(run_url, row["checkpoint"]), state.to_checkpoint())
+    # Pruned only after the new file is in place: a crash here leaves one file too many, never
+    # one too few. The newest is what a resume loads; the best is what gets registered.
+    keep = {r["checkpoint"] for r in state.history[-cfg.keep_checkpoints:]}
+    keep |= {r["checkpoint"] for r in state.history if r["epoch"] == state.best_epoch}
+    prune_checkpoints(run_url, keep)
     logger.info("epoch %d/%d: %s", state.epoch, cfg.epochs, {k: round(v, 5) for k, v in metrics.items()})
 
 

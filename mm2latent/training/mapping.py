@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.losses import mapping_loss
 from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
@@ -24,12 +25,11 @@ from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.embeddings import read_embeddings
+from mm2latent.training.input_checks import check_input_files, check_vectors
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
-
-FLAME_DIM = 159  # DECA shape 100 + expression 50 + pose 6 + camera 3, as stored by synth-data
 
 
 def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | None = None,
@@ -58,12 +58,14 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
         embeddings_version: embeddings directory for mask/sketch (e.g. "mask-ae-v1"); unused for flame.
     """
     columns = ("w", "farl", "flame") if modality == "flame" else ("w", "farl")
+    check_input_files(dataset_url, ("parquet",))  # the vectors below come from the parquets
     try:
-        arrays = read_vectors(dataset_url, columns)
+        arrays = read_vectors(dataset_url, ("shard", *columns))
     except DatasetError as e:
         raise TrainingError(f"cannot train a {modality} MappingNet on {dataset_url}: {e}") from e
     if len(arrays["index"]) == 0:
         raise TrainingError(f"{dataset_url}: empty dataset (no 'ok' samples in complete shards).")
+    check_vectors(dataset_url, arrays, columns)
     if modality == "flame":
         arrays["spatial"] = arrays.pop("flame")
     else:
@@ -76,9 +78,7 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
                                 f"{len(index)} samples, the manifests {len(arrays['index'])}. "
                                 "Fix: re-run `mm2latent train autoencoders` to re-encode.")
         arrays["spatial"] = spatial
-    for name in ("w", "farl", "spatial"):
-        if not np.isfinite(arrays[name]).all():
-            raise TrainingError(f"{dataset_url}: column {name!r} holds non-finite values.")
+        check_vectors(dataset_url, arrays, ("spatial",))
     farl = torch.from_numpy(np.array(arrays["farl"], dtype=np.float32))  # writable copy
     arrays["farl"] = F.normalize(farl, dim=1).numpy()  # PTEG needs unit-norm image embeddings
     return arrays

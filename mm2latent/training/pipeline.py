@@ -24,9 +24,12 @@ from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_data_hash, train_mapping
 from mm2latent.training.plots import loss_curves_png
 from mm2latent.training.registry import ModelRecord, ModelRegistry
+from mm2latent.training.resume import check_resume_settings
 from storage.atomic import atomic_write_bytes
+from storage.checkpoints import checkpoint_sha256
 from storage.dataset_index import complete_shards
 from storage.fs import join
+from storage.locations import relative_location, resolve_location
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,11 @@ def _finish_run(summary: dict, name: str, dataset_url: str, registry_url: str, c
     atomic_write_bytes(join(run_url, "summary.json"),
                        (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     registry = ModelRegistry(registry_url)
+    # Compared as the registry resolves locations: records hold them relative to the registry.
+    checkpoint = resolve_location(registry_url, relative_location(registry_url,
+                                                                  summary["checkpoint_url"]))
     for record in registry.records(name):  # a re-run of a finished, registered run
-        if record.checkpoint_url == summary["checkpoint_url"]:
+        if record.checkpoint_url == checkpoint:
             return record
     return registry.register(name, summary["checkpoint_url"], dataset_url, summary["dataset_hash"],
                              metrics=summary["metrics"], config=config, extra=extra)
@@ -87,14 +93,21 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
     # a run whose files changed; its URL is enough to keep runs apart here.
     run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
     run_url = run_url_for(out_url, name, run_hash, cfg, ae_cfg)
+    if resume:
+        check_resume_settings(run_url, cfg.to_dict())
     summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
                                 real_dir=real_dir)
     if not summary["finished"]:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
+    # Named after the weights, not the registry's version: two registries on one dataset (or
+    # two models with the same version number) never share or overwrite each other's vectors.
+    embeddings_dir = f"{name}-{checkpoint_sha256(summary['checkpoint_url'])[:12]}"
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "autoencoder": dataclasses.asdict(ae_cfg)},
-                         {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir})
-    embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url, record.tag)
+                         {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir,
+                          "embeddings": embeddings_dir})
+    embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url,
+                                  record.extra.get("embeddings", embeddings_dir))
     return {"record": dataclasses.asdict(record), "summary": summary, "embeddings": embeddings}
 
 
@@ -109,29 +122,48 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         registry_url: model registry directory.
         net_cfg: architecture with the ablation switches applied (see mapping_net_cfg).
         cfg: training settings; cfg.modality picks the spatial input.
-        embeddings_version: e.g. "mask-ae-v2"; None = the latest registered autoencoder's.
+        embeddings_version: the autoencoder whose embeddings to read, e.g. "mask-ae-v2" (or an
+            embeddings directory name); None = the latest registered autoencoder.
         resume: continue an interrupted run of the same data and config.
         on_progress: called with 1 per finished epoch.
     """
-    if cfg.modality != "flame" and embeddings_version is None:
-        latest = ModelRegistry(registry_url).latest(ae_name(cfg.modality))
-        if latest is None:
-            raise TrainingError(f"{registry_url}: no {ae_name(cfg.modality)} registered, so there "
-                                f"are no {cfg.modality} embeddings. Fix: run `mm2latent train "
-                                "autoencoders` first, or pass --embeddings.")
-        embeddings_version = latest.tag
-    version = None if cfg.modality == "flame" else embeddings_version
+    ae_tag, version = None, None
+    if cfg.modality != "flame":
+        ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
     name = mapping_name(cfg.modality)
     shards = complete_shards(dataset_url)
     run_url = run_url_for(out_url, name, mapping_data_hash(dataset_url, version), cfg, net_cfg)
+    if resume:
+        check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress)
     if not summary["finished"]:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
-                         {"shards": shards, "embeddings_version": version,
+                         {"shards": shards, "embeddings_version": ae_tag, "embeddings": version,
                           "raw_dataset_hash": data.dataset_hash(dataset_url, shards)})
     return {"record": dataclasses.asdict(record), "summary": summary}
+
+
+def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> tuple[str, str]:
+    """(autoencoder tag, embeddings directory) for a MappingNet of `modality`.
+
+    `requested` is an autoencoder tag ("mask-ae-v2") or an embeddings directory name;
+    None = the latest registered autoencoder.
+    """
+    registry = ModelRegistry(registry_url)
+    records = registry.records(ae_name(modality))
+    if requested is None:
+        if not records:
+            raise TrainingError(f"{registry_url}: no {ae_name(modality)} registered, so there "
+                                f"are no {modality} embeddings. Fix: run `mm2latent train "
+                                "autoencoders` first, or pass --embeddings.")
+        record = records[-1]
+    else:
+        record = next((r for r in records if requested in (r.tag, r.extra.get("embeddings"))), None)
+        if record is None:  # a directory made outside this registry
+            return requested, requested
+    return record.tag, record.extra.get("embeddings", record.tag)
 
 
 def retrain_plan(dataset_url: str, registry_url: str, names: list[str]) -> dict:
@@ -141,6 +173,10 @@ def retrain_plan(dataset_url: str, registry_url: str, names: list[str]) -> dict:
         {"needed": bool, "reason": str, "new_shards": [...], "dataset_hash": str}.
     """
     shards = complete_shards(dataset_url)
+    if not shards:  # a scheduled run before the first synth-data is not a failure
+        return {"needed": False, "dataset_hash": None, "new_shards": [],
+                "reason": f"nothing to do: {dataset_url} has no complete shards yet (missing, "
+                          "or synth-data has not finished a shard); run synth-data into it first."}
     digest = data.dataset_hash(dataset_url, shards)
     registry = ModelRegistry(registry_url)
     stale = []

@@ -1,9 +1,15 @@
-"""A small model registry: one JSON index of trained models under a registry URL.
+"""A small model registry: one immutable JSON file per registered model version.
 
-`<registry>/registry.json` = {"format": 1, "models": {name: [record, ...]}}; each record has a
-monotonic integer version per name, its metrics, the dataset (URL and hash) it was trained on,
-its training config and checkpoint URL. The file is rewritten atomically on every register;
-writers are expected to run one at a time (the scheduled `retrain` is a single flow run).
+`<registry>/<name>/v<version, 6 digits>.json` holds one record: a monotonic integer version per
+name, its metrics, the dataset (URL and hash) it was trained on, its training config and its
+checkpoint location. Locations inside the registry's filesystem are stored relative to the
+registry directory, so a registry and its runs can be moved, copied or read from elsewhere.
+
+Concurrent registrations are safe: a version is claimed by creating its file exclusively
+(storage/exclusive.py), and a writer that loses the race takes the next number, so two runs
+never share a version and no registration is lost (on local disk and memory://; on object
+stores, see that module). Registries written before this layout kept every record in one
+`registry.json`; it is still read.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from mm2latent.errors import TrainingError
-from storage.atomic import atomic_write_bytes
+from storage.exclusive import create_exclusive
 from storage.fs import join, open_fs
+from storage.locations import relative_location, resolve_location
 
 
 def default_registry_url(out: str) -> str:
@@ -25,8 +33,9 @@ def default_registry_url(out: str) -> str:
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_FILE = "registry.json"
+REGISTRY_FILE = "registry.json"  # the single-file layout of older registries (read only)
 REGISTRY_FORMAT = 1
+_RECORD_RE = re.compile(r"^v(\d{6})\.json$")
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class ModelRecord:
     name: str  # model family, e.g. "mask-ae", "mapping-mask"
     version: int  # 1, 2, ... per name, never reused
     created: str  # ISO-8601 UTC time of registration
-    checkpoint_url: str  # the `fit` checkpoint holding the weights
+    checkpoint_url: str  # the `fit` checkpoint holding the weights (resolved when read)
     dataset_url: str  # where the training data was read
     dataset_hash: str  # mm2latent.training.data.dataset_hash (embeddings folded in for mappings)
     metrics: dict = field(default_factory=dict)  # e.g. {"val_loss": 0.12, "epoch": 9}
@@ -45,7 +54,7 @@ class ModelRecord:
 
     @property
     def tag(self) -> str:
-        """`<name>-v<version>`, e.g. the embeddings directory of an autoencoder."""
+        """`<name>-v<version>`, e.g. "mask-ae-v3"."""
         return f"{self.name}-v{self.version}"
 
 
@@ -53,35 +62,76 @@ class ModelRegistry:
     """Read and append to the registry at `url` (a directory; local, memory:// or s3://).
 
     Args:
-        url: registry directory; `registry.json` is created on the first register.
+        url: registry directory; created on the first register.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.index_url = join(url, REGISTRY_FILE)
+        self.index_url = url  # named in error messages
 
-    def _read(self) -> dict[str, list[dict]]:
-        fs, path = open_fs(self.index_url)
-        try:
-            raw = fs.cat_file(path)
-        except FileNotFoundError:
-            return {}
+    def _record_url(self, name: str, version: int) -> str:
+        return join(self.url, name, f"v{version:06d}.json")
+
+    def _parse(self, url: str, raw: bytes) -> dict:
         try:
             doc = json.loads(raw)
             if doc.get("format") != REGISTRY_FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}, expected {REGISTRY_FORMAT}")
-            return doc["models"]
-        except (ValueError, KeyError, AttributeError) as e:
-            raise TrainingError(f"{self.index_url}: unreadable model registry ({e}). Fix: restore "
+            return doc
+        except (ValueError, AttributeError) as e:
+            raise TrainingError(f"{url}: unreadable model registry ({e}). Fix: restore "
                                 "it from a backup or point --registry elsewhere.") from e
+
+    def _legacy(self) -> dict[str, list[dict]]:
+        """Records of the older single-file layout (empty when there is none)."""
+        url = join(self.url, REGISTRY_FILE)
+        fs, path = open_fs(url)
+        try:
+            raw = fs.cat_file(path)
+        except FileNotFoundError:
+            return {}
+        models = self._parse(url, raw).get("models")
+        if not isinstance(models, dict):
+            raise TrainingError(f"{url}: unreadable model registry (no 'models'). Fix: restore "
+                                "it from a backup or point --registry elsewhere.")
+        return models
+
+    def _versions(self, name: str) -> list[int]:
+        """Version numbers with a record file under `<registry>/<name>/`, ascending."""
+        fs, root = open_fs(join(self.url, name))
+        fs.invalidate_cache(root)  # another process may have registered since the last listing
+        try:
+            entries = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return []
+        found = (_RECORD_RE.match(e.rstrip("/").rsplit("/", 1)[-1]) for e in entries)
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def _to_record(self, doc: dict) -> ModelRecord:
+        fields = {f.name for f in dataclasses.fields(ModelRecord)}
+        values = {k: v for k, v in doc.items() if k in fields}
+        values["checkpoint_url"] = resolve_location(self.url, values["checkpoint_url"])
+        return ModelRecord(**values)
 
     def records(self, name: str) -> list[ModelRecord]:
         """Every version of `name`, oldest first (empty if none)."""
-        return [ModelRecord(**r) for r in self._read().get(name, [])]
+        docs = {d["version"]: d for d in self._legacy().get(name, [])}
+        for version in self._versions(name):
+            url = self._record_url(name, version)
+            fs, path = open_fs(url)
+            docs[version] = self._parse(url, fs.cat_file(path))
+        return [self._to_record(docs[v]) for v in sorted(docs)]
 
     def names(self) -> list[str]:
         """Registered model names, sorted."""
-        return sorted(self._read())
+        fs, root = open_fs(self.url)
+        fs.invalidate_cache(root)
+        try:
+            entries = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            entries = []
+        dirs = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries}
+        return sorted(set(self._legacy()) | {d for d in dirs if self._versions(d)})
 
     def latest(self, name: str) -> ModelRecord | None:
         """The highest version of `name`, or None if it was never registered."""
@@ -100,16 +150,19 @@ class ModelRegistry:
     def register(self, name: str, checkpoint_url: str, dataset_url: str, dataset_hash: str,
                  metrics: dict | None = None, config: dict | None = None,
                  extra: dict | None = None) -> ModelRecord:
-        """Append a new version of `name` (previous version + 1) and rewrite the index atomically."""
-        models = self._read()
-        previous = models.get(name, [])
-        version = previous[-1]["version"] + 1 if previous else 1
-        record = ModelRecord(
-            name=name, version=version, created=dt.datetime.now(dt.timezone.utc).isoformat(),
-            checkpoint_url=checkpoint_url, dataset_url=dataset_url, dataset_hash=dataset_hash,
-            metrics=dict(metrics or {}), config=dict(config or {}), extra=dict(extra or {}))
-        models[name] = [*previous, dataclasses.asdict(record)]
-        text = json.dumps({"format": REGISTRY_FORMAT, "models": models}, indent=2, sort_keys=True)
-        atomic_write_bytes(self.index_url, (text + "\n").encode())
+        """Add the next version of `name`; safe against concurrent registrations (see module doc)."""
+        stored = relative_location(self.url, checkpoint_url)
+        legacy = [d["version"] for d in self._legacy().get(name, [])]
+        version = max([0, *legacy, *self._versions(name)]) + 1
+        while True:
+            record = ModelRecord(
+                name=name, version=version, created=dt.datetime.now(dt.timezone.utc).isoformat(),
+                checkpoint_url=stored, dataset_url=dataset_url, dataset_hash=dataset_hash,
+                metrics=dict(metrics or {}), config=dict(config or {}), extra=dict(extra or {}))
+            doc = {"format": REGISTRY_FORMAT, **dataclasses.asdict(record)}
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+            if create_exclusive(self._record_url(name, version), text.encode()):
+                break
+            version += 1  # another run claimed this number first: take the next one
         logger.info("registered %s (%s)", record.tag, checkpoint_url)
-        return record
+        return dataclasses.replace(record, checkpoint_url=resolve_location(self.url, stored))

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from mm2latent.dims import NUM_MASK_CLASSES
+
 # CelebAMask-HQ order; value k of a mask is CELEBAMASK_HQ_CLASSES[k].
 CELEBAMASK_HQ_CLASSES: tuple[str, ...] = (
     "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
     "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
 )
-NUM_CLASSES = len(CELEBAMASK_HQ_CLASSES)
+NUM_CLASSES = NUM_MASK_CLASSES
+assert len(CELEBAMASK_HQ_CLASSES) == NUM_CLASSES  # the class table defines the label ids
 
 # face-parsing.PyTorch (`79999_iter.pth`) output order; names are CelebAMask-HQ file names.
 BISENET_CLASSES: tuple[str, ...] = (

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.models.stylegan2 import ops
 
@@ -29,8 +30,8 @@ NOISE_MODES = ("const", "random", "none")
 class GeneratorCfg:
     """Shape of a StyleGAN2 generator; defaults = NVIDIA FFHQ 1024 config F."""
 
-    z_dim: int = 512  # latent z width
-    w_dim: int = 512  # intermediate w width
+    z_dim: int = LATENT_DIM  # latent z width
+    w_dim: int = LATENT_DIM  # intermediate w width
     img_resolution: int = 1024  # output H = W, pixels, power of two >= 4
     img_channels: int = 3  # output colour channels
     mapping_layers: int = 8  # fully connected layers in the mapping network

@@ -1,0 +1,132 @@
+"""The `pipeline` flow: synth-data -> train-autoencoders -> train-mapping (each modality),
+as subflows, skipping every step whose outputs are already complete for the same inputs.
+
+Each step is one function `(PipelineRun) -> status`; to extend the chain, append a step to
+`STEPS` (the benchmark flow joins it this way). Lineage is recorded as Prefect assets as the
+steps finish (tasks/lineage.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prefect import flow
+
+from flows.runners import check_runner_choice
+from flows.synth_data import synth_data
+from flows.train import train_autoencoders, train_mapping_flow
+from mm2latent.lineage import asset_key, embeddings_asset, model_asset
+from mm2latent.synth.params import SynthDataParams, parse_params
+from mm2latent.training.registry import default_registry_url
+from storage.embeddings import embeddings_url
+from tasks.lineage import record_asset
+from tasks.pipeline import (autoencoders_to_train, check_dataset, dataset_lineage,
+                            mapping_is_current)
+
+AUTOENCODED = ("mask", "sketch")  # modalities whose MappingNet reads autoencoder embeddings
+
+
+@dataclass
+class PipelineRun:
+    """What the steps share: the run's settings and what earlier steps produced."""
+
+    params: SynthDataParams  # the dataset to make (params.out is the dataset root)
+    runs: str  # root of the training run directories
+    registry: str  # model registry directory
+    mappings: list[str]  # MappingNets to train
+    ae_overrides: dict  # autoencoder training overrides (None = default)
+    mapping_overrides: dict  # MappingNet training overrides
+    task_runner: str = "threads"  # where synth-data's shards run
+    dask_address: str | None = None  # existing Dask scheduler, None = LocalCluster
+    models: dict[str, str] = field(default_factory=dict)  # registry name -> asset key
+
+    @property
+    def dataset_key(self) -> str:
+        return asset_key(self.params.out)
+
+
+def synth_step(run: PipelineRun) -> str:
+    """Make (or finish) the dataset; record its asset when shards were written."""
+    if check_dataset(run.params):
+        return "skipped: every shard is complete"
+    p = run.params
+    synth_data(preset=p.preset, n_samples=p.n_samples, samples_per_shard=p.samples_per_shard,
+               seed=p.seed, out=p.out, batch_size=p.batch_size, device=p.device,
+               modalities=list(p.modalities), max_workers=p.max_workers,
+               task_runner=run.task_runner, dask_address=run.dask_address)
+    record_asset(dataset_lineage(p.out))
+    return "ran"
+
+
+def autoencoder_step(run: PipelineRun) -> str:
+    """Train the autoencoders the MappingNets need; record models and embeddings."""
+    wanted = [m for m in AUTOENCODED if m in run.mappings]
+    todo = autoencoders_to_train(run.params.out, run.registry, run.params.preset, wanted,
+                                 run.ae_overrides) if wanted else []
+    if not todo:
+        return "skipped: autoencoders are current" if wanted else "skipped: none needed"
+    # resume=True: a pipeline rerun after a crash continues the interrupted training run.
+    reports = train_autoencoders(run.params.out, run.runs, run.registry, run.params.preset, todo,
+                                 resume=True, **run.ae_overrides)
+    for report in reports:
+        record = report["record"]
+        run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
+        url = embeddings_url(run.params.out, f"{record['name']}-v{record['version']}")
+        record_asset(embeddings_asset(url, record, run.dataset_key))
+    return f"ran: {', '.join(todo)}"
+
+
+def mapping_step(run: PipelineRun) -> str:
+    """Train the MappingNets that are not current; record them with their inputs."""
+    ran = []
+    for modality in run.mappings:
+        if mapping_is_current(run.params.out, run.registry, run.params.preset, modality,
+                              run.mapping_overrides):
+            continue
+        report = train_mapping_flow(run.params.out, modality, run.runs, run.registry,
+                                    run.params.preset, resume=True, **run.mapping_overrides)
+        record = report["record"]
+        upstream = [run.dataset_key]
+        if record["extra"].get("embeddings_version"):
+            upstream.append(asset_key(embeddings_url(run.params.out,
+                                                     record["extra"]["embeddings_version"])))
+        run.models[record["name"]] = record_asset(model_asset(record, upstream))
+        ran.append(modality)
+    return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"
+
+
+STEPS: dict[str, Callable[[PipelineRun], str]] = {
+    "synth-data": synth_step, "train-autoencoders": autoencoder_step, "train-mapping": mapping_step}
+
+
+@flow(name="pipeline")
+def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int = 64,
+             seed: int = 0, data: str = "data/tiny", runs: str = "runs/tiny",
+             mappings: list[str] = ["mask", "sketch", "flame"], ae_epochs: int | None = None,
+             mapping_epochs: int | None = None, batch_size: int | None = None,
+             device: str = "cpu", task_runner: str = "threads", dask_address: str | None = None,
+             max_workers: int = 1) -> dict[str, str]:
+    """The whole chain on one dataset; rerun it to resume or to pick up changed settings.
+
+    Args:
+        preset: "tiny" (seeded networks, images are NOT faces) or "ffhq".
+        n_samples, samples_per_shard, seed: the dataset (see the synth-data flow).
+        data: dataset root (fsspec URL).
+        runs: root of training runs; the registry is `<runs>/registry`.
+        mappings: MappingNets to train (mask, sketch, flame); mask/sketch bring their autoencoder.
+        ae_epochs, mapping_epochs, batch_size: training overrides; None = the defaults.
+        device: torch device for every step.
+        task_runner, dask_address, max_workers: where synth-data's shards run (threads or dask).
+
+    Returns:
+        step name -> "ran: ..." or "skipped: <why>".
+    """
+    check_runner_choice(task_runner, dask_address)
+    params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
+                          seed=seed, out=data, device=device, max_workers=max_workers)
+    train = {"batch_size": batch_size, "device": device}
+    run = PipelineRun(params, runs, default_registry_url(runs), list(mappings),
+                      {"epochs": ae_epochs, **train}, {"epochs": mapping_epochs, **train},
+                      task_runner, dask_address)
+    return {name: step(run) for name, step in STEPS.items()}

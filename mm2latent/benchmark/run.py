@@ -1,0 +1,212 @@
+"""The benchmark's steps over files: plan (validate, record pairs), reference, evaluate, finish.
+
+Each step takes the BenchmarkCfg and reads what earlier steps wrote under cfg.out, so the
+Prefect tasks pass only the config. `plan` checks every input before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mm2latent.benchmark.captions import parse_captions
+from mm2latent.benchmark.config import BenchmarkCfg
+from mm2latent.benchmark.cmmd import KernelSum, cmmd
+from mm2latent.benchmark.evaluate import STAGES, evaluate_chunk
+from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
+from mm2latent.benchmark.networks import build_metric_nets, load_models, resolve_versions
+from mm2latent.benchmark.pairs import Pair, PairSelection, select_pairs
+from mm2latent.benchmark.reference import reference_embeddings
+from mm2latent.benchmark.report import example_grid, render_report
+from mm2latent.errors import ConfigError
+from mm2latent.presets import get_preset
+from mm2latent.modalities.codecs import encode_png
+from mm2latent.training.registry import ModelRecord, default_registry_url
+from storage import benchmark_store as store
+from storage.celeba import CelebAMaskIndex, merged_mask, read_captions_file, scan_celebamask
+from storage.fs import join
+from storage.reference_images import embedding_cache_url, read_cached_embeddings, scan_reference
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything checked before a run writes: the data listing, pairs, reference, models."""
+
+    index: CelebAMaskIndex
+    selection: PairSelection
+    records: tuple[ModelRecord, ...]
+
+
+def cache_url(cfg: BenchmarkCfg, part: str) -> str:
+    """Folder of one cache (merged masks, reference embeddings)."""
+    return join(cfg.cache or join(cfg.out, "cache"), part)
+
+
+def make_plan(cfg: BenchmarkCfg) -> Plan:
+    """Check the roots, the captions, the pair set, the reference and the model versions."""
+    get_preset(cfg.preset)
+    cfg.metric_nets()
+    index = scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES)
+    captions = parse_captions(read_captions_file(cfg.captions), cfg.caption_field, cfg.captions)
+    selection = select_pairs(index.ids(), captions, cfg.n_pairs, cfg.seed)
+    scan_reference(cfg.reference, cfg.reference_limit)
+    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
+    return Plan(index=index, selection=selection, records=tuple(records))
+
+
+def start(cfg: BenchmarkCfg) -> dict:
+    """Validate everything, then record run.json and pairs.parquet (kept on a rerun)."""
+    plan = make_plan(cfg)
+    identity = cfg.identity() | {"models": [r.tag for r in plan.records]}
+    if not store.check_run(cfg.out, identity):
+        pairs = plan.selection.pairs
+        store.write_run(cfg.out, identity, {
+            "image_id": np.array([p.image_id for p in pairs], np.int64),
+            "caption": [p.caption for p in pairs],
+            "noise_seed": np.array([p.noise_seed for p in pairs], np.int64)})
+    missing = plan.selection.missing_captions
+    if missing:
+        logger.warning("%d annotated image(s) have no %s and were skipped, e.g. %s",
+                       len(missing), cfg.caption_field, ", ".join(f"{i}.jpg" for i in missing[:5]))
+    return {"pairs": len(plan.selection.pairs), "candidates": plan.selection.candidates,
+            "missing_captions": list(missing), "models": [r.tag for r in plan.records]}
+
+
+def read_pairs(out: str) -> list[Pair]:
+    """The pairs recorded by `start`."""
+    table = store.read_parquet(join(out, store.PAIRS_FILE)).to_pydict()
+    return [Pair(int(i), c, int(s)) for i, c, s in
+            zip(table["image_id"], table["caption"], table["noise_seed"])]
+
+
+def reference(cfg: BenchmarkCfg, cache_dir: Path | None = None) -> dict:
+    """Embed (or read from cache) the reference set; its metadata (kernel sum, count, model)."""
+    nets = build_metric_nets(get_preset(cfg.preset), cfg.metric_nets(), cfg.device, cache_dir)
+    ref = scan_reference(cfg.reference, cfg.reference_limit)
+    model_id = f"{nets.ids['cmmd']}|limit={cfg.reference_limit}"
+    folder = cache_url(cfg, "cmmd-reference")
+    _, meta = reference_embeddings(nets.cmmd, model_id, ref, folder, cfg.sigma, cfg.reference_limit)
+    return meta | {"url": embedding_cache_url(folder, ref, model_id)}
+
+
+def _chunks(pairs: list[Pair], size: int) -> list[list[Pair]]:
+    return [pairs[i:i + size] for i in range(0, len(pairs), size)]
+
+
+def evaluate(cfg: BenchmarkCfg, on_progress: ProgressFn | None = None,
+             cache_dir: Path | None = None) -> dict[str, int]:
+    """Evaluate every model on every unfinished chunk; {model tag: chunks computed now}."""
+    preset = get_preset(cfg.preset)
+    pairs, index = read_pairs(cfg.out), scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES)
+    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
+    nets = build_metric_nets(preset, cfg.metric_nets(), cfg.device, cache_dir)
+    models = load_models(preset, default_registry_url(cfg.models), records, cfg.device, cache_dir)
+    example_ids = {p.image_id for p in pairs[:cfg.grid_rows]}
+    done: dict[str, int] = {}
+    for tag, model in models.items():
+        done[tag] = 0
+        for number, chunk in enumerate(_chunks(pairs, cfg.chunk_size)):
+            if store.chunk_done(cfg.out, tag, number):
+                if on_progress:
+                    on_progress(len(chunk))  # finished by an earlier run
+                continue
+            masks = np.stack([merged_mask(index, p.image_id, cache_url(cfg, "celebamask-merged"),
+                                          merge_class_masks) for p in chunk])  # (B, 512, 512)
+            result = evaluate_chunk(model, tag, nets, chunk, masks, cfg.eval_size)
+            for i, pair in enumerate(chunk):
+                if pair.image_id in example_ids:
+                    store.write_bytes(join(cfg.out, "examples", tag), f"{pair.image_id}.png",
+                                      encode_png(result.images[i].numpy()))
+            store.write_chunk(cfg.out, tag, number, result.columns,
+                              {"seconds": result.seconds, "pairs": len(chunk)})
+            done[tag] += 1
+            if on_progress:
+                on_progress(len(chunk))
+    return done
+
+
+def _model_results(cfg: BenchmarkCfg, tag: str, n_chunks: int) -> tuple[pa.Table, dict[str, float]]:
+    """The model's per-pair table (all chunks) and its summed stage seconds."""
+    tables, seconds = [], {}
+    for number in range(n_chunks):
+        if not store.chunk_done(cfg.out, tag, number):
+            raise ConfigError(f"{cfg.out}: chunk {number} of {tag} is not finished; re-run the "
+                              "same benchmark command to complete it.")
+        tables.append(store.read_parquet(store.chunk_url(cfg.out, tag, number, "parquet")))
+        for stage, value in store.read_chunk_latency(cfg.out, tag, number)["seconds"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + value
+    return pa.concat_tables(tables), seconds
+
+
+def _model_summary(tag: str, table: pa.Table, seconds: dict[str, float], reference_embeddings,
+                   ref_meta: dict, sigma: float, switches: dict) -> dict:
+    emb = table.column(store.EMBEDDING).combine_chunks()
+    generated = emb.values.to_numpy(zero_copy_only=False).reshape(len(table), -1)
+    y_sum = KernelSum(ref_meta["kernel_total"], ref_meta["count"])
+    n = len(table)
+    total = sum(seconds[s] for s in STAGES)
+    latency = {s: 1000.0 * seconds[s] / n for s in STAGES} | {"total": 1000.0 * total / n}
+    return {"model": tag, "pairs": n,
+            "clip_score": float(np.mean(table.column("clip_score").to_numpy())),
+            "mask_accuracy": float(np.mean(table.column("mask_accuracy").to_numpy())),
+            "cmmd": cmmd(generated, reference_embeddings, sigma, y_sum=y_sum),
+            "latency_ms": latency, "images_per_s": n / total if total > 0 else float("nan"),
+            "metric_seconds": seconds.get("metrics", 0.0), "switches": switches}
+
+
+def _switches(record: ModelRecord) -> dict:
+    net, train = record.config.get("mapping_net", {}), record.config.get("train", {})
+    return {"pteg": train.get("pteg"), "use_batchnorm": net.get("use_batchnorm"),
+            "dropout": net.get("dropout"), "depth": net.get("depth")}
+
+
+def _grid(cfg: BenchmarkCfg, pairs: list[Pair], tags: list[str]) -> np.ndarray:
+    index = scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES)
+    rows = pairs[:cfg.grid_rows]
+    masks = [merged_mask(index, p.image_id, cache_url(cfg, "celebamask-merged"), merge_class_masks)
+             for p in rows]
+    generated = [[store.read_png(join(cfg.out, "examples", t, f"{p.image_id}.png"))
+                  for t in tags] for p in rows]
+    return example_grid(masks, [p.caption for p in rows], generated)
+
+
+def finish(cfg: BenchmarkCfg, ref_meta: dict, missing_captions: list[int]) -> dict:
+    """results.parquet, summary.json, report.md and grid.png from the finished chunks."""
+    pairs = read_pairs(cfg.out)
+    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
+    cached = read_cached_embeddings(ref_meta["url"])
+    if cached is None:
+        raise ConfigError(f"{ref_meta['url']}: reference embeddings vanished; re-run the command.")
+    n_chunks = len(_chunks(pairs, cfg.chunk_size))
+    tables, models = [], []
+    for record in records:
+        table, seconds = _model_results(cfg, record.tag, n_chunks)
+        tables.append(table.drop_columns([store.EMBEDDING]))
+        models.append(_model_summary(record.tag, table, seconds, cached[0], ref_meta, cfg.sigma,
+                                     _switches(record)))
+    store.write_bytes(cfg.out, store.RESULTS_FILE, store.table_bytes(pa.concat_tables(tables)))
+    nets = cfg.metric_nets()
+    preset = get_preset(cfg.preset)
+    conventions = {"clip": nets.clip_score or "seeded tiny CLIP tower", "size": cfg.eval_size,
+                   "parser": nets.parser or "seeded tiny BiSeNet", "sigma": cfg.sigma,
+                   "cmmd": nets.cmmd or "seeded tiny CLIP tower", "ref_n": ref_meta["images"],
+                   "ref": cfg.reference}
+    run = {"pairs": len(pairs), "seed": cfg.seed, "caption_field": cfg.caption_field,
+           "missing_captions": missing_captions, "makes_faces": preset.makes_faces,
+           "ablation": cfg.ablation, "conventions": conventions, "config": cfg.identity()}
+    summary = {"run": run, "models": models}
+    store.write_bytes(cfg.out, "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    report = render_report(summary)
+    store.write_bytes(cfg.out, "report.md", report.encode())
+    store.write_bytes(cfg.out, "grid.png", encode_png(_grid(cfg, pairs, [r.tag for r in records])))
+    return summary | {"report": report, "out": cfg.out}

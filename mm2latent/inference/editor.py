@@ -1,0 +1,223 @@
+"""The generator/editor pipeline: caption + condition -> w -> image; e4e inversion + text edits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mm2latent.batching import run_padded
+from mm2latent.dims import FLAME_DIM
+from mm2latent.errors import ConfigError
+from mm2latent.input_checks import check_map_size
+from mm2latent.inference.inputs import (Spatial, broadcast, check_beta, check_flame, check_images,
+                                        check_masks, check_sketches, check_texts)
+from mm2latent.model_loading import build_component
+from mm2latent.models.autoencoders import SpatialAutoencoder
+from mm2latent.models.clip_towers import ClipEmbedder
+from mm2latent.models.deca import FlameEncoder, ffhq_crop_for_deca
+from mm2latent.models.e4e import E4EEncoder
+from mm2latent.models.face_parser.bisenet import BiSeNet
+from mm2latent.models.mapping_net import MappingNet, apply_edit, edit_direction
+from mm2latent.models.stylegan2.generator import Generator
+from mm2latent.presets import PresetCfg
+from mm2latent.seeding import derive_seed
+from mm2latent.synth import stages
+from mm2latent.training.autoencoders import to_network_input
+from mm2latent.training.data import resize_map
+
+
+def _quantize(images: torch.Tensor) -> torch.Tensor:
+    """Generator output (B, 3, R, R) -> uint8 (B, R, R, 3), exactly as synth-data stores it."""
+    return stages.store_pixels(images, images.shape[-1])
+
+
+def _stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, S, S, 3) uint8 of [0, 1] images at the dataset's stored size (synth-data's resize)."""
+    if images01.shape[-2:] != (size, size):
+        images01 = F.interpolate(images01, size=(size, size), mode="bilinear",
+                                 align_corners=False, antialias=True)
+    pixels = (images01 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S), rounded
+    return pixels.permute(0, 2, 3, 1).contiguous()  # (B, S, S, 3)
+
+
+class Mm2LatentGenerator:
+    """Text(+spatial) -> image generation and text-driven editing with one modality's models.
+
+    Build it with `load_inference`. The e4e encoder and the annotator that labels a real
+    image are loaded on first use, so generation never needs their weights files.
+
+    Args:
+        preset: the resolved preset (architectures, weights names, store size).
+        modality: "mask", "sketch" or "flame": the MappingNet's spatial input.
+        generator: StyleGAN2 generator, eval mode.
+        farl: FaRL / CLIP towers; the text tower embeds captions.
+        mapping: trained MappingNet, eval mode.
+        autoencoder: the mask / sketch autoencoder the MappingNet was trained with; None for flame.
+        device: torch device of every network.
+        cache_dir: weights cache for the lazily loaded networks; None = the default.
+    """
+
+    def __init__(self, preset: PresetCfg, modality: str, generator: Generator, farl: ClipEmbedder,
+                 mapping: MappingNet, autoencoder: SpatialAutoencoder | None,
+                 device: torch.device, cache_dir: Path | None = None) -> None:
+        self.preset, self.modality, self.device, self.cache_dir = preset, modality, device, cache_dir
+        self.generator, self.farl, self.mapping, self.autoencoder = generator, farl, mapping, autoencoder
+        self._check_dims()
+        self._e4e: E4EEncoder | None = None
+        self._annotator: torch.nn.Module | None = None
+
+    def _check_dims(self) -> None:
+        """ConfigError when the registered models do not fit the preset's networks."""
+        cfg = self.mapping.cfg
+        spatial = FLAME_DIM if self.autoencoder is None else self.autoencoder.cfg.bottleneck_dim
+        pairs = (("text_dim", cfg.text_dim, "FaRL embed_dim", self.farl.cfg.embed_dim),
+                 ("spatial_dim", cfg.spatial_dim, f"{self.modality} embedding width", spatial),
+                 ("w_dim", cfg.w_dim, "generator w_dim", self.generator.cfg.w_dim))
+        for field, got, what, want in pairs:
+            if got != want:
+                raise ConfigError(f"the registered MappingNet has {field}={got} but the preset "
+                                  f"{self.preset.name!r} has {what}={want}. Fix: use the preset "
+                                  "the models were trained with.")
+        if cfg.output != "w":
+            raise ConfigError(f"MappingNet output={cfg.output!r}; inference expects output='w'.")
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, 512) unit-norm FaRL text embeddings of B captions.
+
+        Args:
+            texts: non-empty captions.
+        """
+        return self.farl.encode_text(check_texts(texts)).float()
+
+    @torch.no_grad()
+    def spatial_embeddings(self, spatial: Spatial) -> torch.Tensor:
+        """(B, spatial_dim) embeddings of raw conditions of this modality.
+
+        Args:
+            spatial: mask ids (H, W) / (B, H, W) in 0..18, sketches of 0/255 of the same shapes,
+                or flame codes (159,) / (B, 159). Maps are resized to the autoencoder's side as
+                in training (nearest for masks, area + re-binarise for sketches).
+        """
+        if self.modality == "flame":
+            return check_flame(spatial).to(self.device)
+        maps = check_masks(spatial) if self.modality == "mask" else check_sketches(spatial)
+        ae_cfg = self.autoencoder.cfg
+        check_map_size(maps.shape, self.modality, min(ae_cfg.resolution, self.preset.store_size))
+        maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
+        inputs = to_network_input(maps.to(self.device), ae_cfg)
+        # Padded like synth-data's stages so a lone map encodes as it did inside a batch.
+        return run_padded(self.autoencoder.encode, inputs)  # (B, D)
+
+    @torch.no_grad()
+    def latents(self, texts: Sequence[str], spatial: Spatial) -> torch.Tensor:
+        """w (B, w_dim) = MappingNet(text embedding, spatial embedding).
+
+        Args:
+            texts: B captions, or one caption for every spatial condition.
+            spatial: B conditions, or one condition for every caption (see spatial_embeddings).
+        """
+        text, space = broadcast(self.text_embeddings(texts), self.spatial_embeddings(spatial))
+        return self.mapping(text, space)  # (B, w_dim)
+
+    @torch.no_grad()
+    def synthesize(self, w: torch.Tensor, noise_seed: int | None = None) -> torch.Tensor:
+        """(B, R, R, 3) uint8 images of w (B, w_dim) or w+ (B, num_ws, w_dim).
+
+        Args:
+            w: latents.
+            noise_seed: None = the generator's constant noise; an int = fresh noise per image,
+                image i drawn from its own RNG seeded by (noise_seed, i).
+        """
+        if noise_seed is None:
+            return _quantize(self.generator.synthesize_from_w(w, noise_mode="const"))
+        images = []
+        for i in range(w.shape[0]):
+            rng = torch.Generator(self.device).manual_seed(derive_seed(noise_seed, i))
+            images.append(self.generator.synthesize_from_w(w[i:i + 1], "random", rng))
+        return _quantize(torch.cat(images))
+
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], spatial: Spatial, truncation_psi: float = 1.0,
+                 noise_seed: int | None = None) -> torch.Tensor:
+        """(B, R, R, 3) uint8 images for captions and spatial conditions.
+
+        Args:
+            texts: captions (see latents).
+            spatial: conditions (see spatial_embeddings).
+            truncation_psi: 1 = w as mapped; < 1 pulls w toward the generator's average w.
+            noise_seed: see synthesize.
+        """
+        if not math.isfinite(truncation_psi):
+            raise ConfigError(f"truncation_psi={truncation_psi!r} must be finite (1 = none).")
+        w = self.latents(texts, spatial)
+        if truncation_psi != 1.0:
+            w = self.generator.truncate(w, truncation_psi)
+        return self.synthesize(w, noise_seed)
+
+    def _e4e_encoder(self) -> E4EEncoder:
+        if self._e4e is None:
+            e4e = build_component(self.preset, "e4e", lambda: E4EEncoder(self.preset.e4e), self.cache_dir)
+            if e4e.cfg.n_styles != self.generator.num_ws or e4e.cfg.w_dim != self.generator.cfg.w_dim:
+                raise ConfigError(f"e4e gives w+ ({e4e.cfg.n_styles}, {e4e.cfg.w_dim}) but the "
+                                  f"generator takes ({self.generator.num_ws}, "
+                                  f"{self.generator.cfg.w_dim}); the preset's e4e does not fit it.")
+            self._e4e = e4e.to(self.device).eval().requires_grad_(False)
+        return self._e4e
+
+    def _annotator_net(self) -> torch.nn.Module:
+        if self._annotator is None:
+            preset = self.preset
+            if self.modality == "mask":
+                net = build_component(preset, "parser", lambda: BiSeNet(preset.bisenet), self.cache_dir)
+            else:
+                net = build_component(preset, "deca", lambda: FlameEncoder(preset.deca), self.cache_dir)
+            self._annotator = net.to(self.device).eval().requires_grad_(False)
+        return self._annotator
+
+    @torch.no_grad()
+    def annotate(self, images01: torch.Tensor) -> Spatial:
+        """The images' own raw condition: mask ids, 0/255 sketch or flame code, as synth-data.
+
+        Args:
+            images01: (B, 3, H, W) FFHQ-aligned RGB in [0, 1]; resized to the preset's stored
+                size and quantised to uint8 first, as the annotators see dataset images.
+        """
+        pixels = _stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
+        if self.modality == "sketch":
+            return stages.sketches(self.preset.sketch, pixels.cpu())  # (B, R, R) 0/255
+        float01 = stages.to_float_images(pixels).to(self.device)  # (B, 3, S, S)
+        if self.modality == "mask":
+            return stages.parse_masks(self._annotator_net(), float01)[0].cpu()  # (B, S, S)
+        return stages.embed(self._annotator_net().flame159, ffhq_crop_for_deca(float01)).cpu()
+
+    @torch.no_grad()
+    def invert(self, images01: torch.Tensor) -> torch.Tensor:
+        """e4e w+ (B, num_ws, w_dim) of (B, 3, H, W) images in [0, 1]."""
+        return self._e4e_encoder().invert(check_images(images01).to(self.device))
+
+    @torch.no_grad()
+    def edit(self, images01: torch.Tensor, target_text: str, pivot_text: str, beta: float,
+             spatial: Spatial | None = None) -> torch.Tensor:
+        """(B, R, R, 3) uint8 edited images: w+ + beta * (Net(target) - Net(pivot)).
+
+        Args:
+            images01: (B, 3, H, W) FFHQ-aligned RGB in [0, 1].
+            target_text: description of the wanted result, e.g. "a smiling face".
+            pivot_text: neutral description, e.g. "a face".
+            beta: edit strength; 0 returns the e4e reconstruction.
+            spatial: the images' conditions (one, or one per image); None = annotate them.
+        """
+        beta = check_beta(beta)
+        target, pivot = self.text_embeddings(check_texts([target_text], "target_text")
+                                             + check_texts([pivot_text], "pivot_text"))
+        w_plus = self.invert(images01)  # (B, num_ws, w_dim)
+        space = self.spatial_embeddings(self.annotate(images01) if spatial is None else spatial)
+        space, _ = broadcast(space, w_plus[:, 0], ("spatial conditions", "images"))
+        rows = w_plus.shape[0]
+        delta = edit_direction(self.mapping, target.expand(rows, -1), pivot.expand(rows, -1), space)
+        return self.synthesize(apply_edit(w_plus, delta, beta))

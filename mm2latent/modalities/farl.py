@@ -1,0 +1,29 @@
+"""The FaRL image embedding of the stored image (CLIP ViT-B/16, 512-d, L2-normalised)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mm2latent.modalities.codecs import vector_codec
+from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent.synth import stages
+
+_encode, _decode = vector_codec("farl")
+
+
+def _build(preset, cache_dir: Path | None):
+    # Imported here: readers use this module for its codec and should not load network code.
+    from mm2latent.model_loading import build_component
+    from mm2latent.models.clip_towers import ClipEmbedder
+
+    return build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
+
+
+def _annotate(embedder, batch: SynthBatch) -> Annotation:
+    return Annotation(stages.embed(embedder.encode_image, batch.images01).cpu().numpy())  # (B, 512)
+
+
+SPEC = ModalitySpec(name="farl", exts=("farl.npy",), encode=_encode, decode=_decode,
+                    annotate=_annotate, build=_build, component="farl",
+                    vector_dim=lambda preset: preset.farl.embed_dim,
+                    annotator_width=lambda net: net.cfg.embed_dim)

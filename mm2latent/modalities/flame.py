@@ -1,0 +1,31 @@
+"""DECA's 159 FLAME numbers (shape 100, exp 50, pose 6, cam 3) of the FFHQ-cropped image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mm2latent.models.deca import ffhq_crop_for_deca
+from mm2latent.modalities.codecs import vector_codec
+from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent.synth import stages
+
+_encode, _decode = vector_codec("flame")
+
+
+def _build(preset, cache_dir: Path | None):
+    # Imported here: readers use this module for its codec and should not load network code.
+    from mm2latent.model_loading import build_component
+    from mm2latent.models.deca import FlameEncoder
+
+    return build_component(preset, "deca", lambda: FlameEncoder(preset.deca), cache_dir)
+
+
+def _annotate(encoder, batch: SynthBatch) -> Annotation:
+    crops = ffhq_crop_for_deca(batch.images01)
+    return Annotation(stages.embed(encoder.flame159, crops).cpu().numpy())  # (B, 159)
+
+
+SPEC = ModalitySpec(name="flame", exts=("flame.npy",), encode=_encode, decode=_decode,
+                    annotate=_annotate, build=_build, component="deca",
+                    vector_dim=lambda preset: preset.deca.flame159_dim,
+                    annotator_width=lambda net: net.cfg.flame159_dim)

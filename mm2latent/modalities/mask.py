@@ -1,0 +1,73 @@
+"""The 19-class CelebAMask-HQ face-parsing mask: a single-channel label PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mm2latent.models.face_parser.base import MIN_FACE_FRACTION
+from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
+from mm2latent.modalities.codecs import encode_png
+from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent.synth import stages
+
+
+def _encode(labels: np.ndarray, _image_format: str) -> tuple[str, bytes]:
+    return "mask.png", encode_png(labels)
+
+
+def _decode(data: bytes) -> torch.Tensor:
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode not in ("L", "P"):  # converting RGB to L would blend label values
+            raise ValueError(f"mask must be a single-channel PNG, found mode {im.mode}")
+        labels = np.asarray(im)  # (H, W) uint8 label ids
+    return torch.from_numpy(labels.astype(np.int64))  # (H, W)
+
+
+def _build(preset, cache_dir: Path | None):
+    # Imported here: readers use this module for its codec and should not load network code.
+    from mm2latent.model_loading import build_component
+    from mm2latent.models.face_parser.bisenet import BiSeNet
+
+    return build_component(preset, "parser", lambda: BiSeNet(preset.bisenet), cache_dir)
+
+
+def _annotate(parser, batch: SynthBatch) -> Annotation:
+    """Labels, and a NoFaceFound error where (almost) no pixel is face or head."""
+    labels, fraction = stages.parse_masks(parser, batch.images01)
+    errors = [None if share >= MIN_FACE_FRACTION else
+              (f"NoFaceFound: the face parser labelled {share:.2%} of the pixels as face or head "
+               f"(minimum {MIN_FACE_FRACTION:.0%})") for share in fraction.tolist()]
+    return Annotation(labels.cpu().numpy(), errors)  # (B, S, S) uint8
+
+
+class ClassFrequency:
+    """Pixel share of each CelebAMask-HQ class over decoded masks."""
+
+    def __init__(self) -> None:
+        self.pixels = np.zeros(NUM_CLASSES, dtype=np.int64)
+
+    def add(self, labels: torch.Tensor) -> None:
+        """Fold in one (H, W) label map."""
+        self.pixels += np.bincount(labels.numpy().ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+
+    def result(self) -> dict[str, float]:
+        """class name -> pixel share; {} without pixels."""
+        total = self.pixels.sum()
+        return {name: float(c / total) for name, c in zip(CELEBAMASK_HQ_CLASSES, self.pixels)} if total else {}
+
+    def render(self, result: dict[str, float]) -> str | None:
+        """'mask classes (pixel share): ...', largest first."""
+        if not result:
+            return None
+        shares = sorted(result.items(), key=lambda kv: -kv[1])
+        return "mask classes (pixel share): " + ", ".join(f"{n} {s:.3f}" for n, s in shares if s > 0)
+
+
+SPEC = ModalitySpec(name="mask", exts=("mask.png",), encode=_encode, decode=_decode,
+                    annotate=_annotate, build=_build, component="parser", stats=ClassFrequency,
+                    tile=lambda labels: colorize(labels.numpy()))  # (H, W, 3)

@@ -1,0 +1,72 @@
+"""Prefect tasks of the `pipeline` flow: which steps are already done, and their lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mm2latent.lineage import AssetSpec, dataset_asset
+from mm2latent.presets import get_preset
+from mm2latent.synth.params import SynthDataParams
+from mm2latent.training import data
+from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, replace_cfg
+from mm2latent.training.freshness import dataset_complete, trained_record
+from mm2latent.training.mapping import mapping_net_cfg
+from mm2latent.training.pipeline import ae_name, mapping_name
+from mm2latent.training.registry import ModelRegistry
+from storage.dataset_index import DatasetIndex, complete_shards
+
+
+# Every check reads the files (registry, stats markers): they are the cache, never Prefect's.
+@task(name="dataset-complete", cache_policy=NO_CACHE)
+def check_dataset(params: SynthDataParams) -> bool:
+    """True if the dataset at `params.out` already holds every shard of these parameters."""
+    done = dataset_complete(params)
+    if done:
+        get_run_logger().info("skip synth-data: %s is complete (%d shards)", params.out, params.n_shards)
+    return done
+
+
+@task(name="autoencoders-to-train", cache_policy=NO_CACHE)
+def autoencoders_to_train(dataset: str, registry: str, preset: str, modalities: list[str],
+                          overrides: dict) -> list[str]:
+    """Modalities whose autoencoder is not yet registered for this dataset and config."""
+    todo = []
+    for modality in modalities:
+        config = {"train": autoencoder_train_cfg(modality, **overrides).to_dict(),
+                  "autoencoder": dataclasses.asdict(getattr(get_preset(preset), f"{modality}_ae"))}
+        record = trained_record(registry, ae_name(modality), dataset, config)
+        if record is None:
+            todo.append(modality)
+        else:
+            get_run_logger().info("skip %s: %s-v%d is current", ae_name(modality), record.name,
+                                  record.version)
+    return todo
+
+
+@task(name="mapping-is-current", cache_policy=NO_CACHE)
+def mapping_is_current(dataset: str, registry: str, preset: str, modality: str,
+                       overrides: dict) -> bool:
+    """True if a MappingNet for `modality` is registered for this dataset, config and the
+    latest autoencoder's embeddings."""
+    config = {"train": replace_cfg(MappingTrainCfg(modality=modality), overrides).to_dict(),
+              "mapping_net": dataclasses.asdict(mapping_net_cfg(get_preset(preset).mapping, modality))}
+    embeddings = None
+    if modality != "flame":
+        latest = ModelRegistry(registry).latest(ae_name(modality))
+        embeddings = latest.tag if latest else "none registered"
+    record = trained_record(registry, mapping_name(modality), dataset, config, embeddings)
+    if record is not None:
+        get_run_logger().info("skip %s: %s-v%d is current", mapping_name(modality), record.name,
+                              record.version)
+    return record is not None
+
+
+@task(name="dataset-lineage", cache_policy=NO_CACHE)
+def dataset_lineage(dataset: str) -> AssetSpec:
+    """The dataset's asset: its hash, shard count and the weight digests dataset.json records."""
+    index, shards = DatasetIndex.read(dataset), complete_shards(dataset)
+    return dataset_asset(dataset, index.preset, index.weights, data.dataset_hash(dataset, shards),
+                         shards)

@@ -1,0 +1,142 @@
+"""The benchmark end to end on the tiny preset and the generated fixture.
+
+The module fixture makes a 16-sample tiny dataset, trains the mask autoencoder and two mask
+MappingNets (v1 the preset's, v2 an ablation: depth 4, no BatchNorm). Tiny networks are random,
+so only behaviour is checked here, never metric values.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from mm2latent.benchmark import run as bench
+from mm2latent.benchmark.config import BenchmarkCfg
+from mm2latent.benchmark.fixture import write_fixture
+from mm2latent.errors import Mm2LatentError
+from mm2latent.presets import get_preset
+from mm2latent.synth import run as synth
+from mm2latent.synth.params import SynthDataParams
+from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg
+from mm2latent.training.mapping import mapping_net_cfg
+from mm2latent.training.pipeline import autoencoder_run, mapping_run
+from mm2latent.training.registry import default_registry_url
+
+PRESET = get_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    """{"models": training --out with mapping-mask v1 and v2, "fixture": the data URLs}."""
+    root = tmp_path_factory.mktemp("benchmark")
+    data, runs = str(root / "data"), str(root / "runs")
+    registry = default_registry_url(runs)
+    params = SynthDataParams(preset="tiny", n_samples=16, samples_per_shard=16, out=data,
+                             modalities=("mask", "farl"))
+    for shard in synth.plan(params):
+        synth.run_shard(params, shard)
+    quick = dict(epochs=1, batch_size=8, val_fraction=0.0)
+    autoencoder_run(data, runs, registry, PRESET.mask_ae, autoencoder_train_cfg("mask", **quick))
+    mapping_run(data, runs, registry, mapping_net_cfg(PRESET.mapping, "mask"),
+                MappingTrainCfg(modality="mask", **quick))
+    mapping_run(data, runs, registry, mapping_net_cfg(PRESET.mapping, "mask", use_batchnorm=False,
+                                                      depth=4), MappingTrainCfg(modality="mask", **quick))
+    return {"models": runs, "fixture": write_fixture(str(root / "fixture")), "root": root}
+
+
+def _cfg(setup: dict, out: str, **overrides) -> BenchmarkCfg:
+    values = dict(setup["fixture"], out=out, models=setup["models"], n_pairs=2, chunk_size=1,
+                  versions=("1",)) | overrides
+    return BenchmarkCfg(**values)
+
+
+def _run(cfg: BenchmarkCfg) -> dict:
+    started = bench.start(cfg)
+    meta = bench.reference(cfg)
+    bench.evaluate(cfg)
+    return bench.finish(cfg, meta, started["missing_captions"])
+
+
+def _read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_same_seeds_give_identical_parquet_and_a_rerun_redoes_only_missing_chunks(setup, tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    _run(_cfg(setup, a))
+    summary = _run(_cfg(setup, b))
+    assert _read(f"{a}/results.parquet") == _read(f"{b}/results.parquet")
+    assert _read(f"{a}/pairs.parquet") == _read(f"{b}/pairs.parquet")
+    assert [m["model"] for m in summary["models"]] == ["mapping-mask-v1"]
+    # Lose the second chunk (as if interrupted): a rerun computes that chunk alone.
+    os.remove(f"{b}/chunks/mapping-mask-v1/chunk-000001.json")
+    assert bench.evaluate(_cfg(setup, b)) == {"mapping-mask-v1": 1}
+    bench.finish(_cfg(setup, b), bench.reference(_cfg(setup, b)), [])
+    assert _read(f"{a}/results.parquet") == _read(f"{b}/results.parquet")
+    # The same --out with other settings is refused.
+    with pytest.raises(Mm2LatentError, match="other settings"):
+        bench.start(_cfg(setup, b, seed=1))
+
+
+def test_unknown_version_bad_roots_and_empty_pair_set_write_nothing(setup, tmp_path):
+    out = str(tmp_path / "out")
+    with pytest.raises(Mm2LatentError, match="no 'mapping-mask' version 9; known: 1, 2"):
+        bench.start(_cfg(setup, out, versions=("9",)))
+    with pytest.raises(Mm2LatentError, match="CelebAMask-HQ-mask-anno"):
+        bench.start(_cfg(setup, out, celebamask=str(tmp_path)))
+    empty = tmp_path / "captions_hq.json"
+    empty.write_text('{"99999.jpg": {"overall_caption": "nobody"}}')
+    with pytest.raises(Mm2LatentError, match="empty pair set"):
+        bench.start(_cfg(setup, out, captions=str(empty)))
+    with pytest.raises(Mm2LatentError, match="no such folder"):
+        bench.start(_cfg(setup, out, reference=str(tmp_path / "ffhq")))
+    assert not os.path.exists(out)
+    result = CliRunner().invoke(app, ["benchmark", "--out", out, "--models", setup["models"],
+                                      "--model-version", "v7", "--celebamask",
+                                      setup["fixture"]["celebamask"], "--captions",
+                                      setup["fixture"]["captions"], "--reference",
+                                      setup["fixture"]["reference"]])
+    assert result.exit_code == 2, result.output
+    assert "version 7" in result.output and not os.path.exists(out)
+
+
+def test_cli_ablation_report_grid_and_missing_caption(setup, tmp_path, prefect_harness):
+    out = str(tmp_path / "bench")
+    fixture = setup["fixture"]
+    result = CliRunner().invoke(app, [
+        "benchmark", "--celebamask", fixture["celebamask"], "--captions", fixture["captions"],
+        "--reference", fixture["reference"], "--out", out, "--models", setup["models"],
+        "--n-pairs", "2", "--chunk-size", "1", "--ablation"])
+    assert result.exit_code == 0, result.output
+    assert "mapping-mask-v1" in result.output and "mapping-mask-v2" in result.output
+    assert "5380.jpg" in result.output
+    report = open(f"{out}/report.md").read()
+    assert "These numbers mean nothing" in report
+    assert "| MM2Latent (paper) | 24.59 | 85.61 | 1.43 |" in report
+    assert "## Table 2" in report and "| mapping-mask-v2 | 4 |" in report
+    assert "5380.jpg" in report
+    assert os.path.getsize(f"{out}/grid.png") > 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(f"{out}/results.parquet")
+    assert table.num_rows == 4 and set(table.column("model").to_pylist()) == {
+        "mapping-mask-v1", "mapping-mask-v2"}
+    assert set(table.column_names) >= {"image_id", "caption", "clip_score", "mask_accuracy"}
+
+
+def test_a_synth_data_dataset_as_reference_is_embedded_once(setup, tmp_path, monkeypatch):
+    from mm2latent.benchmark import reference as reference_module
+
+    cfg = _cfg(setup, str(tmp_path / "out"), reference=str(setup["root"] / "data"))
+    meta = bench.reference(cfg)
+    assert meta["images"] == 16 and meta["count"] == 16 * 16
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("the cached reference embeddings were not used")
+
+    monkeypatch.setattr(reference_module, "embed_reference", no_embedding)
+    assert bench.reference(cfg) == meta
