@@ -137,7 +137,7 @@ def _cli(*args: str) -> None:
 def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    mask = np.random.default_rng(0).integers(0, 19, (40, 40), dtype=np.uint8)
+    mask = np.random.default_rng(0).integers(0, 19, (64, 64), dtype=np.uint8)
     Image.fromarray(mask).save(tmp_path / "mask.png")
     _cli("generate", "--text", CAPTION, "--mask", str(tmp_path / "mask.png"), "--models", runs,
          "--out", str(tmp_path / "cli.png"))
@@ -156,7 +156,7 @@ def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
             expect(page.locator("#note")).to_contain_text("NOT faces")
             page.fill("#gen-caption", CAPTION)
             page.set_input_files("#gen-p-upload", str(tmp_path / "mask.png"))
-            page.wait_for_function("document.getElementById('gen-p-canvas').width === 40")
+            page.wait_for_function("document.getElementById('gen-p-canvas').dataset.loads === '1'")
             page.screenshot(full_page=True, path=tmp_path / "1-mask-uploaded.png")
             page.click("#gen-run")
             page.wait_for_function("(document.getElementById('gen-image').src || '').startsWith('data:')")
@@ -194,10 +194,10 @@ def test_generate_edit_and_bad_upload_in_chromium(server, runs, tmp_path):
             page.mouse.down()
             page.mouse.move(cx + 20, cy, steps=5)
             page.mouse.up()
-            assert _canvas_pixel(page, "#gen-p-canvas", 20, 20) == list(COLOURS[13])  # hair
+            assert _canvas_pixel(page, "#gen-p-canvas", 32, 32) == list(COLOURS[13])  # hair
             page.check("#gen-p-eraser")
             page.mouse.click(cx, cy)
-            assert _canvas_pixel(page, "#gen-p-canvas", 20, 20) == [0, 0, 0]
+            assert _canvas_pixel(page, "#gen-p-canvas", 32, 32) == [0, 0, 0]
             page.screenshot(full_page=True, path=tmp_path / "6-painted.png")
         finally:
             browser.close()

@@ -271,3 +271,10 @@ def test_cli_serves_loopback_by_default_and_warns_when_exposed(monkeypatch, mode
     assert result.exit_code == 0, result.output
     assert served == {"host": host, "port": 7860}
     assert ("exposes the app" in result.output) is warned
+
+
+def test_small_masks_and_wild_psi_are_refused_as_the_cli_refuses_them(client):
+    small = client.post("/api/generate", json={"caption": "a face", "condition": _painted(_mask()[:40, :40])})
+    assert small.status_code == 400 and "smaller than the 64x64" in small.json()["error"]
+    psi = client.post("/api/generate", json={"caption": "a face", "condition": _painted(_mask()), "psi": 9})
+    assert psi.status_code == 400 and "truncation psi 9 is outside" in psi.json()["error"]

@@ -179,6 +179,9 @@ def create_app(state: AppState) -> FastAPI:
     @app.post("/api/generate")
     async def generate(req: GenerateRequest):
         def run():
+            from mm2latent.input_checks import check_psi
+
+            check_psi(req.psi, "truncation psi")
             array, digest = _painted(state, req.condition)
             model = state.models.model(req.condition.modality)
             image = model.generate([req.caption], array, truncation_psi=req.psi, noise_seed=req.seed)[0].numpy()

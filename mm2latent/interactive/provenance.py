@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mm2latent.interactive.models import ModelSet
-from mm2latent.synth.encode import encode_png
+from mm2latent.modalities.codecs import encode_png
 
 
 def _uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:
