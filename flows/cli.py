@@ -78,6 +78,7 @@ def synth_data_command(
     from mm2latent.synth.params import ALL_MODALITIES, parse_params
     from mm2latent.synth.run import validate
     from storage.path_checks import check_output_dir
+    from storage.lease import refuse_if_held
 
     with user_errors(out):
         check_psi(truncation_psi)
@@ -92,6 +93,7 @@ def synth_data_command(
         params = parse_params(**values)
         check_runner_choice(task_runner, dask_address)
         validate(params, overwrite)  # user errors fail fast, before Prefect starts
+        refuse_if_held(params.out)  # so does a second run into a dataset being written
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         try:

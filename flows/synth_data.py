@@ -11,6 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.runners import check_runner_choice, dask_task_runner
 from mm2latent.synth.params import ALL_MODALITIES, SynthDataParams, parse_params
 from mm2latent.synth.run import SynthSummary
+from storage.lease import dataset_lease
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
 
 # Hard upper bound on concurrent shards; `max_workers` picks how many are used (default 1: each
@@ -55,6 +56,17 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
                           device=device, image_size=image_size, image_format=image_format,
                           modalities=tuple(modalities), max_workers=max_workers)
     check_runner_choice(task_runner, dask_address)
+    # One writer per dataset: a second run into the same --out refuses here, before any write.
+    with dataset_lease(params.out, purpose="synth-data"):
+        summary = _write_dataset(params, overwrite, verify, task_runner, dask_address, on_progress)
+    create_markdown_artifact(_summary_markdown(summary), key="synth-data-summary")
+    return summary
+
+
+def _write_dataset(params: SynthDataParams, overwrite: bool, verify: bool, task_runner: str,
+                   dask_address: str | None,
+                   on_progress: Callable[[int], None] | None) -> SynthSummary:
+    """Plan, write the missing shards (at most max_workers at once, or on Dask), summarise."""
     todo = plan_dataset(params, overwrite, verify)
     if on_progress is not None:  # samples already in complete shards count as done
         on_progress(params.n_samples - sum(len(params.shard_indices(s)) for s in todo))
@@ -73,9 +85,7 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
             in_flight.append(synthesize_shard.submit(params, shard, on_progress))
         for future in in_flight:
             future.result()
-    summary = summarize_dataset(params)
-    create_markdown_artifact(_summary_markdown(summary), key="synth-data-summary")
-    return summary
+    return summarize_dataset(params)
 
 
 def _run_on_dask(params: SynthDataParams, todo: list[int], dask_address: str | None,

@@ -13,9 +13,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, replace_cfg
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import default_registry_url
+from mm2latent.training.snapshot import ShardSnapshot
 from storage.fs import join
 from tasks.storage import clean_interrupted
-from tasks.train import plan_retrain, train_autoencoder, train_mapping
+from tasks.train import plan_retrain, snapshot_shards, train_autoencoder, train_mapping
 
 _HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "train_distance",
                     "train_cosine", "val_distance", "val_cosine")
@@ -50,7 +51,8 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
                        device: str | None = None, resume: bool = False,
                        real_masks: str | None = None, real_sketches: str | None = None,
                        recipe: str = "ours", keep_checkpoints: int | None = None,
-                       on_progress: Callable[[int], None] | None = None) -> list[dict]:
+                       on_progress: Callable[[int], None] | None = None,
+                       snapshot: ShardSnapshot | None = None) -> list[dict]:
     """Train the mask (MSE) and/or sketch (BCE) autoencoder, register them, write embeddings.
 
     Args:
@@ -68,6 +70,7 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
             + flip augmentation).
         keep_checkpoints: epoch checkpoints kept besides the best (default 2).
         on_progress: called with 1 per finished epoch (CLI progress bar).
+        snapshot: the shards to train on (a parent run's); None = the complete shards now.
     """
     real = {"mask": real_masks, "sketch": real_sketches}
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
@@ -76,10 +79,11 @@ def train_autoencoders(dataset: str, out: str = "runs", registry: str | None = N
     configs = [autoencoder_train_cfg(m, recipe, **overrides) for m in modalities]  # fail early
     registry = registry or default_registry_url(out)
     clean_interrupted([out, registry, join(dataset, "embeddings")])
+    snapshot = snapshot or snapshot_shards(dataset)  # one list of shards for every modality
     reports = []
     for cfg in configs:
         report = train_autoencoder(dataset, out, registry, preset, cfg, resume, on_progress,
-                                   real[cfg.modality])
+                                   real[cfg.modality], snapshot)
         _publish(report)
         reports.append(report)
     return reports
@@ -97,7 +101,8 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
                        batchnorm: bool | None = None, dropout: float | None = None,
                        depth: int | None = None, resume: bool = False,
                        on_progress: Callable[[int], None] | None = None,
-                       keep_checkpoints: int | None = None) -> dict:
+                       keep_checkpoints: int | None = None,
+                       snapshot: ShardSnapshot | None = None) -> dict:
     """Train and register a MappingNet for one modality (mask, sketch or flame).
 
     Args:
@@ -114,6 +119,7 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
         resume: continue an interrupted run of the same data and settings.
         on_progress: called with 1 per finished epoch.
         keep_checkpoints: epoch checkpoints kept besides the best (default 2).
+        snapshot: the shards to train on (a parent run's); None = the complete shards now.
     """
     cfg = replace_cfg(MappingTrainCfg(modality=modality, pteg=pteg), dict(
         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, weight_decay=weight_decay,
@@ -123,7 +129,7 @@ def train_mapping_flow(dataset: str, modality: str = "mask", out: str = "runs",
     registry = registry or default_registry_url(out)
     clean_interrupted([out, registry])
     report = train_mapping(dataset, out, registry, preset, cfg, switches, embeddings, resume,
-                           on_progress)
+                           on_progress, snapshot or snapshot_shards(dataset))
     _publish(report)
     return report
 
@@ -148,16 +154,19 @@ def retrain(dataset: str, out: str = "runs", registry: str | None = None, preset
     """
     registry = registry or default_registry_url(out)
     names = [ae_name(m) for m in autoencoders] + [mapping_name(m) for m in mappings]
-    plan = plan_retrain(dataset, registry, names)
+    # One snapshot for the whole run: synth-data may complete shards while it trains.
+    snapshot = snapshot_shards(dataset)
+    plan = plan_retrain(dataset, registry, names, snapshot)
     create_markdown_artifact(f"# retrain\n\n{plan['reason']}", key="retrain-decision")
     if not plan["needed"]:
         return {"retrained": False, "reason": plan["reason"], "records": []}
     # resume=True: a retrain interrupted by a crash continues its runs instead of failing.
     reports = train_autoencoders(dataset, out, registry, preset, autoencoders, epochs=ae_epochs,
-                                 batch_size=batch_size, device=device, resume=True)
+                                 batch_size=batch_size, device=device, resume=True,
+                                 snapshot=snapshot)
     for modality in mappings:
         reports.append(train_mapping_flow(dataset, modality, out, registry, preset,
                                           epochs=mapping_epochs, batch_size=batch_size,
-                                          device=device, resume=True))
+                                          device=device, resume=True, snapshot=snapshot))
     return {"retrained": True, "reason": plan["reason"],
             "records": [r["record"] for r in reports]}

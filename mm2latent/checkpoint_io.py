@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import pickle
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import fsspec
@@ -41,12 +43,47 @@ def read_torch_checkpoint(path: str | os.PathLike[str], safe_globals: Iterable[t
     try:
         with fs.open(fs_path, "rb") as f, torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError/EOFError/UnpicklingError/... here
-        raise CheckpointError(
-            path,
-            f"cannot be read as a torch checkpoint ({type(e).__name__}: {str(e)[:300]}).",
-            "The file is truncated, corrupt or not the expected format: download it again.",
-        ) from e
+    except pickle.UnpicklingError as e:
+        refused = refused_globals(e)
+        if refused:  # a well-formed file that names code to run: never "download it again"
+            raise CheckpointError(path, refused_message(refused),
+                                  "Use the official file for this loader.") from e
+        raise _unreadable(path, e) from e
+    except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated files
+        raise _unreadable(path, e) from e
+
+
+# torch's weights_only unpickler: "Unsupported global: GLOBAL fractions.Fraction was not an
+# allowed global by default", or "Trying to load unsupported GLOBAL os.system whose module os
+# is blocked".
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+
+
+def refused_globals(error: BaseException) -> list[str]:
+    """The dotted names of the globals torch's safe unpickler refused, from its error message."""
+    return sorted(set(_REFUSED_GLOBAL.findall(str(error))))
+
+
+def refused_message(refused: list[str]) -> str:
+    """What to say about a file that names globals the safe loader refuses."""
+    return (f"refers to {', '.join(refused)}, which the safe loader does not allow: the file may "
+            "be unsafe (loading it could run code), or it is not the format expected here; it "
+            "was not loaded.")
+
+
+def unpickler_detail(error: BaseException) -> str:
+    """torch's own diagnosis of a load failure, without its advice to pass weights_only=False."""
+    # That advice would run whatever the file names.
+    return str(error).split("WeightsUnpickler error:", 1)[-1].strip()
+
+
+def _unreadable(path: str | os.PathLike[str], error: BaseException) -> CheckpointError:
+    return CheckpointError(
+        path,
+        f"cannot be read as a torch checkpoint ({type(error).__name__}: "
+        f"{unpickler_detail(error)[:300]}).",
+        "The file is truncated, corrupt or not the expected format: download it again.",
+    )
 
 
 def describe_container(obj: object) -> str:
@@ -67,27 +104,29 @@ def load_state_checked(
     state: Mapping[str, Any],
     path: str | os.PathLike[str],
     file_prefix: str = "",
+    allowed_extra: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """Copy `state` into `module` strictly; return the unexpected keys (with file_prefix).
+    """Copy `state` into `module` strictly; return the allowed extra keys (with file_prefix).
 
     Every parameter/buffer of `module` must be present as `file_prefix + name` with the same
-    shape (except OPTIONAL_KEY_SUFFIXES); otherwise CheckpointError names the file, the key and
-    the expected vs found shape. Tensors are cast to the module's dtypes.
+    shape (except OPTIONAL_KEY_SUFFIXES), and every key of `state` must be one of them or pass
+    `allowed_extra`; otherwise CheckpointError names the file and the keys (or the expected vs
+    found shape). A left-over key means the file holds a different network than the one built,
+    so it is refused rather than ignored. Tensors are cast to the module's dtypes.
 
     Args:
         module: the freshly built module (defines the expected names and shapes).
         state: the file's flat name -> tensor mapping, already filtered to this module.
         path: the file, for messages.
         file_prefix: the prefix these names carry in the file (for messages only).
+        allowed_extra: predicate on a key of `state` (without file_prefix) for documented
+            extras the file may carry (e.g. FaRL's masked-image-modelling head); None = none.
     """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith(OPTIONAL_KEY_SUFFIXES)]
-    if missing:
-        raise CheckpointError(
-            path,
-            f"missing {len(missing)} key(s): {_listing(file_prefix + k for k in missing)}.",
-            "Is this the right file for this config?",
-        )
+    extra = [k for k in state if k not in expected]
+    allowed = [k for k in extra if allowed_extra is not None and allowed_extra(k)]
+    check_key_sets(path, missing, [k for k in extra if k not in allowed], file_prefix)
     new_state = {}
     for key, ref in expected.items():
         if key not in state:
@@ -106,7 +145,25 @@ def load_state_checked(
             )
         new_state[key] = value.to(ref.dtype)
     module.load_state_dict(new_state, strict=True)
-    return [file_prefix + k for k in state if k not in expected]
+    return [file_prefix + k for k in allowed]
+
+
+def check_key_sets(path: str | os.PathLike[str], missing: Iterable[str], unexpected: Iterable[str],
+                   file_prefix: str = "") -> None:
+    """CheckpointError listing the missing and the left-over keys, if there are any."""
+    missing, unexpected = list(missing), list(unexpected)
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} key(s): {_listing(file_prefix + k for k in missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): "
+                     f"{_listing(file_prefix + k for k in unexpected)}")
+    raise CheckpointError(path, "; ".join(parts) + ". The file holds a different network than "
+                          "the one its architecture implies.",
+                          "Is this the right file for this config? A damaged or edited file "
+                          "must be replaced by the official one.")
 
 
 def expected_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:

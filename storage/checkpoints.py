@@ -17,6 +17,7 @@ import zipfile
 
 import torch
 
+from mm2latent.checkpoint_io import refused_globals, refused_message, unpickler_detail
 from mm2latent.errors import CheckpointError
 from storage.atomic import atomic_write_bytes, is_temp_name
 from storage.digests import file_sha256
@@ -90,7 +91,13 @@ def load_checkpoint(url: str, map_location: str | torch.device = "cpu") -> dict:
         raise CheckpointError(url, "checkpoint not found.", "Check the path or --resume value.") from e
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+    except pickle.UnpicklingError as e:
+        if refused_globals(e):
+            raise CheckpointError(url, refused_message(refused_globals(e)),
+                                  "Use a checkpoint written by save_checkpoint.") from e
+        raise CheckpointError(url, f"not a readable torch checkpoint ({unpickler_detail(e)[:300]}).",
+                              "The file is truncated; use an earlier checkpoint.") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             url,
             f"not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}).",

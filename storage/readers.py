@@ -34,9 +34,9 @@ METADATA = METADATA_EXT  # the per-sample metadata member, readable like a modal
 MODALITIES = (*default_registry().names, METADATA)  # what the default registry can decode
 
 
-def complete_shard_urls(dataset_url: str) -> list[str]:
-    """Tar URLs of the complete shards, in index order; DatasetError if there are none."""
-    indices = complete_shards(dataset_url)
+def complete_shard_urls(dataset_url: str, shards: Sequence[int] | None = None) -> list[str]:
+    """Tar URLs of the complete shards (or of `shards`), in index order; DatasetError if none."""
+    indices = complete_shards(dataset_url) if shards is None else sorted(shards)
     if not indices:
         raise DatasetError(
             f"{dataset_url}: no complete shards (no readable shard-*.stats.json). "
@@ -122,6 +122,7 @@ def iter_samples(
     sample_shuffle: int = 0,
     seed: int = 0,
     registry: ModalityRegistry | None = None,
+    shards: Sequence[int] | None = None,
 ) -> wds.DataPipeline:
     """An iterable of decoded samples from the complete shards (usable in a DataLoader).
 
@@ -137,6 +138,7 @@ def iter_samples(
         sample_shuffle: sample shuffle buffer, in samples; 0 keeps order within shards.
         seed: seed of both shuffles (pass a different one per epoch).
         registry: the modalities and their decoders; None = default_registry().
+        shards: read only these shards (a run's snapshot); None = every complete shard now.
     """
     custom_registry = registry  # None stays None in the pipeline (see _DecodeStage)
     registry = registry or default_registry()
@@ -144,7 +146,7 @@ def iter_samples(
     unknown = [m for m in modalities if m not in valid]
     if unknown or not modalities:
         raise ValueError(f"unknown modalities {unknown}; valid: {', '.join(valid)}")
-    stages: list = [wds.SimpleShardList(complete_shard_urls(dataset_url))]
+    stages: list = [wds.SimpleShardList(complete_shard_urls(dataset_url, shards))]
     if split_by_node:
         stages.append(wds.split_by_node)
     if split_by_worker:
@@ -162,14 +164,16 @@ def iter_samples(
     return wds.DataPipeline(*stages)
 
 
-def read_vectors_table(dataset_url: str, columns: Sequence[str] = ("w", "farl")) -> pa.Table:
+def read_vectors_table(dataset_url: str, columns: Sequence[str] = ("w", "farl"),
+                       shards: Sequence[int] | None = None) -> pa.Table:
     """Manifest rows with status 'ok' of all complete shards, in index order.
 
     Args:
         dataset_url: the dataset root.
         columns: manifest columns to return besides 'index' and 'key'.
+        shards: read only these shards (a run's snapshot); None = every complete shard now.
     """
-    indices = complete_shards(dataset_url)
+    indices = complete_shards(dataset_url) if shards is None else sorted(shards)
     if not indices:
         complete_shard_urls(dataset_url)  # raises the "no complete shards" DatasetError
     wanted = ["index", "key", *[c for c in columns if c not in ("index", "key")]]
@@ -184,7 +188,8 @@ def read_vectors_table(dataset_url: str, columns: Sequence[str] = ("w", "farl"))
     return pa.concat_tables(tables).sort_by("index")
 
 
-def read_vectors(dataset_url: str, columns: Sequence[str] = ("w", "farl")) -> dict[str, np.ndarray]:
+def read_vectors(dataset_url: str, columns: Sequence[str] = ("w", "farl"),
+                 shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Columns of the 'ok' manifest rows as numpy: vectors (N, D) float32, scalars (N,).
 
     Reads parquet only; the tars are never opened. Always includes 'index' (N,) int64.
@@ -192,8 +197,9 @@ def read_vectors(dataset_url: str, columns: Sequence[str] = ("w", "farl")) -> di
     Args:
         dataset_url: the dataset root.
         columns: manifest columns, e.g. ('w', 'farl') or ('w', 'flame', 'seed').
+        shards: read only these shards (a run's snapshot); None = every complete shard now.
     """
-    table = read_vectors_table(dataset_url, columns)
+    table = read_vectors_table(dataset_url, columns, shards)
     out: dict[str, np.ndarray] = {}
     for name in ["index", *columns]:
         column = table[name].combine_chunks()

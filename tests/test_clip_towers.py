@@ -279,7 +279,7 @@ def test_encode_image_checks_channels_and_dtype():
     with pytest.raises(ValueError, match="channels"):
         emb.encode_image(torch.rand(1, 4, 64, 64))
     with pytest.raises(ValueError, match="float"):
-        emb.encode_image(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+        emb.encode_image(torch.zeros(1, 3, 64, 64, dtype=torch.int16))
 
 
 def test_tokenizer_lowercases_and_pads_to_77():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pytest
@@ -169,15 +168,16 @@ def test_truncated_and_wrong_container_files(tiny_ckpt, tmp_path):
         load_bisenet(tmp_path / "absent.pth")
 
 
-def test_counters_optional_and_extra_keys_logged(tiny_ckpt, caplog):
+def test_counters_optional_but_extra_keys_refused(tiny_ckpt):
     state = fabricate_bisenet_state(TINY_WIDTH, seed=1)
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = write_bisenet_checkpoint(tiny_ckpt.parent / "counters.pth", state=state)
+    model = load_bisenet(path, bisenet_config("tiny"))
+    assert torch.equal(model.state_dict()["ffm.conv1.weight"], state["ffm.conv1.weight"])
     state["sp.conv1.conv.weight"] = torch.zeros(1)
     path = write_bisenet_checkpoint(tiny_ckpt.parent / "extra.pth", state=state)
-    with caplog.at_level(logging.WARNING):
-        model = load_bisenet(path, bisenet_config("tiny"))
-    assert "sp.conv1.conv.weight" in caplog.text
-    assert torch.equal(model.state_dict()["ffm.conv1.weight"], state["ffm.conv1.weight"])
+    with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\): sp.conv1.conv.weight"):
+        load_bisenet(path, bisenet_config("tiny"))
 
 
 def test_tiny_construction_is_seeded():

@@ -93,8 +93,9 @@ def test_ffhq_path_uses_exactly_the_cached_weights(ffhq_cache, tmp_path):
     parser = load_facer_farl(ffhq_cache["parser"]).eval()
     deca = load_deca_flame_encoder(ffhq_cache["deca"], TINY_DECA).eval()
     with torch.inference_mode():
+        pixels = (images * 255).round().to(torch.uint8)  # the stored PNG pixels: FaRL's input
         np.testing.assert_allclose(np.stack([s["farl"] for s in samples]),
-                                   stages.embed(farl.encode_image, images).numpy(), atol=1e-5)
+                                   stages.embed(farl.encode_image, pixels).numpy(), atol=1e-5)
         labels, _ = stages.parse_masks(parser, images)
         from mm2latent.models.deca import ffhq_crop_for_deca
         flame = stages.embed(deca.flame159, ffhq_crop_for_deca(images))

@@ -65,8 +65,12 @@ def test_pickled_objects_are_refused_by_weights_only_loading(mem_url):
     torch.save({"config": _Cfg()}, buffer)  # not written by save_checkpoint
     fs, path = url_to_fs(url)
     fs.pipe_file(path, buffer.getvalue())
-    with pytest.raises(CheckpointError, match="foreign.pt: not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="foreign.pt: refers to tests.test_storage_checkpoints._Cfg") as info:
         load_checkpoint(url)
+    # the refused class is named, the file called possibly unsafe, and nothing suggests
+    # weights_only=False or that the file is merely truncated
+    assert "may be unsafe" in str(info.value)
+    assert "weights_only" not in str(info.value) and "truncated" not in str(info.value)
 
 
 def test_latest_checkpoint_picks_highest_step(mem_url):

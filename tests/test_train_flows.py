@@ -83,3 +83,39 @@ def test_cli_trains_an_autoencoder_and_reports_user_errors(prefect_harness, tiny
     no_ae = runner.invoke(train_app, ["mapping", "--dataset", str(tiny_dataset), "--out", str(out),
                                       "--modality", "mask"])
     assert no_ae.exit_code == 2 and "no mask-ae registered" in no_ae.output
+
+
+def test_retrain_works_on_one_snapshot_while_the_dataset_grows(prefect_harness, tiny_dataset,
+                                                               tmp_path, monkeypatch):
+    # The nightly retrain meets synth-data still writing: a shard completes after the
+    # autoencoder step embedded the dataset and before the MappingNet step reads it.
+    from flows.train import retrain
+    from mm2latent.training import data as training_data
+    from mm2latent.training import pipeline
+
+    data, out = tmp_path / "data", tmp_path / "runs"
+    _copy_shards(tiny_dataset, data, [0])
+    embed = pipeline.write_embeddings
+
+    def embed_then_grow(*args, **kwargs):
+        result = embed(*args, **kwargs)
+        _copy_shards(tiny_dataset, data, [1])  # shard 1 completes mid-run
+        return result
+
+    hashes = []
+    dataset_hash = training_data.dataset_hash
+    monkeypatch.setattr(pipeline, "write_embeddings", embed_then_grow)
+    monkeypatch.setattr(training_data, "dataset_hash",
+                        lambda *a, **k: hashes.append(a) or dataset_hash(*a, **k))
+    kwargs = dict(out=str(out), autoencoders=["mask"], mappings=["mask"],
+                  ae_epochs=1, mapping_epochs=1, batch_size=4)
+    first = retrain(str(data), **kwargs)
+    assert first["retrained"]
+    ae, mapping = first["records"]
+    assert ae["extra"]["shards"] == mapping["extra"]["shards"] == [0]  # the snapshot, not [0, 1]
+    assert ae["extra"]["raw_dataset_hash"] == mapping["extra"]["raw_dataset_hash"]
+    assert len(hashes) == 1  # shards listed and hashed once for the whole run
+    monkeypatch.setattr(pipeline, "write_embeddings", embed)
+    second = retrain(str(data), **kwargs)  # the next run picks the new shard up
+    assert second["retrained"] and "1 new shard(s)" in second["reason"]
+    assert second["records"][1]["extra"]["shards"] == [0, 1]

@@ -20,7 +20,9 @@ def _build(preset, cache_dir: Path | None):
 
 
 def _annotate(embedder, batch: SynthBatch) -> Annotation:
-    return Annotation(stages.embed(embedder.encode_image, batch.images01).cpu().numpy())  # (B, 512)
+    # The stored uint8 pixels: FaRL's official preprocessing is Pillow's resize of them.
+    pixels = batch.pixels.permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
+    return Annotation(stages.embed(embedder.encode_image, pixels).cpu().numpy())  # (B, 512)
 
 
 SPEC = ModalitySpec(name="farl", exts=("farl.npy",), encode=_encode, decode=_decode,

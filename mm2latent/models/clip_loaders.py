@@ -35,16 +35,16 @@ _OPENAI_HEAD_WIDTH = 64
 
 def _load_into(embedder: ClipEmbedder, state: Mapping[str, torch.Tensor], path: object,
                known_extra: re.Pattern[str] | None = None) -> ClipEmbedder:
-    """Strict checked copy of `state` into embedder.model; report keys it did not use."""
-    extras = load_state_checked(embedder.model, state, path)  # type: ignore[arg-type]
-    known = [k for k in extras if known_extra is not None and known_extra.match(k)]
-    unknown = [k for k in extras if k not in known]
-    if known:
+    """Strict checked copy of `state` into embedder.model; only `known_extra` keys may be left over.
+
+    The accepted extras are reported (logged and kept in embedder.extra_keys).
+    """
+    allowed = None if known_extra is None else (lambda key: known_extra.match(key) is not None)
+    extras = load_state_checked(embedder.model, state, path,  # type: ignore[arg-type]
+                                allowed_extra=allowed)
+    if extras:
         logger.info("%s: ignoring %d FaRL masked-image-modelling key(s) (%s, ...).", path,
-                    len(known), ", ".join(sorted(known)[:4]))
-    if unknown:
-        logger.warning("%s: ignoring %d unexpected key(s): %s", path, len(unknown),
-                       ", ".join(sorted(unknown)[:8]))
+                    len(extras), ", ".join(sorted(extras)[:4]))
     embedder.extra_keys = tuple(sorted(extras))
     return embedder.eval()
 
@@ -102,8 +102,10 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, path: object) -> tuple[i
 
 
 def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    # The highest index, not the number of indices: a file lacking a whole block must be
+    # refused for its missing keys, not loaded as a shallower network.
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    return len({m.group(1) for k in state if (m := pattern.match(k))})
+    return 1 + max((int(m.group(1)) for k in state if (m := pattern.match(k))), default=-1)
 
 
 def infer_clip_config(state: Mapping[str, torch.Tensor], path: object = "<state>") -> ClipTowerCfg:

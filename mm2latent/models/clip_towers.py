@@ -27,6 +27,7 @@ from mm2latent.config_utils import require_positive, resolve_preset
 from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.models.image_checks import check_rgb_images
+from mm2latent.models.pil_resize import pil_resize_crop
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +125,22 @@ def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
 def clip_preprocess(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """CLIP preprocessing on a batch: shorter side -> image_size (bicubic), centre crop, mean/std.
 
-    Matches OpenAI's PIL pipeline (Resize(BICUBIC), CenterCrop, Normalize) to about 1/255
-    (PIL's two uint8 roundings): `antialias=True` selects torch's PIL-style filter, bicubic
-    with PIL's a = -0.5 kernel widened by the downscale factor (the non-antialiased path uses
-    a = -0.75 and no widening, and differs visibly when shrinking 1024 px faces to 224).
-    Differentiable with respect to `images` (zero gradient where the resize overshoots [0, 1]
-    and is clipped, as PIL clips).
+    uint8 input gets exactly the official pixels: OpenAI's / FaRL's pipeline runs Pillow's
+    bicubic resize on a uint8 image (Resize(BICUBIC), CenterCrop, ToTensor, Normalize), and
+    pil_resize.pil_resize_crop reproduces Pillow bit for bit. Use it wherever the official
+    numbers matter (dataset embeddings, benchmark scores).
+
+    Float input takes a differentiable path (gradients flow to `images`) that matches Pillow to
+    about 1/255: torch's antialiased bicubic (Pillow's a = -0.5 kernel widened by the downscale
+    factor) in two passes with a clamp between, as Pillow clips its uint8 intermediate, but
+    without Pillow's two uint8 roundings.
 
     Args:
-        images: (B, 3, H, W) float RGB in [0, 1], any H, W.
+        images: (B, 3, H, W) uint8 RGB, or float RGB in [0, 1]; any H, W.
         image_size: output side in pixels.
     """
+    if images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3:
+        return _normalise(_pil_resize_center_crop(images, image_size).float() / 255)
     check_rgb_images(images)
     _, _, height, width = images.shape
     new_h, new_w = resized_size(height, width, image_size)
@@ -147,9 +153,24 @@ def clip_preprocess(images: torch.Tensor, image_size: int) -> torch.Tensor:
     if new_h != height:
         x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False,
                           antialias=True).clamp(0.0, 1.0)  # (B, 3, new_h, new_w)
-    top = int(round((new_h - image_size) / 2.0))  # torchvision CenterCrop offsets
-    left = int(round((new_w - image_size) / 2.0))
-    x = x[:, :, top:top + image_size, left:left + image_size]  # (B, 3, S, S)
+    top, left = _center_crop_offsets(new_h, new_w, image_size)
+    return _normalise(x[:, :, top:top + image_size, left:left + image_size])  # (B, 3, S, S)
+
+
+def _center_crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of torchvision's CenterCrop(size) on an image of (height, width)."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+
+
+def _pil_resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> uint8 (B, 3, S, S): Pillow bicubic shorter side -> S, centre crop."""
+    new_h, new_w = resized_size(*images.shape[-2:], size)
+    top, left = _center_crop_offsets(new_h, new_w, size)
+    return pil_resize_crop(images, (new_h, new_w), (top, left, size, size))  # (B, 3, S, S)
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std with CLIP's per-channel constants, as torchvision's Normalize."""
     mean = torch.tensor(OPENAI_DATASET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -217,7 +238,8 @@ class ClipEmbedder(nn.Module):
         """(B, embed_dim) unit-norm image embeddings.
 
         Args:
-            images: (B, 3, H, W) float RGB in [0, 1], any H, W (resized/cropped here).
+            images: (B, 3, H, W) uint8 RGB (preprocessed exactly as the official pipeline), or
+                float RGB in [0, 1] (differentiable, within ~1/255 of it); any H, W.
         """
         weight = self.model.visual.conv1.weight
         x = self.preprocess(images.to(weight.device)).to(weight.dtype)  # (B, 3, S, S)

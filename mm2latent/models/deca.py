@@ -308,10 +308,7 @@ def flame_encoder_from_checkpoint(
     if not isinstance(state, dict):
         raise CheckpointError(path, f"'E_flame' is a {type(state).__name__}, not a state dict.")
     model = FlameEncoder(cfg)
-    unexpected = load_state_checked(model, state, path, file_prefix="E_flame.")
-    if unexpected:
-        logger.warning("%s: ignoring %d unexpected E_flame key(s): %s", path, len(unexpected),
-                       ", ".join(unexpected[:8]))
+    load_state_checked(model, state, path, file_prefix="E_flame.")
     return model.eval()
 
 

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
+                                     read_torch_checkpoint)
 from mm2latent.config_utils import require_positive, resolve_preset
 from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import CheckpointError, ConfigError
@@ -322,12 +323,9 @@ def e4e_encoder_from_checkpoint(
     state = {k: v for k, v in file_state.items() if k.startswith("encoder.")}
     if "latent_avg" in checkpoint:
         state["latent_avg"] = checkpoint["latent_avg"]
+    check_key_sets(path, [], [k for k in file_state if not k.startswith(("encoder.", "decoder."))])
     model = E4EEncoder(cfg)
-    unexpected = load_state_checked(model, state, path)
-    other = [k for k in file_state if not k.startswith(("encoder.", "decoder."))]
-    if unexpected or other:
-        logger.warning("%s: ignoring unexpected key(s): %s", path,
-                       ", ".join((unexpected + other)[:8]))
+    load_state_checked(model, state, path)
     return model.eval()
 
 

@@ -295,7 +295,9 @@ def load_official_mapping_net(
             name = name[: -len(old)] + new if name.endswith(old) else name
         state[name] = value
     net = MappingNet(cfg)
-    unexpected = foreign + load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX)
+    # leftovers come back (not raised) so that the message below lists them with the foreign ones
+    unexpected = foreign + load_state_checked(net, state, path, file_prefix=OFFICIAL_PREFIX,
+                                              allowed_extra=lambda key: True)
     if unexpected:
         raise CheckpointError(
             path, f"{len(unexpected)} key(s) are not part of the authors' MappingNet: "

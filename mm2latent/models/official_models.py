@@ -46,7 +46,7 @@ def load_official_autoencoder(path: str | os.PathLike[str], cfg: AutoencoderCfg)
     if losses:
         logger.info("%s: skipped loss-module buffers %s", path, losses)
     net = SpatialAutoencoder(cfg)
-    leftover = load_state_checked(net, state, path)
+    leftover = load_state_checked(net, state, path, allowed_extra=lambda key: True)  # raised below
     if leftover:
         raise CheckpointError(
             path, f"{len(leftover)} key(s) are not part of the authors' {cfg.kind} autoencoder: "

@@ -19,6 +19,7 @@ from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.input_checks import check_input_files
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def autoencoder_job(indices: np.ndarray, maps: torch.Tensor, ae_cfg: Autoencoder
 def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
                       cfg: AutoencoderTrainCfg, resume: bool = False,
                       on_progress: ProgressFn | None = None,
-                      stop_after_epoch: int | None = None, real_dir: str | None = None) -> dict:
+                      stop_after_epoch: int | None = None, real_dir: str | None = None,
+                      snapshot: ShardSnapshot | None = None) -> dict:
     """Train one autoencoder on a dataset's complete shards (+ real PNGs); return fit's summary.
 
     Args:
@@ -89,10 +91,12 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
         stop_after_epoch: stop this call after that many epochs (resume later).
         real_dir: optional directory of real `*.png` masks / sketches trained on as well
             (see data.load_png_dir); they are split by the same hold-out rule.
+        snapshot: the run's shards (see training/snapshot.py); None = take one now.
     """
-    digest = data.dataset_hash(dataset_url)
-    check_input_files(dataset_url, ("tar",))  # the maps below are decoded from the tars
-    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution)
+    snapshot = snapshot_for(dataset_url, snapshot)
+    digest = snapshot.dataset_hash
+    check_input_files(dataset_url, ("tar",), snapshot.shards)  # the maps below come from the tars
+    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(
             real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes)

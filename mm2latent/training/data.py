@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -113,10 +113,10 @@ def resize_map(x: torch.Tensor, modality: str, resolution: int) -> torch.Tensor:
     return out[0, 0].to(torch.uint8)  # (R, R)
 
 
-def check_modality(dataset_url: str, modality: str) -> int:
+def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None = None) -> int:
     """Number of 'ok' samples; TrainingError if any of them lacks `modality` (manifest only)."""
     try:
-        table = read_vectors(dataset_url, (f"{modality}_bytes",))
+        table = read_vectors(dataset_url, (f"{modality}_bytes",), shards)
     except DatasetError as e:
         raise TrainingError(f"{dataset_url}: cannot check the {modality!r} modality: {e}") from e
     present = table[f"{modality}_bytes"]
@@ -131,8 +131,8 @@ def check_modality(dataset_url: str, modality: str) -> int:
     return len(present)
 
 
-def load_spatial(dataset_url: str, modality: str, resolution: int
-                 ) -> tuple[np.ndarray, torch.Tensor]:
+def load_spatial(dataset_url: str, modality: str, resolution: int,
+                 shards: Sequence[int] | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """(indices (N,), uint8 (N, R, R)) of every sample's mask ids or {0,1} sketch, in index order.
 
     Held in memory at the autoencoder's resolution: N * R * R bytes (30k samples at 256 px:
@@ -142,11 +142,12 @@ def load_spatial(dataset_url: str, modality: str, resolution: int
         dataset_url: the dataset root (complete shards only).
         modality: "mask" or "sketch".
         resolution: the autoencoder's input side; stored maps are resized to it.
+        shards: the run's shard snapshot; None = every complete shard now.
     """
-    check_modality(dataset_url, modality)
+    check_modality(dataset_url, modality, shards)
     indices, maps = [], []
     samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
-                           split_by_worker=False)
+                           split_by_worker=False, shards=shards)
     for sample in samples:
         value = sample[modality]
         value = value[0] if value.ndim == 3 else value  # sketches come as (1, H, W)

@@ -6,7 +6,7 @@ The files (layout in storage/embeddings.py) let MappingNet training read vectors
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,8 @@ def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.
 
 
 def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
-                     batch_size: int = 64, on_progress: Callable[[int], None] | None = None) -> dict:
+                     batch_size: int = 64, on_progress: Callable[[int], None] | None = None,
+                     shards: Sequence[int] | None = None) -> dict:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
     Shards whose parquet already exists for this version and was computed from the shard's
@@ -72,11 +73,12 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         version: embeddings directory name, e.g. "mask-ae-v1".
         batch_size: samples per forward pass (does not change the values).
         on_progress: called with the number of samples of each shard written.
+        shards: the run's shard snapshot; None = every complete shard now.
 
     Returns:
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
     """
-    shards = complete_shards(dataset_url)
+    shards = complete_shards(dataset_url) if shards is None else list(shards)
     todo = [s for s in shards if embedding_source(embeddings_url(dataset_url, version, s))
             != shard_tar_sha256(dataset_url, s)]
     result = {"url": embeddings_url(dataset_url, version), "written": todo,
@@ -84,10 +86,10 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
     if not todo:
         return result
     model_res = load_autoencoder(checkpoint_url).cfg.resolution
-    indices, maps = data.load_spatial(dataset_url, modality, model_res)
+    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards)
     vectors = _encode_all(checkpoint_url, maps, batch_size)  # (N, D)
     result["dim"] = int(vectors.shape[1])
-    manifest = read_vectors(dataset_url, ("key", "shard"))
+    manifest = read_vectors(dataset_url, ("key", "shard"), shards)
     if not np.array_equal(manifest["index"], indices):
         raise TrainingError(f"{dataset_url}: the tars and manifests list different samples; "
                             "rebuild the dataset's shards.")
@@ -101,13 +103,14 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
     return result
 
 
-def read_embeddings(dataset_url: str, version: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """(indices (N,), vectors (N, D) float32) of every complete shard, in index order.
+def read_embeddings(dataset_url: str, version: str, modality: str,
+                    shards: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (N,), vectors (N, D) float32) of every complete shard (or of `shards`), in index order.
 
     Raises:
         TrainingError: the version directory or a shard's file is missing, or lacks the column.
     """
-    shards = complete_shards(dataset_url)
+    shards = complete_shards(dataset_url) if shards is None else list(shards)
     indices, vectors = [], []
     for shard in shards:
         url = embeddings_url(dataset_url, version, shard)

@@ -8,6 +8,8 @@ ABSURD; the first offender is named by shard and sample index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mm2latent.errors import TrainingError
@@ -20,10 +22,12 @@ _FIX = ("Fix: re-run the synth-data command that made the dataset with --verify 
         "damaged shards byte-identical), then train again.")
 
 
-def check_input_files(dataset_url: str, parts: tuple[str, ...]) -> None:
-    """TrainingError naming each complete shard whose `parts` ("tar", "parquet") differ from
-    the sha256 digests in its stats file."""
-    damaged = damaged_shards(dataset_url, complete_shards(dataset_url), rehash=True, parts=parts)
+def check_input_files(dataset_url: str, parts: tuple[str, ...],
+                      shards: Sequence[int] | None = None) -> None:
+    """TrainingError naming each shard (default: every complete one) whose `parts` ("tar",
+    "parquet") differ from the sha256 digests in its stats file."""
+    shards = complete_shards(dataset_url) if shards is None else list(shards)
+    damaged = damaged_shards(dataset_url, shards, rehash=True, parts=parts)
     if damaged:
         lines = "; ".join(f"shard {s}: {why}" for s, why in sorted(damaged.items()))
         raise TrainingError(f"{dataset_url}: damaged training input ({lines}). {_FIX}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.embeddings import read_embeddings
 from mm2latent.training.input_checks import check_input_files, check_vectors
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 from storage.readers import read_vectors
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | No
     return dataclasses.replace(cfg, spatial_dim=FLAME_DIM) if modality == "flame" else cfg
 
 
-def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str | None
-                        ) -> dict[str, np.ndarray]:
+def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str | None,
+                        shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """{index (N,), farl (N, Dt) unit rows, spatial (N, Ds), w (N, Dw)} aligned by sample index.
 
     Args:
@@ -58,9 +60,9 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
         embeddings_version: embeddings directory for mask/sketch (e.g. "mask-ae-v1"); unused for flame.
     """
     columns = ("w", "farl", "flame") if modality == "flame" else ("w", "farl")
-    check_input_files(dataset_url, ("parquet",))  # the vectors below come from the parquets
+    check_input_files(dataset_url, ("parquet",), shards)  # the vectors below come from the parquets
     try:
-        arrays = read_vectors(dataset_url, ("shard", *columns))
+        arrays = read_vectors(dataset_url, ("shard", *columns), shards)
     except DatasetError as e:
         raise TrainingError(f"cannot train a {modality} MappingNet on {dataset_url}: {e}") from e
     if len(arrays["index"]) == 0:
@@ -72,7 +74,7 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
         if embeddings_version is None:
             raise TrainingError(f"a {modality} MappingNet needs autoencoder embeddings; pass the "
                                 "embeddings version (run `mm2latent train autoencoders` first).")
-        index, spatial = read_embeddings(dataset_url, embeddings_version, modality)
+        index, spatial = read_embeddings(dataset_url, embeddings_version, modality, shards)
         if not np.array_equal(index, arrays["index"]):
             raise TrainingError(f"{dataset_url}: embeddings {embeddings_version!r} cover "
                                 f"{len(index)} samples, the manifests {len(arrays['index'])}. "
@@ -97,10 +99,10 @@ def _check_dims(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, modality:
                                 "dataset, or matching autoencoder embeddings.")
 
 
-def mapping_data_hash(dataset_url: str, embeddings_version: str | None) -> str:
-    """Hash of a MappingNet's training data: the dataset's shards plus the embeddings version."""
+def mapping_data_hash(dataset_hash: str, embeddings_version: str | None) -> str:
+    """Hash of a MappingNet's training data: the shards' hash plus the embeddings version."""
     # Embeddings are part of the training data: a new autoencoder means a different dataset.
-    text = f"{data.dataset_hash(dataset_url)}:{embeddings_version}"
+    text = f"{dataset_hash}:{embeddings_version}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -137,7 +139,8 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
 
 def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
                   embeddings_version: str | None = None, resume: bool = False,
-                  on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> dict:
+                  on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None,
+                  snapshot: ShardSnapshot | None = None) -> dict:
     """Train a MappingNet for cfg.modality; return fit's summary (+ num_samples, embeddings_version).
 
     Args:
@@ -149,11 +152,13 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
         resume: continue from run_url's latest checkpoint.
         on_progress: called with 1 per finished epoch.
         stop_after_epoch: stop this call after that many epochs (resume later).
+        snapshot: the run's shards (see training/snapshot.py); None = take one now.
     """
+    snapshot = snapshot_for(dataset_url, snapshot)
     version = None if cfg.modality == "flame" else embeddings_version
-    arrays = load_mapping_arrays(dataset_url, cfg.modality, version)
+    arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards)
     job = mapping_job(arrays, net_cfg, cfg)
-    digest = mapping_data_hash(dataset_url, version)
+    digest = mapping_data_hash(snapshot.dataset_hash, version)
     summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
     return summary | {"num_samples": int(len(arrays["index"])), "embeddings_version": version}
 

@@ -16,7 +16,6 @@ import logging
 from mm2latent.errors import TrainingError
 from mm2latent.models.autoencoders import AutoencoderCfg
 from mm2latent.models.mapping_net import MappingNetCfg
-from mm2latent.training import data
 from mm2latent.training.autoencoders import train_autoencoder
 from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg, TrainCfg
 from mm2latent.training.embeddings import write_embeddings
@@ -25,6 +24,7 @@ from mm2latent.training.mapping import mapping_data_hash, train_mapping
 from mm2latent.training.plots import loss_curves_png
 from mm2latent.training.registry import ModelRecord, ModelRegistry
 from mm2latent.training.resume import check_resume_settings
+from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 from storage.atomic import atomic_write_bytes
 from storage.checkpoints import checkpoint_sha256
 from storage.dataset_index import complete_shards
@@ -70,7 +70,8 @@ def _finish_run(summary: dict, name: str, dataset_url: str, registry_url: str, c
 
 def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: AutoencoderCfg,
                     cfg: AutoencoderTrainCfg, resume: bool = False,
-                    on_progress: ProgressFn | None = None, real_dir: str | None = None) -> dict:
+                    on_progress: ProgressFn | None = None, real_dir: str | None = None,
+                    snapshot: ShardSnapshot | None = None) -> dict:
     """Train one autoencoder, register it and write its embeddings; a JSON-able report.
 
     Args:
@@ -82,13 +83,14 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
         resume: continue an interrupted run of the same data and config.
         on_progress: called with 1 per finished epoch.
         real_dir: optional directory of real `*.png` masks / sketches to train on as well.
+        snapshot: the shards this run works on (one for every step of a run); None = take one.
 
     Returns:
         {"record": registry record dict, "summary": fit summary, "embeddings": write report}.
     """
     name = ae_name(cfg.modality)
-    shards = complete_shards(dataset_url)
-    digest = data.dataset_hash(dataset_url, shards)
+    snapshot = snapshot_for(dataset_url, snapshot)
+    shards, digest = list(snapshot.shards), snapshot.dataset_hash
     # The real directory's content joins the data hash inside `fit`, which refuses to resume
     # a run whose files changed; its URL is enough to keep runs apart here.
     run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
@@ -96,7 +98,7 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
-                                real_dir=real_dir)
+                                real_dir=real_dir, snapshot=snapshot)
     if not summary["finished"]:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     # Named after the weights, not the registry's version: two registries on one dataset (or
@@ -107,13 +109,13 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
                          {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir,
                           "embeddings": embeddings_dir})
     embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url,
-                                  record.extra.get("embeddings", embeddings_dir))
+                                  record.extra.get("embeddings", embeddings_dir), shards=shards)
     return {"record": dataclasses.asdict(record), "summary": summary, "embeddings": embeddings}
 
 
 def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: MappingNetCfg,
                 cfg: MappingTrainCfg, embeddings_version: str | None = None, resume: bool = False,
-                on_progress: ProgressFn | None = None) -> dict:
+                on_progress: ProgressFn | None = None, snapshot: ShardSnapshot | None = None) -> dict:
     """Train and register one MappingNet; a JSON-able report {"record", "summary"}.
 
     Args:
@@ -126,22 +128,25 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
             embeddings directory name); None = the latest registered autoencoder.
         resume: continue an interrupted run of the same data and config.
         on_progress: called with 1 per finished epoch.
+        snapshot: the shards this run works on (one for every step of a run); None = take one.
     """
     ae_tag, version = None, None
     if cfg.modality != "flame":
         ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
     name = mapping_name(cfg.modality)
-    shards = complete_shards(dataset_url)
-    run_url = run_url_for(out_url, name, mapping_data_hash(dataset_url, version), cfg, net_cfg)
+    snapshot = snapshot_for(dataset_url, snapshot)
+    run_url = run_url_for(out_url, name, mapping_data_hash(snapshot.dataset_hash, version), cfg,
+                          net_cfg)
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
-    summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress)
+    summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
+                            snapshot=snapshot)
     if not summary["finished"]:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
-                         {"shards": shards, "embeddings_version": ae_tag, "embeddings": version,
-                          "raw_dataset_hash": data.dataset_hash(dataset_url, shards)})
+                         {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
+                          "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash})
     return {"record": dataclasses.asdict(record), "summary": summary}
 
 
@@ -166,18 +171,25 @@ def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> t
     return record.tag, record.extra.get("embeddings", record.tag)
 
 
-def retrain_plan(dataset_url: str, registry_url: str, names: list[str]) -> dict:
+def retrain_plan(dataset_url: str, registry_url: str, names: list[str],
+                 snapshot: ShardSnapshot | None = None) -> dict:
     """Whether models `names` are out of date: the dataset has shards the last models did not see.
+
+    Args:
+        dataset_url, registry_url: the dataset and the model registry.
+        names: registry names of the models to keep current.
+        snapshot: the retrain run's shards; None = take one now.
 
     Returns:
         {"needed": bool, "reason": str, "new_shards": [...], "dataset_hash": str}.
     """
-    shards = complete_shards(dataset_url)
-    if not shards:  # a scheduled run before the first synth-data is not a failure
+    if snapshot is None and not complete_shards(dataset_url):
+        # A scheduled run before the first synth-data is not a failure.
         return {"needed": False, "dataset_hash": None, "new_shards": [],
                 "reason": f"nothing to do: {dataset_url} has no complete shards yet (missing, "
                           "or synth-data has not finished a shard); run synth-data into it first."}
-    digest = data.dataset_hash(dataset_url, shards)
+    snapshot = snapshot_for(dataset_url, snapshot)
+    shards, digest = list(snapshot.shards), snapshot.dataset_hash
     registry = ModelRegistry(registry_url)
     stale = []
     for name in names:

@@ -272,7 +272,5 @@ def load_bisenet(path: str | os.PathLike[str], cfg: BiSeNetCfg | None = None) ->
     """
     model = BiSeNet(cfg or BiSeNetCfg())
     # BatchNorm counters (num_batches_tracked) may be absent: they do not affect inference
-    unexpected = load_state_checked(model, _read_state_dict(path), path)
-    if unexpected:
-        logger.warning("%s: ignoring %d unexpected keys: %s", path, len(unexpected), unexpected[:8])
+    load_state_checked(model, _read_state_dict(path), path)
     return model.eval()

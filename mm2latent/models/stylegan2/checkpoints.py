@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 import fsspec
 import torch
 
-from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
+from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
+                                     read_torch_checkpoint)
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.stylegan2 import rosinality
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
@@ -84,14 +85,11 @@ def _build_generator(cfg: GeneratorCfg, path: PathLike) -> Generator:
 
 
 def load_state_strict(G: Generator, state: dict[str, torch.Tensor], path: PathLike) -> Generator:
-    """Copy `state` into G: every key of G required with its exact shape; extras are logged.
+    """Copy `state` into G: every key of G required with its exact shape, no key left over.
 
     Returns G in eval mode with gradients off (a pretrained generator stays frozen).
     """
-    unexpected = load_state_checked(G, state, path)
-    if unexpected:
-        logger.warning("%s: ignoring %d unexpected key(s): %s", path, len(unexpected),
-                       ", ".join(sorted(unexpected)[:8]))
+    load_state_checked(G, state, path)
     return G.eval().requires_grad_(False)
 
 
@@ -179,13 +177,13 @@ def _w_avg_from(latent_avg: Any, w_dim: int, path: PathLike) -> torch.Tensor | N
 
 
 def _from_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: Any,
-                           path: PathLike) -> Generator:
+                           path: PathLike, file_prefix: str = "") -> Generator:
     """Build and load a Generator from a rosinality generator state_dict plus latent_avg."""
     p = os.fspath(path)
     layout = rosinality.infer_layout(sd, p)
     cfg = rosinality.cfg_from_layout(layout, p)
     G = _build_generator(cfg, path)
-    state = rosinality.to_nvidia_state(sd, layout, p)
+    state = rosinality.to_nvidia_state(sd, layout, p, file_prefix)
     # rosinality has no filter for the non-upsampling layers: use ours, after checking that the
     # file's upsampling filters are the same standard [1,3,3,1] filter.
     own = G.state_dict()
@@ -214,7 +212,7 @@ def _rosinality_from_ckpt(ckpt: Any, path: PathLike, prefix: str) -> Generator:
               if k.startswith(prefix)}
     else:
         sd = _state_dict_under(ckpt, "g_ema", path)
-    return _from_rosinality_state(sd, ckpt.get("latent_avg"), path)
+    return _from_rosinality_state(sd, ckpt.get("latent_avg"), path, prefix)
 
 
 def load_rosinality(path: PathLike, prefix: str = "") -> Generator:
@@ -237,7 +235,9 @@ def _e4e_decoder_from_ckpt(ckpt: Any, path: PathLike) -> Generator:
     decoder_sd = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
     if not decoder_sd:
         raise CheckpointError(path, "no 'decoder.*' keys in state_dict; not an e4e/pSp checkpoint")
-    return _from_rosinality_state(decoder_sd, ckpt.get("latent_avg"), path)
+    # e4e's pSp state_dict holds the encoder and the decoder only; anything else is another net
+    check_key_sets(path, [], [k for k in sd if not k.startswith(("encoder.", "decoder."))])
+    return _from_rosinality_state(decoder_sd, ckpt.get("latent_avg"), path, "decoder.")
 
 
 def load_e4e_decoder(path: PathLike) -> Generator:

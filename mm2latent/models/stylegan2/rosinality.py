@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mm2latent.checkpoint_io import check_key_sets
 from mm2latent.errors import CheckpointError
 from mm2latent.models.stylegan2.generator import GeneratorCfg
 
@@ -136,21 +137,33 @@ def _require(sd: dict[str, torch.Tensor], key: str, path: str, ndim: int) -> tor
 
 
 def infer_layout(sd: dict[str, torch.Tensor], path: str) -> RosinalityLayout:
-    """Read size, style_dim, n_mlp and channels from a rosinality generator's shapes."""
-    style_idx = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
-    if not style_idx:
+    """Read size, style_dim, n_mlp and channels from a rosinality generator's keys and shapes.
+
+    Depth and resolution come from the highest layer index that any key names, so a file that
+    lacks a layer's keys is refused for them (to_nvidia_state) instead of being read as a
+    smaller network.
+    """
+    n_mlp = _highest_index(sd, r"style\.(\d+)\.")
+    if n_mlp < 1:
         raise CheckpointError(path, "no rosinality generator keys (style.1.weight ...) found; "
                               f"first keys: {', '.join(list(sd)[:5])}")
-    if style_idx != list(range(1, len(style_idx) + 1)):
-        raise CheckpointError(path, f"mapping layers style.N are not contiguous from 1: {style_idx}")
     style_dim = _require(sd, "style.1.weight", path, 2).shape[1]
-    n_rgbs = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k))
+    # block k (resolution 2**(k+3)) owns to_rgbs.k, convs.2k / 2k+1 and noises 2k+1 / 2k+2
+    n_rgbs = 1 + max(_highest_index(sd, r"to_rgbs\.(\d+)\."),
+                     _highest_index(sd, r"convs\.(\d+)\.") // 2,
+                     (_highest_index(sd, r"noises\.noise_(\d+)$") - 1) // 2)
     log_size = n_rgbs + 2
     channels = {4: _require(sd, "conv1.conv.weight", path, 5).shape[1]}
     for k in range(n_rgbs):
         channels[2 ** (k + 3)] = _require(sd, f"convs.{2 * k}.conv.weight", path, 5).shape[1]
     img_channels = _require(sd, "to_rgb1.conv.weight", path, 5).shape[1]
-    return RosinalityLayout(2 ** log_size, style_dim, len(style_idx), channels, img_channels)
+    return RosinalityLayout(2 ** log_size, style_dim, n_mlp, channels, img_channels)
+
+
+def _highest_index(sd: dict[str, torch.Tensor], pattern: str) -> int:
+    """The largest integer the regex group captures over the keys (prefix match); -1 if none."""
+    regex = re.compile(pattern)
+    return max((int(m.group(1)) for k in sd if (m := regex.match(k))), default=-1)
 
 
 def cfg_from_layout(layout: RosinalityLayout, path: str) -> GeneratorCfg:
@@ -167,19 +180,19 @@ def cfg_from_layout(layout: RosinalityLayout, path: str) -> GeneratorCfg:
 
 
 def to_nvidia_state(sd: dict[str, torch.Tensor], layout: RosinalityLayout,
-                    path: str) -> dict[str, torch.Tensor]:
-    """Rename and reshape a rosinality generator state_dict to NVIDIA keys (resample filters /4)."""
+                    path: str, file_prefix: str = "") -> dict[str, torch.Tensor]:
+    """Rename and reshape a rosinality generator state_dict to NVIDIA keys (resample filters /4).
+
+    Every key of the layout must be present and no other key (CheckpointError listing them,
+    with `file_prefix` as the keys carry it in the file, e.g. "decoder.").
+    """
     table = rename_table(int(math.log2(layout.size)), layout.n_mlp)
+    check_key_sets(path, [k for k in table if k not in sd], [k for k in sd if k not in table],
+                   file_prefix)
     out: dict[str, torch.Tensor] = {}
     for ros_key, (nv_key, convert) in table.items():
-        if ros_key not in sd:
-            raise CheckpointError(path, f"missing rosinality generator key {ros_key!r} (NVIDIA {nv_key})")
         try:
             out[nv_key] = convert(sd[ros_key].detach())
         except ValueError as e:
             raise CheckpointError(path, f"{ros_key}: {e}") from e
-    unexpected = sorted(set(sd) - set(table))
-    if unexpected:
-        logger.warning("%s: ignoring %d unexpected generator key(s): %s", path, len(unexpected),
-                       ", ".join(unexpected[:8]))
     return out
