@@ -12,7 +12,7 @@ from mm2latent.benchmark.config import BenchmarkCfg
 from storage.fs import join
 from tasks.benchmark import evaluate, finish, make_fixture, plan, reference
 
-_COLUMNS = ("model", "clip_score", "mask_accuracy", "cmmd", "images_per_s")
+_COLUMNS = ("model", "label", "clip_score", "mask_accuracy", "cmmd", "images_per_s")
 
 
 def _publish(summary: dict) -> None:
@@ -34,7 +34,7 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
               reference_limit: int | None = None, cache: str | None = None,
               ablation: bool = False, fixture: str | None = None,
               on_progress: Callable[[int], None] | None = None) -> dict:
-    """Evaluate registered mask MappingNets as in the paper's Table 1 (and Tables 2 / 3).
+    """Evaluate mask MappingNets as in the paper's Table 1 (and Tables 2 / 3).
 
     Args:
         celebamask: CelebAMask-HQ root (holds CelebAMask-HQ-mask-anno/).
@@ -42,7 +42,8 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
         reference_images: CMMD reference (folder / fsspec URL of images, or a synth-data dataset).
         out: output folder; rerunning skips finished chunks.
         models: the --out of `mm2latent train` (registry at <models>/registry).
-        versions: mapping-mask versions ("latest", "3", "v3", "mapping-mask-v3").
+        versions: mapping-mask versions ("latest", "3", "v3", "mapping-mask-v3") and / or
+            "released" (the authors' models named by the preset, e.g. ffhq-official).
         preset, n_pairs, seed, caption_field, chunk_size, device, parser, clip_model,
             cmmd_model, reference_limit, cache, ablation: see BenchmarkCfg.
         fixture: write the small fixture under this folder first if `captions` is missing

@@ -12,7 +12,9 @@ import typer
 
 from flows.cli_common import console, user_errors
 
-_HELP_VERSION = "mapping-mask version to evaluate: latest, 3, v3 or mapping-mask-v3 (repeat the option for several)."
+_HELP_VERSION = ("mapping-mask version to evaluate: latest, 3, v3, mapping-mask-v3, or released (the "
+                 "authors' models the preset names, e.g. ffhq-official); repeat the option or "
+                 "separate with commas for several, e.g. released,latest.")
 
 
 def benchmark_command(
@@ -21,8 +23,8 @@ def benchmark_command(
     reference: Annotated[str, typer.Option(help="CMMD reference: folder/URL of images (FFHQ) or a synth-data dataset.")],
     out: Annotated[str, typer.Option(help="Output folder (rerun the same command to resume).")],
     models: Annotated[str, typer.Option(help="The --out of `mm2latent train` (registry at <models>/registry).")] = "runs/tiny",
-    model_version: Annotated[Optional[list[str]], typer.Option(help=_HELP_VERSION)] = None,
-    preset: Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces) or ffhq.")] = "tiny",
+    model_version: Annotated[Optional[list[str]], typer.Option("--model-version", "--versions", help=_HELP_VERSION)] = None,
+    preset: Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces), ffhq, or ffhq-official (also names the authors' released models).")] = "tiny",
     n_pairs: Annotated[int, typer.Option(help="Pairs (mask + caption) to evaluate.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the pair selection and the generator noise.")] = 0,
     caption_field: Annotated[str, typer.Option(help="overall_caption, or Bangs/Eyeglasses/No_Beard/Smiling/Young.")] = "overall_caption",
@@ -46,10 +48,10 @@ def benchmark_command(
                   chunk_size=chunk_size, device=device, parser=parser, clip_model=clip_model,
                   cmmd_model=cmmd_model, reference_limit=reference_limit, cache=cache,
                   ablation=ablation)
-    versions = list(model_version or ["latest"])
+    versions = [v.strip() for value in model_version or ["latest"] for v in value.split(",")]
     with user_errors():
         plan = make_plan(BenchmarkCfg(reference=reference, versions=tuple(versions), **values))
-        total = len(plan.selection.pairs) * len(plan.records)
+        total = len(plan.selection.pairs) * len(plan.models)
         with _progress() as progress:
             bar = progress.add_task("benchmark", total=total, rate="")
             summary = benchmark(reference_images=reference, versions=versions, **values,
@@ -62,7 +64,7 @@ def benchmark_command(
 def _print(summary: dict, preset: str) -> None:
     out = console()
     for m in summary["models"]:
-        out.print(f"{m['model']}: CLIP score {m['clip_score']:.2f}, mask acc. "
+        out.print(f"{m['label']}: CLIP score {m['clip_score']:.2f}, mask acc. "
                   f"{m['mask_accuracy']:.2f} %, CMMD {m['cmmd']:.3f}, "
                   f"{m['images_per_s']:.2f} images/s")
     missing = summary["run"]["missing_captions"]

@@ -72,8 +72,7 @@ def autoencoder_step(run: PipelineRun) -> str:
     for report in reports:
         record = report["record"]
         run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
-        url = embeddings_url(run.params.out, f"{record['name']}-v{record['version']}")
-        record_asset(embeddings_asset(url, record, run.dataset_key))
+        record_asset(embeddings_asset(report["embeddings"]["url"], record, run.dataset_key))
     return f"ran: {', '.join(todo)}"
 
 
@@ -88,9 +87,8 @@ def mapping_step(run: PipelineRun) -> str:
                                     run.params.preset, resume=True, **run.mapping_overrides)
         record = report["record"]
         upstream = [run.dataset_key]
-        if record["extra"].get("embeddings_version"):
-            upstream.append(asset_key(embeddings_url(run.params.out,
-                                                     record["extra"]["embeddings_version"])))
+        if record["extra"].get("embeddings"):  # the folder is named after the autoencoder's weights
+            upstream.append(asset_key(embeddings_url(run.params.out, record["extra"]["embeddings"])))
         run.models[record["name"]] = record_asset(model_asset(record, upstream))
         ran.append(modality)
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ import fsspec
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError
+from mm2latent.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +50,6 @@ def read_torch_checkpoint(path: str | os.PathLike[str], safe_globals: Iterable[t
         raise _unreadable(path, e) from e
     except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated files
         raise _unreadable(path, e) from e
-
-
-# torch's weights_only unpickler: "Unsupported global: GLOBAL fractions.Fraction was not an
-# allowed global by default", or "Trying to load unsupported GLOBAL os.system whose module os
-# is blocked".
-_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
-
-
-def refused_globals(error: BaseException) -> list[str]:
-    """The dotted names of the globals torch's safe unpickler refused, from its error message."""
-    return sorted(set(_REFUSED_GLOBAL.findall(str(error))))
-
-
-def refused_message(refused: list[str]) -> str:
-    """What to say about a file that names globals the safe loader refuses."""
-    return (f"refers to {', '.join(refused)}, which the safe loader does not allow: the file may "
-            "be unsafe (loading it could run code), or it is not the format expected here; it "
-            "was not loaded.")
-
-
-def unpickler_detail(error: BaseException) -> str:
-    """torch's own diagnosis of a load failure, without its advice to pass weights_only=False."""
-    # That advice would run whatever the file names.
-    return str(error).split("WeightsUnpickler error:", 1)[-1].strip()
 
 
 def _unreadable(path: str | os.PathLike[str], error: BaseException) -> CheckpointError:

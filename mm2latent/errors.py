@@ -6,6 +6,8 @@ its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class Mm2LatentError(Exception):
     """Base class: a problem with the user's input, config, files or environment."""
@@ -52,3 +54,29 @@ class DatasetError(Mm2LatentError):
 
 class TrainingError(Mm2LatentError):
     """Training cannot proceed (empty data, missing modality, NaN loss, dimension mismatch)."""
+
+
+# Messages about torch files the safe (weights_only) loader refuses. They live here, below both
+# the library and storage, because both read torch files.
+# torch's weights_only unpickler: "Unsupported global: GLOBAL fractions.Fraction was not an
+# allowed global by default", or "Trying to load unsupported GLOBAL os.system whose module os
+# is blocked".
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+
+
+def refused_globals(error: BaseException) -> list[str]:
+    """The dotted names of the globals torch's safe unpickler refused, from its error message."""
+    return sorted(set(_REFUSED_GLOBAL.findall(str(error))))
+
+
+def refused_message(refused: list[str]) -> str:
+    """What to say about a file that names globals the safe loader refuses."""
+    return (f"refers to {', '.join(refused)}, which the safe loader does not allow: the file may "
+            "be unsafe (loading it could run code), or it is not the format expected here; it "
+            "was not loaded.")
+
+
+def unpickler_detail(error: BaseException) -> str:
+    """torch's own diagnosis of a load failure, without its advice to pass weights_only=False."""
+    # That advice would run whatever the file names.
+    return str(error).split("WeightsUnpickler error:", 1)[-1].strip()

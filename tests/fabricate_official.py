@@ -120,3 +120,27 @@ def write_lightning_1x(path: Path, state: dict[str, torch.Tensor], epoch: int = 
                     "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3}]}],
                     "lr_schedulers": [], **(extra or {})}, path)
     return path
+
+
+def place_released_mask_models(cache: Path, mask_checkpoint: Path, mapping_seed: int = 4) -> None:
+    """Copy a fabricated mask autoencoder and write a text+mask MappingNet at their cache names."""
+    from mm2latent import weights
+    from tests.fabricate_mapping import official_mapping_state, write_lightning_checkpoint
+
+    (cache / weights.get_spec("mm2latent.mask-ae-official").filename).write_bytes(
+        mask_checkpoint.read_bytes())
+    write_lightning_checkpoint(cache / weights.get_spec("mm2latent.mapping-mask-official").filename,
+                               official_mapping_state(seed=mapping_seed))
+
+
+def tiny_official_preset():
+    """`tiny` naming the authors' mask autoencoder and text+mask MappingNet (as ffhq-official)."""
+    import dataclasses
+
+    from mm2latent import presets
+    from mm2latent.models.autoencoders import autoencoder_preset
+
+    return dataclasses.replace(
+        presets.PRESETS["tiny"], name="tiny-official", mask_ae=autoencoder_preset("mask_official"),
+        mask_ae_weights="mm2latent.mask-ae-official",
+        mapping_mask_weights="mm2latent.mapping-mask-official")

@@ -8,22 +8,30 @@ so only behaviour is checked here, never metric values.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from flows.cli import app
+from mm2latent import inference
 from mm2latent.benchmark import run as bench
 from mm2latent.benchmark.config import BenchmarkCfg
 from mm2latent.benchmark.fixture import write_fixture
-from mm2latent.errors import Mm2LatentError
-from mm2latent.presets import get_preset
+from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
+from mm2latent.errors import ConfigError, Mm2LatentError
+from mm2latent.presets import PRESETS, get_preset
 from mm2latent.synth import run as synth
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg
 from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.pipeline import autoencoder_run, mapping_run
 from mm2latent.training.registry import default_registry_url
+from storage import benchmark_store as store
+from storage.celeba import merged_mask, scan_celebamask
+from tests.fabricate_official import (mask_ae_shapes, place_released_mask_models, random_state,
+                                      tiny_official_preset, write_lightning_1x)
 
 PRESET = get_preset("tiny")
 
@@ -140,3 +148,67 @@ def test_a_synth_data_dataset_as_reference_is_embedded_once(setup, tmp_path, mon
 
     monkeypatch.setattr(reference_module, "embed_reference", no_embedding)
     assert bench.reference(cfg) == meta
+
+
+@pytest.fixture
+def released(tmp_path, monkeypatch) -> str:
+    """Preset "tiny-official", naming fabricated authors' mask models placed in a temp cache."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("MM2LATENT_CACHE", str(cache))
+    mask_ae = write_lightning_1x(tmp_path / "mask.ckpt", random_state(mask_ae_shapes(), seed=1))
+    place_released_mask_models(cache, mask_ae)
+    monkeypatch.setitem(PRESETS, "tiny-official", tiny_official_preset())
+    return "tiny-official"
+
+
+@torch.no_grad()
+def test_released_models_sit_next_to_trained_ones_deterministic_and_resumable(setup, released,
+                                                                             tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    cfg = _cfg(setup, a, preset=released, versions=("released", "latest"))
+    summary = _run(cfg)
+    assert [m["model"] for m in summary["models"]] == ["released", "mapping-mask-v2"]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(f"{a}/results.parquet").to_pydict()
+    assert table["model"] == ["released", "released", "mapping-mask-v2", "mapping-mask-v2"]
+    assert table["image_id"][:2] == table["image_id"][2:]  # the same pairs for both
+    report = open(f"{a}/report.md").read()
+    assert "| **MM2Latent (authors' released models)** |" in report
+    assert "| **trained here: mapping-mask-v2** |" in report
+    assert "`mm2latent.mapping-mask-official`" in report and "FaRL `seeded tiny FaRL`" in report
+    assert store.read_png(f"{a}/grid.png").shape[1] == (2 + 2) * 128  # mask, caption, 2 models
+    # The released rows are the authors' networks: generate one pair by hand and compare.
+    model = inference.load_inference(released, "does/not/exist", "mask")
+    pair = bench.read_pairs(a)[0]
+    mask = merged_mask(scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES), pair.image_id,
+                       bench.cache_url(cfg, "celebamask-merged"), merge_class_masks)
+    w = model.mapping(model.text_embeddings([pair.caption]), model.spatial_embeddings(mask[None]))
+    image = model.synthesize(w, noise_seed=pair.noise_seed)[0].numpy()
+    assert (store.read_png(f"{a}/examples/released/{pair.image_id}.png") == image).all()
+    # An interrupted released chunk is recomputed alone, with the same bytes.
+    shutil.copytree(a, b)
+    os.remove(f"{b}/chunks/released/chunk-000000.json")
+    assert bench.evaluate(_cfg(setup, b, preset=released, versions=("released", "latest"))) == {
+        "released": 1, "mapping-mask-v2": 0}
+    bench.finish(cfg := _cfg(setup, b, preset=released, versions=("released", "latest")),
+                 bench.reference(cfg), [])
+    assert _read(f"{a}/results.parquet") == _read(f"{b}/results.parquet")
+
+
+def test_released_needs_a_preset_naming_the_authors_models(setup, released, tmp_path):
+    out = str(tmp_path / "out")
+    with pytest.raises(ConfigError, match="preset 'tiny' names no released mask.*tiny-official"):
+        bench.start(_cfg(setup, out, versions=("released", "1")))
+    # Only the released models: no model registry is needed.
+    plan = bench.make_plan(_cfg(setup, out, preset=released, models=str(tmp_path / "none"),
+                                versions=("released",)))
+    assert [m.tag for m in plan.models] == ["released"]
+    fixture = setup["fixture"]
+    result = CliRunner().invoke(app, [
+        "benchmark", "--celebamask", fixture["celebamask"], "--captions", fixture["captions"],
+        "--reference", fixture["reference"], "--out", out, "--models", setup["models"],
+        "--versions", "latest,released"])
+    assert result.exit_code == 2, result.output
+    assert "names no released" in result.output and not os.path.exists(out)

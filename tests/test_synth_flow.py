@@ -28,16 +28,14 @@ def no_face_for_some(monkeypatch):
 
     def synthesize(models, dataset_seed, indices, *args, **kwargs):
         real_parse = models.annotators["mask"].parse  # models are shared across shards: restored below
-        done = [0]  # rows of this batch already parsed (the stage may parse image by image)
 
         def parse(images):
             result = real_parse(images)
             labels, fraction = result.labels.clone(), result.face_fraction.clone()
-            for j in range(images.shape[0]):
-                if indices[done[0] + j] in NO_FACE:
+            for j, index in enumerate(indices):  # rows past len(indices) are padding
+                if index in NO_FACE:
                     labels[j] = 0
                     fraction[j] = 0.0
-            done[0] += images.shape[0]
             return ParseResult(labels=labels, face_fraction=fraction)
 
         with lock:

@@ -1,8 +1,9 @@
 """synth-data at library level (run.plan / run.run_shard, no Prefect): determinism, resume,
 refusal of mismatched reuse, fail-fast parameter checks and the documented member formats.
 
-Every run uses the `tiny` preset and a handful of samples. Each stage runs its networks one
-sample at a time (batching.run_per_sample), so a run costs one forward pass per sample.
+Every run uses the `tiny` preset and a handful of samples. Each stage pads its batch to
+batching.MIN_ROWS rows, so a run costs one padded forward pass per batch; the runs below are
+sized to keep the number of batches small.
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ def reference(tmp_path_factory) -> Path:
 # Determinism
 
 
-# If stages.generate called generator.synthesis on the whole batch, these would fail: the
-# generator is not batch-invariant (max |diff| ~4e-6 for 1 or 3 rows vs 16, enough to flip pixels
-# by one level and so change every annotation); run_per_sample makes them pass.
+# stages.generate calls generator.synthesis on the unpadded batch, and the generator is not
+# batch-invariant below 8 rows (max |diff| ~4e-6 for 1 or 3 rows vs 16, enough to flip pixels by
+# one level and so change every annotation): wrapping it in run_padded again makes these pass.
 @pytest.mark.parametrize("samples_per_shard, batch_size, n_samples", [
     (7, 3, N), (4, 1, 2)])
 def test_samples_do_not_depend_on_shard_or_batch_size(reference, tmp_path, samples_per_shard,

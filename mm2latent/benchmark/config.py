@@ -40,7 +40,7 @@ class BenchmarkCfg:
     reference: str  # CMMD reference: folder / fsspec URL of images, or a synth-data dataset
     out: str  # output folder (results.parquet, report.md, grid.png, chunks/)
     models: str = "runs/tiny"  # the --out of `mm2latent train`; registry at <models>/registry
-    versions: tuple[str, ...] = ("latest",)  # mapping-mask versions: "latest", "3", "v3", "mapping-mask-v3"
+    versions: tuple[str, ...] = ("latest",)  # "latest", "3", "v3", "mapping-mask-v3", or "released" (the preset's authors' models)
     preset: str = "tiny"  # preset the models were trained with
     n_pairs: int = 64  # pairs drawn from ids with a mask and a caption
     seed: int = 0  # pair selection and per-pair noise seeds
@@ -52,7 +52,7 @@ class BenchmarkCfg:
     cmmd_model: str | None = None  # CMMD weights name; None = the preset's default
     reference_limit: int | None = None  # use the first N reference images; None = all
     cache: str | None = None  # merged masks + reference embeddings; None = <out>/cache
-    ablation: bool = False  # evaluate every registered mapping-mask version; Tables 2 and 3
+    ablation: bool = False  # every registered mapping-mask version (+ "released" if listed); Tables 2 and 3
     eval_size: int = 512  # side at which masks are compared, pixels
     sigma: float = 10.0  # CMMD RBF bandwidth
     grid_rows: int = 4  # example pairs in grid.png

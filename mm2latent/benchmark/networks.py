@@ -18,13 +18,14 @@ from torch import nn
 
 from mm2latent.benchmark.config import MetricNetsCfg
 from mm2latent.errors import ConfigError
-from mm2latent.inference import Mm2LatentGenerator
+from mm2latent.inference import Mm2LatentGenerator, load_released
 from mm2latent.model_loading import build_component, load_weights
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg, clip_config
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.bisenet import BiSeNet
+from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.models.stylegan2.generator import Generator
-from mm2latent.presets import PresetCfg
+from mm2latent.presets import PRESETS, PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training.autoencoders import load_autoencoder
 from mm2latent.training.mapping import load_mapping_net
@@ -32,6 +33,8 @@ from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import ModelRecord, ModelRegistry
 
 MODALITY = "mask"  # the benchmark conditions on CelebAMask-HQ masks
+RELEASED = "released"  # the version spelling of the authors' models named by the preset
+RELEASED_LABEL = "MM2Latent (authors' released models)"
 _VERSION = re.compile(r"^(?:mapping-mask-)?v?(\d+)$")
 
 
@@ -84,6 +87,58 @@ def build_metric_nets(preset: PresetCfg, names: MetricNetsCfg, device: str,
     return MetricNets(**nets, ids={k: ident for k, (_, ident) in built.items()})
 
 
+@dataclass(frozen=True)
+class EvaluatedModel:
+    """One model of a run: a registered MappingNet version, or the authors' released files."""
+
+    tag: str  # `model` column and chunks/<tag>/ folder: "mapping-mask-v3", or "released"
+    label: str  # its row name in report.md
+    switches: dict  # Table 2 / 3 settings: pteg, use_batchnorm, dropout, depth
+    record: ModelRecord | None = None  # trained here; None for the released models
+    released: tuple[str, str] | None = None  # (MappingNet, autoencoder) weights names
+
+
+def _registered(record: ModelRecord) -> EvaluatedModel:
+    net, train = record.config.get("mapping_net", {}), record.config.get("train", {})
+    switches = {"pteg": train.get("pteg"), "use_batchnorm": net.get("use_batchnorm"),
+                "dropout": net.get("dropout"), "depth": net.get("depth")}
+    return EvaluatedModel(record.tag, f"trained here: {record.tag}", switches, record=record)
+
+
+def _released(preset: PresetCfg) -> EvaluatedModel:
+    names = preset.released_models(MODALITY)
+    if names is None:
+        having = [n for n, p in PRESETS.items() if p.released_models(MODALITY) is not None]
+        raise ConfigError(f"model version {RELEASED!r}: preset {preset.name!r} names no released "
+                          f"{MODALITY} MappingNet / autoencoder of the authors. Fix: pass --preset "
+                          f"{' or '.join(having) or '<a preset naming them>'}, or list only "
+                          "registered versions.")
+    arch = MappingNetCfg()  # the architecture the authors' MappingNet files are read with
+    switches = {"pteg": True,  # the paper trains its released models with PTEG
+                "use_batchnorm": arch.use_batchnorm, "dropout": arch.dropout, "depth": arch.depth}
+    return EvaluatedModel(RELEASED, RELEASED_LABEL, switches, released=names)
+
+
+def resolve_models(preset: PresetCfg, registry_url: str, versions: tuple[str, ...],
+                   every: bool = False) -> list[EvaluatedModel]:
+    """The models to evaluate (unique, in the given order).
+
+    Args:
+        preset: names the authors' released models, for the version "released".
+        registry_url: model registry directory; read only when a registered version is asked.
+        versions: "released", "latest", "3", "v3" or "mapping-mask-v3" each.
+        every: all registered versions (ablation) instead of the registered ones listed.
+    """
+    specs = [v.strip() for v in versions]
+    models = [_released(preset)] if RELEASED in specs else []
+    registered = tuple(v for v in specs if v != RELEASED)
+    if every or registered:
+        models += [_registered(r) for r in resolve_versions(registry_url, registered, every)]
+    if specs and specs[0] != RELEASED:  # released first when listed first, else after the others
+        models.sort(key=lambda m: m.tag == RELEASED)
+    return models
+
+
 def resolve_versions(registry_url: str, versions: tuple[str, ...], every: bool = False
                      ) -> list[ModelRecord]:
     """The mapping-mask records to evaluate (unique, in the given order).
@@ -105,8 +160,8 @@ def resolve_versions(registry_url: str, versions: tuple[str, ...], every: bool =
     for spec in versions:
         match = _VERSION.match(spec.strip())
         if spec.strip() != "latest" and match is None:
-            raise ConfigError(f"model version {spec!r} is not 'latest', 'N', 'vN' or "
-                              f"'{name}-vN'.")
+            raise ConfigError(f"model version {spec!r} is not {RELEASED!r}, 'latest', 'N', 'vN' "
+                              f"or '{name}-vN'.")
         record = records[-1] if match is None else registry.get(name, int(match[1]))
         if record.version not in {r.version for r in chosen}:
             chosen.append(record)
@@ -122,20 +177,24 @@ def _autoencoder_record(registry: ModelRegistry, record: ModelRecord) -> ModelRe
     return registry.get(name, int(version))
 
 
-def load_models(preset: PresetCfg, registry_url: str, records: list[ModelRecord], device: str,
+def load_models(preset: PresetCfg, registry_url: str, models: list[EvaluatedModel], device: str,
                 cache_dir: Path | None = None) -> dict[str, Mm2LatentGenerator]:
-    """{record tag: generator} sharing one StyleGAN2 and one FaRL between the versions."""
+    """{model tag: generator} sharing one StyleGAN2 and one FaRL between the models."""
     registry = ModelRegistry(registry_url)
     generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     target = torch.device(device)
     generator.to(target), farl.to(target)
-    models = {}
-    for record in records:
-        autoencoder = load_autoencoder(_autoencoder_record(registry, record).checkpoint_url)
-        mapping = load_mapping_net(record.checkpoint_url)
+    loaded = {}
+    for model in models:
+        if model.released is not None:
+            mapping, autoencoder, _ = load_released(model.released, cache_dir)
+        else:
+            assert model.record is not None  # an EvaluatedModel is registered or released
+            autoencoder = load_autoencoder(_autoencoder_record(registry, model.record).checkpoint_url)
+            mapping = load_mapping_net(model.record.checkpoint_url)
         for net in (autoencoder, mapping):
             net.to(target).eval().requires_grad_(False)
-        models[record.tag] = Mm2LatentGenerator(preset, MODALITY, generator, farl, mapping,
-                                                autoencoder, target, cache_dir)
-    return models
+        loaded[model.tag] = Mm2LatentGenerator(preset, MODALITY, generator, farl, mapping,
+                                               autoencoder, target, cache_dir)
+    return loaded

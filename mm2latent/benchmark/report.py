@@ -41,7 +41,7 @@ def table1(models: Sequence[dict]) -> list[str]:
     """Markdown lines of Table 1: the paper's rows, then ours."""
     lines = ["| Method | CLIP score ↑ | Mask acc. (%) ↑ | CMMD ↓ |", "|---|---|---|---|"]
     lines += [_row(*row) for row in PAPER_TABLE1]
-    lines += [_row(f"**ours: {m['model']}**", m["clip_score"], m["mask_accuracy"], m["cmmd"])
+    lines += [_row(f"**{m['label']}**", m["clip_score"], m["mask_accuracy"], m["cmmd"])
               for m in models]
     return lines
 
@@ -73,10 +73,20 @@ def latency_table(models: Sequence[dict]) -> list[str]:
              "| total (ms) | images/s |", "|---|---|---|---|---|---|---|"]
     for m in models:
         ms = m["latency_ms"]
-        lines.append(f"| {m['model']} | {ms['text_encode']:.2f} | {ms['spatial_encode']:.2f} | "
+        lines.append(f"| {m['label']} | {ms['text_encode']:.2f} | {ms['spatial_encode']:.2f} | "
                      f"{ms['mapping_net']:.2f} | {ms['generator']:.2f} | {ms['total']:.2f} | "
                      f"{m['images_per_s']:.2f} |")
     return lines
+
+
+def released_notes(summary: dict) -> list[str]:
+    """Markdown lines naming the released files behind each authors' row, and the shared FaRL."""
+    farl = summary["run"]["conventions"]["farl"]
+    return [f"{m['label']}: weights {', '.join(f'`{w}`' for w in m['weights'])} (the preset's "
+            "released files), on the same pairs and seeds as the other rows. Every row encodes "
+            f"captions with the preset's FaRL `{farl}`; models trained here on another FaRL's "
+            "embeddings get a caption encoder they were not trained with.\n"
+            for m in summary["models"] if m["weights"]]
 
 
 def render_report(summary: dict) -> str:
@@ -90,12 +100,14 @@ def render_report(summary: dict) -> str:
               f"the same for every model; {len(run['missing_captions'])} annotated image(s) "
               "without a caption were skipped"
               + (f" (e.g. {', '.join(str(i) + '.jpg' for i in run['missing_captions'][:5])})."
-                 if run["missing_captions"] else "."), "", "## Conventions", ""]
+                 if run["missing_captions"] else "."), "", *released_notes(summary),
+              "## Conventions", ""]
     lines += [f"- {c.format(**run['conventions'])}" for c in CONVENTIONS]
     lines += ["", "## Latency", "", *latency_table(models), ""]
     if run["ablation"]:
         lines += [*ablation_tables(models), ""]
-    lines += ["## Examples", "", "![mask | caption | generated](grid.png)", ""]
+    columns = " | ".join(["mask", "caption", *(m["label"] for m in models)])
+    lines += ["## Examples", "", f"Columns: {columns}.", "", f"![{columns}](grid.png)", ""]
     return "\n".join(lines)
 
 

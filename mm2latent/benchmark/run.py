@@ -20,14 +20,15 @@ from mm2latent.benchmark.config import BenchmarkCfg
 from mm2latent.benchmark.cmmd import KernelSum, cmmd
 from mm2latent.benchmark.evaluate import STAGES, evaluate_chunk
 from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
-from mm2latent.benchmark.networks import build_metric_nets, load_models, resolve_versions
+from mm2latent.benchmark.networks import (EvaluatedModel, build_metric_nets, load_models,
+                                          resolve_models)
 from mm2latent.benchmark.pairs import Pair, PairSelection, select_pairs
 from mm2latent.benchmark.reference import reference_embeddings
 from mm2latent.benchmark.report import example_grid, render_report
 from mm2latent.errors import ConfigError
 from mm2latent.presets import get_preset
 from mm2latent.modalities.codecs import encode_png
-from mm2latent.training.registry import ModelRecord, default_registry_url
+from mm2latent.training.registry import default_registry_url
 from storage import benchmark_store as store
 from storage.celeba import CelebAMaskIndex, merged_mask, read_captions_file, scan_celebamask
 from storage.fs import join
@@ -44,7 +45,13 @@ class Plan:
 
     index: CelebAMaskIndex
     selection: PairSelection
-    records: tuple[ModelRecord, ...]
+    models: tuple[EvaluatedModel, ...]
+
+
+def models_of(cfg: BenchmarkCfg) -> list[EvaluatedModel]:
+    """The run's models: registered versions and / or the preset's released ones."""
+    return resolve_models(get_preset(cfg.preset), default_registry_url(cfg.models), cfg.versions,
+                          cfg.ablation)
 
 
 def cache_url(cfg: BenchmarkCfg, part: str) -> str:
@@ -54,20 +61,18 @@ def cache_url(cfg: BenchmarkCfg, part: str) -> str:
 
 def make_plan(cfg: BenchmarkCfg) -> Plan:
     """Check the roots, the captions, the pair set, the reference and the model versions."""
-    get_preset(cfg.preset)
     cfg.metric_nets()
     index = scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES)
     captions = parse_captions(read_captions_file(cfg.captions), cfg.caption_field, cfg.captions)
     selection = select_pairs(index.ids(), captions, cfg.n_pairs, cfg.seed)
     scan_reference(cfg.reference, cfg.reference_limit)
-    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
-    return Plan(index=index, selection=selection, records=tuple(records))
+    return Plan(index=index, selection=selection, models=tuple(models_of(cfg)))
 
 
 def start(cfg: BenchmarkCfg) -> dict:
     """Validate everything, then record run.json and pairs.parquet (kept on a rerun)."""
     plan = make_plan(cfg)
-    identity = cfg.identity() | {"models": [r.tag for r in plan.records]}
+    identity = cfg.identity() | {"models": [m.tag for m in plan.models]}
     if not store.check_run(cfg.out, identity):
         pairs = plan.selection.pairs
         store.write_run(cfg.out, identity, {
@@ -79,7 +84,7 @@ def start(cfg: BenchmarkCfg) -> dict:
         logger.warning("%d annotated image(s) have no %s and were skipped, e.g. %s",
                        len(missing), cfg.caption_field, ", ".join(f"{i}.jpg" for i in missing[:5]))
     return {"pairs": len(plan.selection.pairs), "candidates": plan.selection.candidates,
-            "missing_captions": list(missing), "models": [r.tag for r in plan.records]}
+            "missing_captions": list(missing), "models": [m.tag for m in plan.models]}
 
 
 def read_pairs(out: str) -> list[Pair]:
@@ -108,9 +113,9 @@ def evaluate(cfg: BenchmarkCfg, on_progress: ProgressFn | None = None,
     """Evaluate every model on every unfinished chunk; {model tag: chunks computed now}."""
     preset = get_preset(cfg.preset)
     pairs, index = read_pairs(cfg.out), scan_celebamask(cfg.celebamask, ANNOTATION_CLASSES)
-    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
     nets = build_metric_nets(preset, cfg.metric_nets(), cfg.device, cache_dir)
-    models = load_models(preset, default_registry_url(cfg.models), records, cfg.device, cache_dir)
+    models = load_models(preset, default_registry_url(cfg.models), models_of(cfg), cfg.device,
+                         cache_dir)
     example_ids = {p.image_id for p in pairs[:cfg.grid_rows]}
     done: dict[str, int] = {}
     for tag, model in models.items():
@@ -148,26 +153,21 @@ def _model_results(cfg: BenchmarkCfg, tag: str, n_chunks: int) -> tuple[pa.Table
     return pa.concat_tables(tables), seconds
 
 
-def _model_summary(tag: str, table: pa.Table, seconds: dict[str, float], reference_embeddings,
-                   ref_meta: dict, sigma: float, switches: dict) -> dict:
+def _model_summary(model: EvaluatedModel, table: pa.Table, seconds: dict[str, float],
+                   reference_embeddings, ref_meta: dict, sigma: float) -> dict:
     emb = table.column(store.EMBEDDING).combine_chunks()
     generated = emb.values.to_numpy(zero_copy_only=False).reshape(len(table), -1)
     y_sum = KernelSum(ref_meta["kernel_total"], ref_meta["count"])
     n = len(table)
     total = sum(seconds[s] for s in STAGES)
     latency = {s: 1000.0 * seconds[s] / n for s in STAGES} | {"total": 1000.0 * total / n}
-    return {"model": tag, "pairs": n,
+    return {"model": model.tag, "label": model.label, "pairs": n,
             "clip_score": float(np.mean(table.column("clip_score").to_numpy())),
             "mask_accuracy": float(np.mean(table.column("mask_accuracy").to_numpy())),
             "cmmd": cmmd(generated, reference_embeddings, sigma, y_sum=y_sum),
             "latency_ms": latency, "images_per_s": n / total if total > 0 else float("nan"),
-            "metric_seconds": seconds.get("metrics", 0.0), "switches": switches}
-
-
-def _switches(record: ModelRecord) -> dict:
-    net, train = record.config.get("mapping_net", {}), record.config.get("train", {})
-    return {"pteg": train.get("pteg"), "use_batchnorm": net.get("use_batchnorm"),
-            "dropout": net.get("dropout"), "depth": net.get("depth")}
+            "metric_seconds": seconds.get("metrics", 0.0), "switches": model.switches,
+            "weights": list(model.released or ())}
 
 
 def _grid(cfg: BenchmarkCfg, pairs: list[Pair], tags: list[str]) -> np.ndarray:
@@ -183,24 +183,23 @@ def _grid(cfg: BenchmarkCfg, pairs: list[Pair], tags: list[str]) -> np.ndarray:
 def finish(cfg: BenchmarkCfg, ref_meta: dict, missing_captions: list[int]) -> dict:
     """results.parquet, summary.json, report.md and grid.png from the finished chunks."""
     pairs = read_pairs(cfg.out)
-    records = resolve_versions(default_registry_url(cfg.models), cfg.versions, cfg.ablation)
+    evaluated = models_of(cfg)
     cached = read_cached_embeddings(ref_meta["url"])
     if cached is None:
         raise ConfigError(f"{ref_meta['url']}: reference embeddings vanished; re-run the command.")
     n_chunks = len(_chunks(pairs, cfg.chunk_size))
     tables, models = [], []
-    for record in records:
-        table, seconds = _model_results(cfg, record.tag, n_chunks)
+    for model in evaluated:
+        table, seconds = _model_results(cfg, model.tag, n_chunks)
         tables.append(table.drop_columns([store.EMBEDDING]))
-        models.append(_model_summary(record.tag, table, seconds, cached[0], ref_meta, cfg.sigma,
-                                     _switches(record)))
+        models.append(_model_summary(model, table, seconds, cached[0], ref_meta, cfg.sigma))
     store.write_bytes(cfg.out, store.RESULTS_FILE, store.table_bytes(pa.concat_tables(tables)))
     nets = cfg.metric_nets()
     preset = get_preset(cfg.preset)
     conventions = {"clip": nets.clip_score or "seeded tiny CLIP tower", "size": cfg.eval_size,
                    "parser": nets.parser or "seeded tiny BiSeNet", "sigma": cfg.sigma,
                    "cmmd": nets.cmmd or "seeded tiny CLIP tower", "ref_n": ref_meta["images"],
-                   "ref": cfg.reference}
+                   "ref": cfg.reference, "farl": preset.farl_weights or "seeded tiny FaRL"}
     run = {"pairs": len(pairs), "seed": cfg.seed, "caption_field": cfg.caption_field,
            "missing_captions": missing_captions, "makes_faces": preset.makes_faces,
            "ablation": cfg.ablation, "conventions": conventions, "config": cfg.identity()}
@@ -208,5 +207,5 @@ def finish(cfg: BenchmarkCfg, ref_meta: dict, missing_captions: list[int]) -> di
     store.write_bytes(cfg.out, "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     report = render_report(summary)
     store.write_bytes(cfg.out, "report.md", report.encode())
-    store.write_bytes(cfg.out, "grid.png", encode_png(_grid(cfg, pairs, [r.tag for r in records])))
+    store.write_bytes(cfg.out, "grid.png", encode_png(_grid(cfg, pairs, [m.tag for m in evaluated])))
     return summary | {"report": report, "out": cfg.out}

@@ -2,10 +2,9 @@
 
 No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
-samples share its batch: every network runs one sample at a time through
-mm2latent.batching.run_per_sample (why, and what it costs: see that module), so none of them
-evaluates padding rows. tests/test_synth_pipeline.py checks the whole pipeline byte for byte
-across batch and shard sizes, tests/test_batch_invariance.py each stage at the paper's widths.
+samples share its batch: every stage that runs a network with small-batch matrix multiplies
+goes through mm2latent.batching.run_padded (why: see that module). tests/test_synth_pipeline.py
+checks the whole pipeline byte for byte across batch and shard sizes.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_per_sample
+from mm2latent.batching import run_padded
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
@@ -45,11 +44,9 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     The image is quantised the way StyleGAN2 saves its samples (x * 127.5 + 128, clamped),
     after an antialiased resize to `store_size` when that differs from the generator's.
     """
-    ws = run_per_sample(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
-    # Per sample too: the style affines are matmuls over the batch rows, and convolutions on
-    # small maps or with few channels change kernels with the batch size. From 128 px on the
-    # generator convolves one sample at a time anyway.
-    images = run_per_sample(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
+    ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
+    # Padded too: the style affines are matrix multiplies over the batch rows.
+    images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
     return ws[:, 0], store_pixels(images, store_size)  # (B, w_dim), (B, S, S, 3)
 
 
@@ -74,14 +71,12 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction.
 
-    One image at a time: BiSeNet's attention branches convolve 1x1 pooled features, a matrix
-    multiply over the batch rows (and facer's script is untested here without its weights).
+    Not padded: parsers are convolutional (BiSeNet) or run their linear layers over every
+    token of every image (facer's ViT), so no matrix multiply sees a small batch, and the
+    parser is the costliest annotator at full size.
     """
-    parts = [parser.parse(images01[i : i + 1]) for i in range(images01.shape[0])]
-    if not parts:
-        result = parser.parse(images01)
-        return result.labels, result.face_fraction
-    return torch.cat([p.labels for p in parts]), torch.cat([p.face_fraction for p in parts])
+    result = parser.parse(images01)
+    return result.labels, result.face_fraction
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
@@ -91,4 +86,4 @@ def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
 
 def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
     """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
-    return run_per_sample(encoder, images01).float()
+    return run_padded(encoder, images01).float()
