@@ -6,6 +6,6 @@ Prefect or typer; orchestration lives in the top-level `tasks/` and `flows/` pac
 
 from mm2latent.errors import Mm2LatentError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: FaRL embeds the stored uint8 pixels exactly as Pillow resizes them
 
 __all__ = ["Mm2LatentError", "__version__"]
