@@ -16,6 +16,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
+from flows.cli_app import app_command
 from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
@@ -39,6 +40,7 @@ dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
 add_pipeline_command(app)
+app.command("app")(app_command)
 
 NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
              "faces. Use --preset ffhq (official weights) for the paper's setup.")

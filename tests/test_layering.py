@@ -14,14 +14,23 @@ from mm2latent import model_loading, weights
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_library_and_storage_never_import_prefect_or_typer():
+def _imported_tops(extra: list[str], tops: tuple[str, ...]) -> str:
+    """Sorted modules under `tops` that importing every library module (+ `extra`) pulls in."""
     modules = [m.name for m in pkgutil.walk_packages(mm2latent.__path__, "mm2latent.")]
     code = ("import importlib, sys\n"
-            f"for name in {modules!r} + ['storage.readers', 'storage.checkpoints']:\n"
+            f"for name in {modules!r} + {extra!r}:\n"
             "    importlib.import_module(name)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'typer')))")
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {tops!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    return out.stdout.strip()
+
+
+def test_library_and_storage_never_import_prefect_or_typer():
+    assert _imported_tops(["storage.readers", "storage.checkpoints"], ("prefect", "typer")) == "[]"
+
+
+def test_library_never_imports_a_web_framework():
+    assert _imported_tops([], ("fastapi", "uvicorn", "gradio")) == "[]"
 
 
 def test_every_registered_format_has_a_loader():
