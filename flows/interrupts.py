@@ -82,6 +82,7 @@ def _die_with_parent() -> None:
 def tied_prefect_server() -> Iterator[None]:
     """Run the block against a temporary Prefect server tied to this process, unless
     PREFECT_API_URL names a server already (then nothing changes)."""
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -105,7 +106,12 @@ def tied_prefect_server() -> Iterator[None]:
     server.start()
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield
+            try:
+                yield
+            finally:
+                # Ship the run's buffered logs while the server still answers; otherwise
+                # Prefect's log worker flushes at exit into a stopped server and prints an error.
+                APILogWorker.drain_all(timeout=5)
     finally:
         server.stop()
 
