@@ -33,7 +33,7 @@ import torch
 
 from mm2latent.editing import text_direction
 from mm2latent.inference import Mm2LatentGenerator
-from mm2latent.inference.editor import _stored_pixels
+from mm2latent.inference.editor import stored_pixels
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.e4e import E4EEncoder
@@ -94,7 +94,7 @@ def stage_times(preset: PresetCfg, batch: int, runs: int, device: torch.device) 
     text, space = model.text_embeddings(captions), model.spatial_embeddings(masks)
     w = model.mapping(text, space)
     w_plus = e4e.invert(photos)
-    stored = stages.to_float_images(_stored_pixels(photos.cpu(), preset.store_size)).to(device)
+    stored = stages.to_float_images(stored_pixels(photos.cpu(), preset.store_size)).to(device)
     generation = {
         "FaRL text encode": lambda: model.text_embeddings(captions),
         "spatial encode": lambda: model.spatial_embeddings(masks),

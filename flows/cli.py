@@ -46,7 +46,7 @@ NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its im
              "faces. Use --preset ffhq (official weights) for the paper's setup.")
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console(stderr=True),
@@ -97,7 +97,7 @@ def synth_data_command(
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         try:
-            with tied_prefect_server(), StopOnSignal() as stop, _progress() as progress:
+            with tied_prefect_server(), StopOnSignal() as stop, progress_bar() as progress:
                 bar = progress.add_task("synth-data", total=params.n_samples, rate="")
                 advance = _advancer(progress, bar)
 

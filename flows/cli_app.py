@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_common import console, user_errors
-from flows.cli_generate import Device, Models, Preset, _note_tiny
+from flows.cli_generate import Device, Models, Preset, note_tiny
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -42,7 +42,7 @@ def app_command(
                               "pip install -e '.[app]'.") from e
         model_set = load_model_set(preset, registry or default_registry_url(models), device)
         limits = UploadLimits(max_bytes=int(max_upload_mib * 2**20), max_side=max_side)
-    _note_tiny(preset)
+    note_tiny(preset)
     if host not in LOOPBACK:
         console(stderr=True).print(f"[yellow]warning:[/] --host {host} exposes the app, which has no "
                                    "login, to every machine that can reach this address.")

@@ -39,7 +39,7 @@ def benchmark_command(
 ) -> None:
     """Evaluate MappingNets on CelebA-Dialog captions + CelebAMask-HQ masks (CLIP score, mask accuracy, CMMD, latency)."""
     from flows.benchmark import benchmark
-    from flows.cli import NOT_FACES, _progress
+    from flows.cli import NOT_FACES, progress_bar
     from mm2latent.benchmark.config import BenchmarkCfg
     from mm2latent.benchmark.run import make_plan
 
@@ -52,7 +52,7 @@ def benchmark_command(
     with user_errors():
         plan = make_plan(BenchmarkCfg(reference=reference, versions=tuple(versions), **values))
         total = len(plan.selection.pairs) * len(plan.models)
-        with _progress() as progress:
+        with progress_bar() as progress:
             bar = progress.add_task("benchmark", total=total, rate="")
             summary = benchmark(reference_images=reference, versions=versions, **values,
                                 on_progress=lambda n: progress.update(bar, advance=n))

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_common import console, user_errors
-from flows.cli_generate import Device, Models, Out, Preset, _note_tiny
+from flows.cli_generate import Device, Models, Out, Preset, note_tiny
 from mm2latent.training.registry import default_registry_url
 
 Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"
@@ -112,7 +112,7 @@ def edit_command(
             write_png(out, result.images[:, 0])
         else:
             atomic_write_bytes(out, encode_png(result.strip()))
-    _note_tiny(preset)
+    note_tiny(preset)
     what = f"strip: original | beta {', '.join(f'{b:g}' for b in betas)}" if len(betas) > 1 else f"beta {betas[0]:g}"
     console().print(f"[green]wrote[/] {out} ({what}; {kind} edit, {modality} MappingNet)", soft_wrap=True)
 
@@ -149,7 +149,7 @@ def edit_dataset_command(
     with user_errors():
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
         summary = edit_dataset(**values, overwrite=overwrite)
-    _note_tiny(preset)
+    note_tiny(preset)
     console().print(f"[bold]{summary['out']}[/]: {summary['ok']} edited, {summary['failures']} failed, "
                     f"{summary['shards']} shards; edits {', '.join(summary['edits'])}", soft_wrap=True)
 
@@ -162,7 +162,7 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
         plan, todo = plan_rows(rows, models, preset, out)
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]
-    _note_tiny(preset)
+    note_tiny(preset)
     made = sum(s.ok for s in stats)
     console().print(f"[green]wrote[/] {out}: {len(plan.rows)} rows, {made} generated now, "
                     f"{len(plan.rows) - sum(len(plan.shard_indices(s)) for s in todo)} already done", soft_wrap=True)

@@ -33,7 +33,7 @@ def _condition(mask: Optional[str], sketch: Optional[str], flame: Optional[str])
     return modality, load_condition(modality, url)
 
 
-def _note_tiny(preset: str) -> None:
+def note_tiny(preset: str) -> None:
     from flows.cli import NOT_FACES  # imported here: flows.cli imports this module
 
     if preset == "tiny":
@@ -73,7 +73,7 @@ def generate_command(
         noise_seed = seed if seed is not None or n == 1 else 0
         images = model.generate([text] * n, condition, truncation_psi=psi, noise_seed=noise_seed)
         write_png(out, images)
-    _note_tiny(preset)
+    note_tiny(preset)
     console().print(f"[green]wrote[/] {out} ({n} image(s), {images.shape[2]} px, {modality})")
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from mm2latent.errors import DatasetError
-from mm2latent.inference.files import _checked
+from mm2latent.inference.files import checked_array
 from mm2latent.inference import (check_flame, check_masks, check_modality, check_sketches, read_flame,
                                   read_image, read_mask, read_sketch)
 from storage.samples import parse_sample_ref, read_sample_members
@@ -47,7 +47,7 @@ def load_condition(modality: str, ref: str) -> np.ndarray:
                            "Fix: use a dataset made with that modality.")
     array = _decode(modality, members[_MEMBER[modality]])
     check = {"mask": check_masks, "sketch": check_sketches, "flame": check_flame}[modality]
-    return _checked(ref, check, array)
+    return checked_array(ref, check, array)
 
 
 def load_photo(ref: str) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from mm2latent.batching import run_padded
 from mm2latent.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
-from mm2latent.inference.editor import _stored_pixels
+from mm2latent.inference.editor import stored_pixels
 from mm2latent.inference.inputs import broadcast
 from mm2latent.models.mapping_net import apply_edit
 from mm2latent.synth import stages
@@ -92,7 +92,7 @@ def spatial_direction(model: Mm2LatentGenerator, f_img: torch.Tensor, s_target: 
 @torch.no_grad()
 def image_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch.Tensor:
     """(B, 512) FaRL image embeddings of photos, seen at the stored size as synth-data sees them."""
-    pixels = _stored_pixels(check_images(images01), model.preset.store_size)  # (B, S, S, 3)
+    pixels = stored_pixels(check_images(images01), model.preset.store_size)  # (B, S, S, 3)
     return stages.embed(model.farl.encode_image, stages.to_float_images(pixels).to(model.device))
 
 

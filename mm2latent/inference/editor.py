@@ -35,7 +35,7 @@ def _quantize(images: torch.Tensor) -> torch.Tensor:
     return stages.store_pixels(images, images.shape[-1])
 
 
-def _stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
+def stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
     """(B, S, S, 3) uint8 of [0, 1] images at the dataset's stored size (synth-data's resize)."""
     if images01.shape[-2:] != (size, size):
         images01 = F.interpolate(images01, size=(size, size), mode="bilinear",
@@ -187,7 +187,7 @@ class Mm2LatentGenerator:
             images01: (B, 3, H, W) FFHQ-aligned RGB in [0, 1]; resized to the preset's stored
                 size and quantised to uint8 first, as the annotators see dataset images.
         """
-        pixels = _stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
+        pixels = stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
         if self.modality == "sketch":
             return stages.sketches(self.preset.sketch, pixels.cpu())  # (B, R, R) 0/255
         float01 = stages.to_float_images(pixels).to(self.device)  # (B, 3, S, S)

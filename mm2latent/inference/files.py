@@ -33,7 +33,7 @@ def _open_png(url: str, what: str) -> Image.Image:
     return image
 
 
-def _checked(url: str, check, array: np.ndarray) -> np.ndarray:
+def checked_array(url: str, check, array: np.ndarray) -> np.ndarray:
     """`array` once `check` accepts it; its ConfigError is re-raised naming the file."""
     try:
         check(array)
@@ -48,12 +48,12 @@ def read_mask(url: str) -> np.ndarray:
     if image.mode not in ("L", "P"):
         raise ConfigError(f"{url}: a mask must be a single-channel label PNG (class id per "
                           f"pixel, 0..18), found mode {image.mode}.")
-    return _checked(url, check_masks, np.asarray(image))
+    return checked_array(url, check_masks, np.asarray(image))
 
 
 def read_sketch(url: str) -> np.ndarray:
     """(H, W) uint8 0/255 strokes from a sketch PNG (white strokes on black, values checked)."""
-    return _checked(url, check_sketches, np.asarray(_open_png(url, "sketch").convert("L")))
+    return checked_array(url, check_sketches, np.asarray(_open_png(url, "sketch").convert("L")))
 
 
 def read_flame(url: str) -> np.ndarray:
@@ -62,7 +62,7 @@ def read_flame(url: str) -> np.ndarray:
         array = np.load(io.BytesIO(_read_bytes(url, "flame")), allow_pickle=False)
     except ValueError as e:
         raise ConfigError(f"{url}: not a .npy array of 3DMM codes ({e}).") from e
-    return _checked(url, check_flame, array).astype(np.float32).reshape(-1, FLAME_DIM)  # (B, 159)
+    return checked_array(url, check_flame, array).astype(np.float32).reshape(-1, FLAME_DIM)  # (B, 159)
 
 
 def read_image(url: str) -> torch.Tensor:
