@@ -97,3 +97,12 @@ def test_a_bad_option_fails_before_training_in_the_flow_and_in_the_cli(tmp_path)
     result = CliRunner().invoke(train_app, ["autoencoders", "--dataset", str(tmp_path / "d"),
                                             "--modalities", "mask,depth"])
     assert result.exit_code == 2 and "--modalities: unknown 'depth'" in result.output
+
+
+def test_every_loop_override_is_a_training_config_field():
+    import dataclasses
+
+    from mm2latent.training.config import TrainCfg
+    from mm2latent.training.options import TrainOverrides
+
+    assert set(TrainOverrides.model_fields) <= {f.name for f in dataclasses.fields(TrainCfg)}

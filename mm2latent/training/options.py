@@ -31,7 +31,7 @@ def parse_options(model: type[M], values: dict) -> M:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or model.__name__}: {err['msg']}"
                              for err in e.errors())
         raise ConfigError(f"bad training option(s): {problems}. Fix: see `--help` for the valid "
-                          "values.") from None
+                          "values.") from e
 
 
 def _modality_list(value: object, valid: tuple[str, ...], name: str,
@@ -96,7 +96,8 @@ class AutoencoderOptions(TrainRunOptions):
     """`mm2latent train autoencoders` and the train-autoencoders flow."""
 
     modalities: list[str] = Field(["mask", "sketch"], description="Comma list of mask,sketch.")
-    real_masks: str | None = Field(None, description="Directory of real label-id mask PNGs to train on as well.")
+    real_masks: str | None = Field(
+        None, description="Directory of real label-id mask PNGs to train on as well.")
     real_sketches: str | None = Field(
         None, description="Directory of real sketch PNGs (white strokes on black) to train on as well.")
     recipe: str = Field("ours", description="ours (default) or official: the authors' networks, grey "
@@ -142,7 +143,8 @@ class TrainChainOptions(DeviceAndBatch, RunTarget):
     """Autoencoders, then MappingNets on their embeddings: the retrain flow's parameters and
     the training steps of the pipeline flow."""
 
-    autoencoders: list[str] = Field(["mask", "sketch"], description="Autoencoders to keep current (mask, sketch).")
+    autoencoders: list[str] = Field(["mask", "sketch"],
+                                    description="Autoencoders to keep current (mask, sketch).")
     mappings: list[str] = Field(["mask", "sketch", "flame"],
                                 description="MappingNets to keep current (mask, sketch, flame).")
     ae_epochs: int | None = Field(None, description="Autoencoder epochs; None = default.")
