@@ -22,7 +22,7 @@ from mm2latent.dims import NUM_MASK_CLASSES
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.seeding import derive_seed
 from storage.dataset_index import complete_shards, read_shard_stats
-from storage.fs import open_fs
+from storage.fs import join, list_names, read_file
 from storage.readers import iter_samples, read_vectors
 
 logger = logging.getLogger(__name__)
@@ -197,15 +197,13 @@ def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int 
         resolution: the autoencoder's input side.
         num_classes: mask classes; larger ids are an error.
     """
-    fs, root = open_fs(dir_url)
-    paths = sorted(p for p in fs.glob(root.rstrip("/") + "/*.png"))
-    if not paths:
+    names = [n for n in list_names(dir_url) if n.endswith(".png")]
+    if not names:
         raise TrainingError(f"{dir_url}: no *.png files; expected one {modality} per file.")
     digest = hashlib.sha256()
     ids, maps = [], []
-    for path in paths:
-        name = path.rsplit("/", 1)[-1]
-        payload = fs.cat_file(path)
+    for name in names:
+        payload = read_file(join(dir_url, name))
         digest.update(name.encode() + b"\0" + hashlib.sha256(payload).digest())
         ids.append(-1 - derive_seed("real", name))
         raw = _decode_real_png(f"{dir_url}/{name}", payload, modality, num_classes)
