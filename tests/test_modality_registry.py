@@ -66,16 +66,23 @@ MEAN_COLOUR = ModalitySpec(name="mean_colour", exts=("mean_colour.npy",), encode
                                                      about="mean R, G, B in [0, 1]"))
 
 
+def _synth(out: Path, n_samples: int, samples_per_shard: int, modalities: tuple[str, ...]):
+    """(params, registry) of a tiny synth-data run into `out` with the toy modality registered."""
+    registry = default_registry().with_spec(MEAN_COLOUR)
+    params = parse_params(registry=registry, preset="tiny", n_samples=n_samples,
+                          samples_per_shard=samples_per_shard, image_size=16,
+                          modalities=modalities, out=str(out))
+    for shard in run.plan(params, registry=registry):
+        run.run_shard(params, shard, registry=registry)
+    return params, registry
+
+
 @pytest.fixture(scope="module")
 def toy_dataset(tmp_path_factory) -> tuple[str, object]:
     """A 3-sample tiny dataset (2 shards) storing sketch and the toy modality."""
     out = tmp_path_factory.mktemp("toy")
-    registry = default_registry().with_spec(MEAN_COLOUR)
-    params = parse_params(registry=registry, preset="tiny", n_samples=3, samples_per_shard=2,
-                          image_size=16, modalities=("mean_colour", "sketch"), out=str(out))
+    params, registry = _synth(out, 3, 2, ("mean_colour", "sketch"))
     assert params.modalities == ("sketch", "mean_colour")  # registry order
-    for shard in run.plan(params, registry=registry):
-        run.run_shard(params, shard, registry=registry)
     assert run.summarize(params).ok == 3
     return str(out), registry
 
@@ -123,11 +130,7 @@ def test_dataset_inspect_shows_the_toy_modality(toy_dataset):
 def toy_condition_dataset(tmp_path_factory) -> tuple[str, object]:
     """A 6-sample tiny dataset with FaRL embeddings and the toy modality (MappingNet inputs)."""
     out = tmp_path_factory.mktemp("toy_condition")
-    registry = default_registry().with_spec(MEAN_COLOUR)
-    params = parse_params(registry=registry, preset="tiny", n_samples=6, samples_per_shard=3,
-                          image_size=16, modalities=("farl", "mean_colour"), out=str(out))
-    for shard in run.plan(params, registry=registry):
-        run.run_shard(params, shard, registry=registry)
+    _, registry = _synth(out, 6, 3, ("farl", "mean_colour"))
     return str(out), registry
 
 
