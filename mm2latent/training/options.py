@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mm2latent.errors import ConfigError
 from mm2latent.input_checks import parse_list
-from mm2latent.training.config import (AE_MODALITIES, MAPPING_MODALITIES, AutoencoderTrainCfg,
-                                       MappingTrainCfg, TrainCfg, autoencoder_train_cfg,
-                                       replace_cfg)
+from mm2latent.modalities.registry import default_registry
+from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, TrainCfg,
+                                       autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
 
+# The default registry's names (a constant: the registry is rebuilt, not shared).
+AE_MODALITIES: tuple[str, ...] = default_registry().maps  # modalities with an autoencoder
+MAPPING_MODALITIES: tuple[str, ...] = default_registry().conditions  # MappingNet conditions
 M = TypeVar("M", bound=BaseModel)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
