@@ -27,7 +27,7 @@ def app_command(
     registry: Annotated[Optional[str], typer.Option(help="Model registry URL; default <models>/registry.")] = None,
 ) -> None:
     """Serve the interactive editor on http://HOST:PORT (loopback by default)."""
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
     from mm2latent.interactive.models import load_model_set
     from mm2latent.interactive.uploads import UploadLimits
     from mm2latent.training.registry import default_registry_url

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-from mm2latent.errors import Mm2LatentError
+from mm2latent_core.errors import Mm2LatentError
 from storage.fs import as_user_error
 
 

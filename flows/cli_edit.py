@@ -20,7 +20,7 @@ Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"
 def parse_betas(text: str) -> list[float]:
     """'0,0.5,1' -> [0.0, 0.5, 1.0]; ConfigError naming the bad item."""
     from mm2latent.editing import check_betas
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
 
     values = []
     for item in text.split(","):
@@ -34,7 +34,7 @@ def parse_betas(text: str) -> list[float]:
 
 def _one_of(options: dict[str, Optional[str]], what: str) -> tuple[str, str] | None:
     """(name, value) of the single given option, None if none; ConfigError if several."""
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
 
     given = {k: v for k, v in options.items() if v}
     if len(given) > 1:
@@ -77,7 +77,7 @@ def edit_command(
     """Edit a photo with text or a target mask / sketch / 3DMM code (e4e inversion + MappingNet direction)."""
     from mm2latent.conditions import load_condition
     from mm2latent.editing import spatial_edit, text_edit
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
     from mm2latent.input_checks import check_device
     from mm2latent.modalities.codecs import encode_png

@@ -23,7 +23,7 @@ Device = Annotated[str, typer.Option(help="torch device.")]
 def _condition(mask: Optional[str], sketch: Optional[str], flame: Optional[str]):
     """(modality, raw condition array) from exactly one of the three file options."""
     from mm2latent.conditions import load_condition
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
 
     given = {m: url for m, url in (("mask", mask), ("sketch", sketch), ("flame", flame)) if url}
     if len(given) != 1:
@@ -53,7 +53,7 @@ def generate_command(
     rows: Annotated[Optional[str], typer.Option("--from", help="JSON-lines file, one {text, mask|sketch|flame, seed} per line: writes shards into --out (a directory).")] = None,
 ) -> None:
     """Generate images from a caption and a mask, sketch or 3DMM code (or many, --from rows.jsonl)."""
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
     from mm2latent.inference import load_inference, write_png
     from mm2latent.input_checks import check_device, check_psi
     from storage.path_checks import check_output_file

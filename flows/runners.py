@@ -11,7 +11,7 @@ from typing import Literal
 
 from prefect.task_runners import TaskRunner
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 TaskRunnerName = Literal["threads", "dask"]
 TASK_RUNNERS: tuple[str, ...] = ("threads", "dask")

@@ -4,7 +4,7 @@ The library: models, checkpoint loaders, losses, training and inference. It neve
 Prefect or typer; orchestration lives in the top-level `tasks/` and `flows/` packages.
 """
 
-from mm2latent.errors import Mm2LatentError
+from mm2latent_core.errors import Mm2LatentError
 
 __version__ = "0.2.0"  # 0.2: FaRL embeds the stored uint8 pixels exactly as Pillow resizes them
 

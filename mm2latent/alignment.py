@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 NUM_LANDMARKS = 68  # iBUG 300-W layout (dlib, face-alignment)
 LEFT_EYE = slice(36, 42)

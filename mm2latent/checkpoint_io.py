@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
+from mm2latent_core.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
 from storage.fs import is_file
 from storage.torch_files import load_torch
 

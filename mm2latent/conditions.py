@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.inference.files import checked_array
 from mm2latent.inference import check_modality, read_flame, read_image, read_mask, read_sketch
 from mm2latent.modalities.registry import default_registry

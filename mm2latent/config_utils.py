@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 CfgT = TypeVar("CfgT")
 

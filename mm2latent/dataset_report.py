@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry, ModalitySpec
+from mm2latent_core.modalities.spec import ModalityRegistry, ModalitySpec
 from storage.dataset_index import DatasetIndex, complete_shards, shard_url
 from storage.manifest import STATUS_FAILED, read_manifest, read_manifest_schema
 from storage.readers import iter_samples

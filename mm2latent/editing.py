@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent.batching import run_padded
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
 from mm2latent.inference.editor import stored_pixels
 from mm2latent.inference.inputs import broadcast

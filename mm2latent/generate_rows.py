@@ -22,7 +22,7 @@ from mm2latent import __version__
 from mm2latent.conditions import load_condition
 from mm2latent.edit_dataset.models import EditModels, load_edit_models, model_digests, registered_versions
 from mm2latent.edit_dataset.run import write_shard
-from mm2latent.errors import ConfigError, Mm2LatentError
+from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.presets import get_preset
 from mm2latent.modalities.codecs import encode_png
 from mm2latent.synth.models import weight_digests

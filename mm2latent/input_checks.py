@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 PSI_RANGE = (-1.0, 2.0)  # truncation psi accepted: 1 = none, 0 = the mean face, <0 = its opposite
 MAX_SHARDS = 10**6  # shard names carry 6 digits (storage.dataset_index.SHARD_DIGITS)

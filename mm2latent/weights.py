@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mm2latent.errors import MissingWeightsError, UnknownWeightsError, WeightsIntegrityError
+from mm2latent_core.errors import MissingWeightsError, UnknownWeightsError, WeightsIntegrityError
 from storage.atomic import atomic_write_bytes
 from storage.digests import file_sha256
 from storage.download import DownloadConfig, ProgressFn, download

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from storage.atomic import atomic_write_bytes
 from storage.fs import join, open_fs
 

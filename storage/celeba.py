@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
 from storage.fs import join, open_fs
 

@@ -17,7 +17,7 @@ import zipfile
 
 import torch
 
-from mm2latent.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
+from mm2latent_core.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
 from storage.atomic import atomic_write_bytes, is_temp_name
 from storage.digests import file_sha256
 from storage.fs import join, open_fs

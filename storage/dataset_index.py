@@ -19,12 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import (STALE_WRITE_S, abort_unfinished_uploads, atomic_write_bytes,
                             clean_interrupted_writes, remove_temp_files)
 from storage.digests import file_sha256
 from storage.fs import check_writable, join, open_fs
-from storage.manifest import DEFAULT_LAYOUT, DEFAULT_VECTOR_DIMS, STATUS_FAILED, MemberLayout, write_manifest
+from storage.manifest import STATUS_FAILED, MemberLayout, write_manifest
 from storage.shard_writer import ShardResult
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DatasetIndex(BaseModel):
     parameters: dict[str, Any]  # resolved generation parameters (JSON values)
     weights: dict[str, str]  # weights name -> sha256 of the file used
     software_version: str  # mm2latent.__version__ that wrote the data
-    vector_dims: dict[str, int] = dict(DEFAULT_VECTOR_DIMS)  # manifest vector widths
+    vector_dims: dict[str, int]  # manifest vector widths (written by every version)
     samples_per_shard: int  # samples per shard (the last shard may hold fewer)
     num_samples: int  # total planned samples
     shards: list[str] = []  # planned shard tar names, in index order
@@ -229,8 +229,8 @@ def commit_shard(
     shard: ShardResult,
     rows: Sequence[Mapping],
     durations_s: Mapping[str, float],
-    vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
-    layout: MemberLayout = DEFAULT_LAYOUT,
+    vector_dims: Mapping[str, int],
+    layout: MemberLayout,
 ) -> ShardStats:
     """Write shard `index`'s manifest, then its stats file (the completion marker); return stats.
 

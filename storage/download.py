@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mm2latent.errors import ConfigError, DownloadError, WeightsIntegrityError
+from mm2latent_core.errors import ConfigError, DownloadError, WeightsIntegrityError
 from storage.atomic import publish
 from storage.digests import file_sha256
 

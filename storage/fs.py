@@ -19,7 +19,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.registry import known_implementations
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 

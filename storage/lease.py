@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 from fsspec.implementations.local import LocalFileSystem
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
 from storage.exclusive import create_exclusive
 from storage.fs import join, open_fs

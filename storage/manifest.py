@@ -9,10 +9,10 @@ Columns (every field also carries a `description` in the schema metadata):
 - error (string, null when ok): the failure message ('<ExceptionType>: <message>').
 - image_ext (string, null when failed): 'jpg' or 'png', the extension of the image member.
 - <member>_bytes (int64) / <member>_sha256 (string, hex) for every member of the modality
-  registry (default: image, mask, sketch, w, flame, farl) and json: payload size and digest of
-  `<key>.<ext>` in the tar.
+  registry the caller passes (the project's: image, mask, sketch, w, flame, farl) and json:
+  payload size and digest of `<key>.<ext>` in the tar.
 - w, flame, farl (fixed_size_list<float32>[D]): the small vectors, duplicated from the tar so
-  that training on embeddings reads only parquet. D comes from the dataset (default 512/159/512).
+  that training on embeddings reads only parquet. D comes from the dataset (dataset.json).
 
 A failed sample writes NO members to the tar (readers of the tar only ever see complete
 samples); its row has status 'failed', the error, and nulls in image_ext, every member column
@@ -32,9 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mm2latent.dims import FLAME_DIM, LATENT_DIM
-from mm2latent.errors import DatasetError
-from mm2latent.modalities.registry import default_registry
+from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
 from storage.fs import open_fs
 from storage.shard_writer import MemberInfo
@@ -42,11 +40,10 @@ from storage.shard_writer import MemberInfo
 MANIFEST_VERSION = "1"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-DEFAULT_VECTOR_DIMS: Mapping[str, int] = {"w": LATENT_DIM, "flame": FLAME_DIM, "farl": LATENT_DIM}
 # Member name -> tar extensions it may have (first present wins): the layout of the member
-# columns. Built from the modality registry; callers with another registry pass their own.
+# columns, ModalityRegistry.member_exts() of the caller's registry. Storage knows no modality
+# names itself, so every writer takes the layout and the vector widths from its caller.
 MemberLayout = Mapping[str, Sequence[str]]
-DEFAULT_LAYOUT: MemberLayout = default_registry().member_exts()
 IMAGE_EXTS = ("jpg", "png")
 # Fixed writer options: changing any of these changes the bytes (and the stats sha256).
 _PARQUET_OPTIONS = dict(
@@ -65,8 +62,7 @@ def _field(name: str, type_: pa.DataType, nullable: bool, description: str) -> p
     return pa.field(name, type_, nullable=nullable, metadata={"description": description})
 
 
-def manifest_schema(vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
-                    layout: MemberLayout = DEFAULT_LAYOUT) -> pa.Schema:
+def manifest_schema(vector_dims: Mapping[str, int], layout: MemberLayout) -> pa.Schema:
     """The manifest schema for the given vector widths (name -> D).
 
     Args:
@@ -100,7 +96,7 @@ def ok_row(
     seed: int,
     members: Mapping[str, MemberInfo],
     vectors: Mapping[str, np.ndarray],
-    layout: MemberLayout = DEFAULT_LAYOUT,
+    layout: MemberLayout,
 ) -> dict:
     """A manifest row for a written sample.
 
@@ -152,8 +148,8 @@ def _vector_column(rows: Sequence[Mapping], name: str, dim: int) -> pa.Array:
     )
 
 
-def rows_to_table(rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
-                  layout: MemberLayout = DEFAULT_LAYOUT) -> pa.Table:
+def rows_to_table(rows: Sequence[Mapping], vector_dims: Mapping[str, int],
+                  layout: MemberLayout) -> pa.Table:
     """Validate rows and build the manifest table, sorted by index."""
     schema = manifest_schema(vector_dims, layout)
     rows = sorted(rows, key=lambda r: r["index"])
@@ -180,8 +176,7 @@ def manifest_bytes(table: pa.Table) -> bytes:
 
 
 def write_manifest(
-    url: str, rows: Sequence[Mapping], vector_dims: Mapping[str, int] = DEFAULT_VECTOR_DIMS,
-    layout: MemberLayout = DEFAULT_LAYOUT,
+    url: str, rows: Sequence[Mapping], vector_dims: Mapping[str, int], layout: MemberLayout,
 ) -> MemberInfo:
     """Write the manifest parquet atomically; return its size and sha256.
 

@@ -14,7 +14,7 @@ import re
 
 from fsspec.implementations.local import LocalFileSystem
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.dataset_index import DATASET_FILE
 from storage.fs import check_bucket, is_object_store, open_fs, storage_errors
 

@@ -21,9 +21,8 @@ import pyarrow.compute as pc
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from mm2latent.errors import DatasetError
-from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import METADATA_EXT, ModalityRegistry
+from mm2latent_core.errors import DatasetError
+from mm2latent_core.modalities.spec import METADATA_EXT, ModalityRegistry
 from storage.dataset_index import complete_shards, shard_url
 from storage.fs import open_fs
 from storage.manifest import STATUS_OK, read_manifest, read_manifest_schema
@@ -31,7 +30,6 @@ from storage.manifest import STATUS_OK, read_manifest, read_manifest_schema
 logger = logging.getLogger(__name__)
 
 METADATA = METADATA_EXT  # the per-sample metadata member, readable like a modality
-MODALITIES = (*default_registry().names, METADATA)  # what the default registry can decode
 
 
 def complete_shard_urls(dataset_url: str, shards: Sequence[int] | None = None) -> list[str]:
@@ -114,13 +112,14 @@ class _MemberSelector:
 
 def iter_samples(
     dataset_url: str,
-    modalities: Sequence[str] = ("image", "mask", "sketch", "w", "flame", "farl"),
+    modalities: Sequence[str] | None = None,
     split_by_node: bool = True,
     split_by_worker: bool = True,
     shuffle: int = 0,
     sample_shuffle: int = 0,
     seed: int = 0,
-    registry: ModalityRegistry | None = None,
+    *,
+    registry: ModalityRegistry,
     shards: Sequence[int] | None = None,
 ) -> wds.DataPipeline:
     """An iterable of decoded samples from the complete shards (usable in a DataLoader).
@@ -131,15 +130,17 @@ def iter_samples(
     Args:
         dataset_url: the dataset root.
         modalities: names of `registry` (or 'json') to decode; other members are skipped unread.
+            None = every modality of `registry`.
         split_by_node: give each distributed rank a disjoint subset of shards.
         split_by_worker: give each DataLoader worker a disjoint subset of its rank's shards.
         shuffle: shard shuffle buffer, in shards; 0 keeps index order.
         sample_shuffle: sample shuffle buffer, in samples; 0 keeps order within shards.
         seed: seed of both shuffles (pass a different one per epoch).
-        registry: the modalities and their decoders; None = default_registry().
+        registry: the modalities and their decoders (the library's default_registry(), or a
+            caller's own); storage names no modality itself.
         shards: read only these shards (a run's snapshot); None = every complete shard now.
     """
-    registry = registry or default_registry()
+    modalities = registry.names if modalities is None else modalities
     valid = registry.member_exts()
     unknown = [m for m in modalities if m not in valid]
     if unknown or not modalities:

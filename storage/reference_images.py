@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
+from mm2latent_core.modalities.spec import ModalityRegistry
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import complete_shards, read_shard_stats
 from storage.fs import join, open_fs
@@ -73,10 +74,15 @@ def scan_reference(url: str, limit: int | None = None) -> ReferenceSet:
                         hashlib.sha256("\n".join(lines).encode()).hexdigest())
 
 
-def iter_reference_images(ref: ReferenceSet, limit: int | None = None) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB images of the set, in its listed order (at most `limit`)."""
+def iter_reference_images(ref: ReferenceSet, registry: ModalityRegistry,
+                          limit: int | None = None) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB images of the set, in its listed order (at most `limit`).
+
+    `registry` decodes a dataset's image member (the library's default_registry()).
+    """
     if ref.kind == "dataset":
-        samples = iter_samples(ref.url, ("image",), split_by_node=False, split_by_worker=False)
+        samples = iter_samples(ref.url, ("image",), split_by_node=False, split_by_worker=False,
+                               registry=registry)
         for count, sample in enumerate(samples):
             if limit and count >= limit:
                 return

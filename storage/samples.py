@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tarfile
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import DatasetIndex, read_shard_stats, shard_url
 from storage.fs import join, open_fs

@@ -7,11 +7,13 @@ import io
 import numpy as np
 from PIL import Image
 
+from mm2latent.modalities.registry import default_registry
 from storage.dataset_index import DatasetIndex, commit_shard, prepare_output, shard_url
 from storage.manifest import failed_row, ok_row
 from storage.shard_writer import TarShardWriter, encode_json, encode_npy, sample_key
 
 TINY_DIMS = {"w": 16, "flame": 159, "farl": 8}
+LAYOUT = default_registry().member_exts()  # manifest member columns of the project's modalities
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -70,8 +72,8 @@ def write_shard(url: str, shard: int, indices: list[int], failed: set[int] = fro
     result = writer.close()  # already committed by the with block; close() returns the result
     for key, index, vectors in written:
         rows.append(ok_row(key=key, index=index, shard=shard, seed=index,
-                           members=result.members[key], vectors=vectors))
-    return commit_shard(url, shard, result, rows, {"generate": 0.5}, dims)
+                           members=result.members[key], vectors=vectors, layout=LAYOUT))
+    return commit_shard(url, shard, result, rows, {"generate": 0.5}, dims, LAYOUT)
 
 
 def write_dataset(url: str, n_shards: int = 2, per_shard: int = 3, failed: set[int] = frozenset(),

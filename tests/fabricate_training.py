@@ -11,7 +11,7 @@ from PIL import Image
 from storage.dataset_index import commit_shard, prepare_output, shard_url
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, encode_npy, sample_key
-from tests.fabricate_storage import make_index
+from tests.fabricate_storage import LAYOUT, make_index
 
 DIMS = {"w": 16, "flame": 159, "farl": 16}  # small vectors; flame keeps the dataset's width
 SIZE = 64  # mask / sketch side, as the tiny preset's store_size
@@ -72,9 +72,9 @@ def write_learnable_shard(url: str, shard: int, indices: list[int], dims: dict[s
             writer.write(sample, sample_key(index))
             written.append((sample_key(index), index, vectors))
     result = writer.close()
-    rows = [ok_row(key=k, index=i, shard=shard, seed=i, members=result.members[k], vectors=v)
-            for k, i, v in written]
-    return commit_shard(url, shard, result, rows, {"generate": 0.1}, dims)
+    rows = [ok_row(key=k, index=i, shard=shard, seed=i, members=result.members[k], vectors=v,
+                   layout=LAYOUT) for k, i, v in written]
+    return commit_shard(url, shard, result, rows, {"generate": 0.1}, dims, LAYOUT)
 
 
 def write_learnable_dataset(url: str, n_shards: int = 2, per_shard: int = 16,

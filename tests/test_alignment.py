@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mm2latent.alignment import align_face, check_looks_aligned, detect_landmarks, ffhq_quad
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 
 def _landmarks(eye_left, eye_right, mouth_left, mouth_right) -> np.ndarray:

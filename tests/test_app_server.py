@@ -233,7 +233,7 @@ def test_dataset_samples_are_offered_as_conditions_and_photos(model_set, dataset
 
 
 def test_load_model_set_shares_one_generator_and_farl(monkeypatch):
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
     from mm2latent.interactive import models as models_module
 
     def registered(url, modality):

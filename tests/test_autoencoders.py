@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
 from mm2latent.models.autoencoders import (
     AUTOENCODER_PRESETS,

@@ -15,7 +15,7 @@ from mm2latent.benchmark.cmmd import cmmd, kernel_sum
 from mm2latent.benchmark.fixture import NO_CAPTION, write_fixture
 from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
 from mm2latent.benchmark.pairs import select_pairs
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.celeba import merged_mask, read_captions_file, scan_celebamask
 
 

@@ -20,7 +20,7 @@ from mm2latent.benchmark import run as bench
 from mm2latent.benchmark.config import BenchmarkCfg
 from mm2latent.benchmark.fixture import write_fixture
 from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
-from mm2latent.errors import ConfigError, Mm2LatentError
+from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.presets import PRESETS, get_preset
 from mm2latent.synth import run as synth
 from mm2latent.synth.params import SynthDataParams

@@ -124,7 +124,7 @@ def test_weights_verify_fails_when_a_named_file_is_missing(tmp_path):
 ])
 def test_flow_parameters_are_checked_too(field, value, expected):
     """Deployments call the flow without the CLI: its parameter model refuses the same values."""
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
     from mm2latent.synth.params import parse_params
 
     with pytest.raises(ConfigError, match=re.escape(expected)):

@@ -12,7 +12,7 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
 from mm2latent.models.clip_towers import (
     CLIP_PRESETS, ClipEmbedder, build_open_clip, clip_config, clip_preprocess, resized_size,

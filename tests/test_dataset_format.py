@@ -16,7 +16,7 @@ from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from storage.dataset_index import DatasetIndex, shard_url
 from storage.manifest import manifest_schema, read_manifest_schema
-from storage.readers import MODALITIES, iter_samples, read_vectors
+from storage.readers import iter_samples, read_vectors
 from tests.make_format_fixture import FIXTURE
 
 URL = str(FIXTURE)
@@ -33,7 +33,9 @@ def test_fixture_files_are_intact_and_indexed():
 
 
 def test_every_member_of_the_fixture_decodes():
-    (sample,) = list(iter_samples(URL, modalities=MODALITIES, split_by_node=False, split_by_worker=False))
+    registry = default_registry()
+    (sample,) = list(iter_samples(URL, modalities=tuple(registry.member_exts()), split_by_node=False,
+                                  split_by_worker=False, registry=registry))
     assert sample["key"] == "000000000" and sample["json"]["index"] == 0
     assert sample["image"].shape == (3, 8, 8) and 0 <= sample["image"].min() <= sample["image"].max() <= 1
     assert sample["mask"].shape == (8, 8) and int(sample["mask"].max()) < 19

@@ -13,13 +13,13 @@ from PIL import Image
 
 from mm2latent import dataset_report
 from mm2latent.dataset_report import GUTTER, GUTTER_VALUE, contact_sheet, inspect_dataset, render_report
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, colorize
 from storage.dataset_index import commit_shard, complete_shards, prepare_output, shard_name, shard_url
 from storage.fs import join
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
-from tests.fabricate_storage import make_index, make_sample, write_shard
+from tests.fabricate_storage import LAYOUT, make_index, make_sample, write_shard
 
 FAILED = {1, 4}
 OK = [0, 2, 3, 5]  # ok samples of the two complete shards, index order
@@ -112,8 +112,9 @@ def test_dataset_without_mask_and_sketch_members(mem_url):
             rows.append((index, vectors))
     result = writer.close()
     commit_shard(mem_url, 0, result, [ok_row(key=sample_key(i), index=i, shard=0, seed=i,
-                                             members=result.members[sample_key(i)], vectors=v)
-                                      for i, v in rows], {}, make_index(2, 2).vector_dims)
+                                             members=result.members[sample_key(i)], vectors=v,
+                                             layout=LAYOUT)
+                                      for i, v in rows], {}, make_index(2, 2).vector_dims, LAYOUT)
     report = inspect_dataset(mem_url)
     assert report.decoded_samples == 2 and report.image_mean is not None
     assert report.mask_class_frequency == {} and report.sketch_edge_density is None

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.deca import (
     DecaConfig,
     FlameEncoder,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.presets import get_preset
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mm2latent.errors import DownloadError, WeightsIntegrityError
+from mm2latent_core.errors import DownloadError, WeightsIntegrityError
 from storage.digests import file_sha256 as sha256_file
 from storage.download import DownloadConfig, download, part_path
 from tests.loopback_http import LoopbackServer

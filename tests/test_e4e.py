@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.e4e import (
     BottleneckIRSE,
     E4EConfig,

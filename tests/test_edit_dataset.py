@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from mm2latent.edit_dataset import run
 from mm2latent.edit_dataset.params import parse_edit_params
-from mm2latent.errors import ConfigError, DatasetError
+from mm2latent_core.errors import ConfigError, DatasetError
 from mm2latent.presets import get_preset
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.mapping import mapping_net_cfg

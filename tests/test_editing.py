@@ -8,7 +8,7 @@ import torch
 
 from mm2latent.editing import (check_betas, image_embeddings, spatial_direction, spatial_edit,
                                text_direction, text_edit)
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from tests.fabricate_inference import seeded_model
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.face_parser import (BiSeNet, BiSeNetCfg, FacerFarlCfg, bisenet_config,
                                           load_bisenet, load_facer_farl)
 from mm2latent.models.face_parser.alignment import (FfhqAlignCfg, ffhq_template_matrix,

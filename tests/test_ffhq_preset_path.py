@@ -16,12 +16,13 @@ import pytest
 import torch
 
 from mm2latent import model_loading, presets, weights
-from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
+from mm2latent_core.errors import ConfigError, DatasetError, MissingWeightsError
 from mm2latent.models.clip_loaders import load_farl
 from mm2latent.models.clip_towers import clip_config
 from mm2latent.models.deca import deca_config, load_deca_flame_encoder
 from mm2latent.models.face_parser.facer_farl import load_facer_farl
 from mm2latent.models.stylegan2.checkpoints import load_nvidia_pickle
+from mm2latent.modalities.registry import default_registry
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
 from mm2latent.seeding import seeded_init
 from mm2latent.batching import pad_rows
@@ -87,7 +88,7 @@ def test_ffhq_path_uses_exactly_the_cached_weights(ffhq_cache, tmp_path):
     np.testing.assert_allclose(vectors["w"], expected_w.numpy(), atol=1e-5)
 
     samples = list(iter_samples(str(tmp_path / "ds"), modalities=("image", "mask", "farl", "flame"),
-                                split_by_node=False, split_by_worker=False))
+                                split_by_node=False, split_by_worker=False, registry=default_registry()))
     images = torch.stack([s["image"] for s in samples])  # (B, 3, 32, 32) in [0, 1]
     farl = load_farl(ffhq_cache["farl"], TINY_FARL).eval()
     parser = load_facer_farl(ffhq_cache["parser"]).eval()

@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli_generate import add_inference_commands
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import load_inference
 from mm2latent.models.autoencoders import mask_to_input
 from mm2latent.models.clip_towers import ClipEmbedder

@@ -45,24 +45,47 @@ def test_listing_weights_does_not_import_model_code():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+_FIRST_PARTY = ("mm2latent", "mm2latent_core", "storage", "tasks", "flows", "tests")
+
+
 def _first_party_imports(path: Path) -> set[str]:
-    """Modules of mm2latent/storage/tests that `path` imports (any depth in the file)."""
+    """First-party modules `path` imports (any depth in the file, TYPE_CHECKING blocks too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {m for m in found if m.split(".")[0] in ("mm2latent", "storage", "tests")}
+    return {m for m in found if m.split(".")[0] in _FIRST_PARTY}
 
 
-def test_storage_uses_only_the_shared_layer_of_the_library():
-    # errors, fixed widths and modality codecs sit below storage; nothing else of mm2latent may.
-    allowed = ("mm2latent.errors", "mm2latent.dims", "mm2latent.modalities")
+def test_storage_uses_only_the_bottom_layer():
+    # errors, fixed widths and modality types sit in mm2latent_core, below both storage and the
+    # library; storage importing the library would close a package circle.
     for path in sorted((ROOT / "storage").glob("*.py")):
         bad = [m for m in _first_party_imports(path)
-               if m.startswith("mm2latent") and not m.startswith(allowed)]
-        assert not bad, f"{path.name} imports {bad}; storage may use only {allowed}"
+               if m.split(".")[0] not in ("storage", "mm2latent_core")]
+        assert not bad, f"{path.name} imports {bad}; storage may use only mm2latent_core"
+
+
+def test_the_bottom_layer_imports_no_upper_layer():
+    import mm2latent_core.errors  # the library re-exports its base error from the bottom layer
+    assert mm2latent.Mm2LatentError is mm2latent_core.errors.Mm2LatentError
+    for path in sorted((ROOT / "mm2latent_core").rglob("*.py")):
+        bad = [m for m in _first_party_imports(path) if m.split(".")[0] != "mm2latent_core"]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}; mm2latent_core is the bottom layer"
+
+
+def test_importing_storage_loads_no_library_module():
+    # The static rule above, checked at run time: every storage module together pulls in no
+    # mm2latent module (mm2latent_core is a separate top-level package).
+    names = sorted(f"storage.{p.stem}" for p in (ROOT / "storage").glob("*.py") if p.stem != "__init__")
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mm2latent'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_modalities_never_import_storage_nor_network_code_up_front():

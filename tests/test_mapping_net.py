@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.mapping_net import (
     EqualizedLinear,
     MappingNet,

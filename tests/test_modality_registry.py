@@ -18,12 +18,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from mm2latent.dataset_report import inspect_dataset, render_report
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import check_condition, check_modality
 from mm2latent.modalities.codecs import vector_codec
-from mm2latent.modalities.network_input import VectorInput
+from mm2latent_core.modalities.network_input import VectorInput
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.presets import get_preset
 from mm2latent.synth import run
 from mm2latent.synth.params import parse_params

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import AtomicFile, STALE_WRITE_S, atomic_write_bytes
 from storage.dataset_index import prepare_output
 from storage.fs import check_writable

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent import inference, model_loading, presets, weights
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.autoencoders import (OFFICIAL_STROKE_VALUE, autoencoder_preset,
                                            decode_to_mask, mask_to_input, official_variant,
                                            sketch_to_input)

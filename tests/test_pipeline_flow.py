@@ -109,7 +109,7 @@ def test_retrain_on_missing_dataset_says_nothing_to_do(prefect_harness, tmp_path
 ])
 def test_bad_task_runner_choice_is_a_clear_error(runner, address, problem):
     from flows.runners import check_runner_choice
-    from mm2latent.errors import ConfigError
+    from mm2latent_core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
         check_runner_choice(runner, address)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.sketch import SketchCfg, extract_sketch, sketch_config
 
 NATIVE = SketchCfg(resolution=None)  # official settings, no resize

@@ -10,7 +10,7 @@ import pytest
 import torch
 from fsspec.core import url_to_fs
 
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from storage.atomic import temp_name
 from storage.checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from storage.fs import join

@@ -10,7 +10,7 @@ import pytest
 from fsspec.core import url_to_fs
 
 import storage.atomic
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import temp_name
 from storage.dataset_index import (
     DatasetIndex,
@@ -26,7 +26,7 @@ from storage.dataset_index import (
 from storage.fs import join
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
-from tests.fabricate_storage import make_index, make_sample, write_dataset, write_shard
+from tests.fabricate_storage import LAYOUT, TINY_DIMS, make_index, make_sample, write_dataset, write_shard
 
 
 def _exists(url: str) -> bool:
@@ -69,9 +69,9 @@ def test_failed_manifest_write_leaves_shard_incomplete(mem_url):
         writer.write(members, sample_key(0))
     result = writer.close()
     bad = ok_row(key=sample_key(0), index=0, shard=0, seed=0, members=result.members[sample_key(0)],
-                 vectors={**vectors, "w": np.zeros(3, np.float32)})
+                 vectors={**vectors, "w": np.zeros(3, np.float32)}, layout=LAYOUT)
     with pytest.raises(ValueError, match="'w' has shape"):
-        commit_shard(mem_url, 0, result, [bad], {"generate": 1.0}, {"w": 16, "flame": 159, "farl": 8})
+        commit_shard(mem_url, 0, result, [bad], {"generate": 1.0}, TINY_DIMS, LAYOUT)
     assert not is_shard_complete(mem_url, 0) and complete_shards(mem_url) == []
     assert not _exists(shard_url(mem_url, 0, "stats.json"))
 
@@ -80,7 +80,7 @@ def test_commit_rejects_rows_that_do_not_match_the_tar(mem_url):
     with TarShardWriter(shard_url(mem_url, 0)) as writer:
         writer.write(make_sample(0)[0], sample_key(0))
     with pytest.raises(ValueError, match="do not match the samples in the tar"):
-        commit_shard(mem_url, 0, writer.close(), [], {})
+        commit_shard(mem_url, 0, writer.close(), [], {}, TINY_DIMS, LAYOUT)
 
 
 def test_complete_shards_needs_a_parsable_stats_file(mem_url):

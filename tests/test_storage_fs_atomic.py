@@ -7,7 +7,7 @@ import sys
 import pytest
 from fsspec.core import url_to_fs
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.atomic import AtomicFile, atomic_write_bytes, is_temp_name, remove_temp_files, temp_name
 from storage.fs import check_writable, dirname, join, open_fs
 

@@ -11,7 +11,8 @@ import webdataset as wds
 from fsspec.core import url_to_fs
 from PIL import Image
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
+from mm2latent.modalities.registry import default_registry
 from storage.dataset_index import shard_name
 from storage.fs import join
 from storage.readers import iter_samples, read_vectors, read_vectors_table
@@ -35,7 +36,8 @@ def _decoded_png(data: bytes) -> np.ndarray:
 
 
 def test_iter_samples_decodes_every_modality_from_memory(dataset):
-    samples = list(iter_samples(dataset, modalities=ALL, split_by_node=False, split_by_worker=False))
+    samples = list(iter_samples(dataset, modalities=ALL, split_by_node=False, split_by_worker=False,
+                                registry=default_registry()))
     assert [s["index"] for s in samples] == [0, 1, 2, 3, 5]  # failed 4 and incomplete shard 2 absent
     for s in samples:
         members, vectors = make_sample(s["index"])
@@ -54,15 +56,15 @@ def test_iter_samples_decodes_every_modality_from_memory(dataset):
 
 
 def test_iter_samples_decodes_only_requested_modalities(dataset):
-    sample = next(iter(iter_samples(dataset, modalities=("w",), split_by_node=False)))
+    sample = next(iter(iter_samples(dataset, modalities=("w",), split_by_node=False, registry=default_registry())))
     assert set(sample) == {"key", "index", "w"}
     with pytest.raises(ValueError, match="unknown modalities \\['depth'\\]"):
-        iter_samples(dataset, modalities=("depth",))
+        iter_samples(dataset, modalities=("depth",), registry=default_registry())
 
 
 def test_local_paths_work_too(tmp_path):
     write_dataset(str(tmp_path), n_shards=1, per_shard=2)
-    assert [s["key"] for s in iter_samples(str(tmp_path), modalities=("json",))] == ["000000000", "000000001"]
+    assert [s["key"] for s in iter_samples(str(tmp_path), modalities=("json",), registry=default_registry())] == ["000000000", "000000001"]
 
 
 @pytest.mark.parametrize("world_size,num_workers", [(2, 1), (1, 3), (2, 2)])
@@ -75,7 +77,7 @@ def test_node_and_worker_splits_are_disjoint_and_cover_all(mem_url, monkeypatch,
             monkeypatch.setenv("WORLD_SIZE", str(world_size))
             monkeypatch.setenv("WORKER", str(worker))
             monkeypatch.setenv("NUM_WORKERS", str(num_workers))
-            seen.append({s["index"] for s in iter_samples(mem_url, modalities=("w",))})
+            seen.append({s["index"] for s in iter_samples(mem_url, modalities=("w",), registry=default_registry())})
     assert sum(len(part) for part in seen) == 5 and set().union(*seen) == set(range(5))
     assert all(len(part) > 0 for part in seen[:5])
 
@@ -83,7 +85,8 @@ def test_node_and_worker_splits_are_disjoint_and_cover_all(mem_url, monkeypatch,
 def test_dataloader_workers_get_disjoint_shards(tmp_path):
     write_dataset(str(tmp_path), n_shards=4, per_shard=2)
     loader = torch.utils.data.DataLoader(
-        iter_samples(str(tmp_path), modalities=("w",), split_by_node=False), batch_size=None, num_workers=2
+        iter_samples(str(tmp_path), modalities=("w",), split_by_node=False,
+                     registry=default_registry()), batch_size=None, num_workers=2
     )
     indices = [s["index"] for s in loader]
     assert sorted(indices) == list(range(8))
@@ -93,7 +96,8 @@ def test_shard_shuffle_is_seeded(mem_url):
     write_dataset(mem_url, n_shards=5, per_shard=1)
 
     def order(seed):
-        return [s["index"] for s in iter_samples(mem_url, modalities=("w",), shuffle=5, seed=seed)]
+        return [s["index"] for s in iter_samples(mem_url, modalities=("w",), shuffle=5, seed=seed,
+                                                     registry=default_registry())]
 
     assert order(1) == order(1) and sorted(order(1)) == list(range(5))
     assert len({tuple(order(s)) for s in range(6)}) > 1
@@ -117,7 +121,7 @@ def test_read_vectors_errors_name_the_dataset(dataset, mem_url):
     with pytest.raises(DatasetError, match="no complete shards"):
         read_vectors(join(mem_url, "empty"))
     with pytest.raises(DatasetError, match="no complete shards"):
-        iter_samples(join(mem_url, "empty"))
+        iter_samples(join(mem_url, "empty"), registry=default_registry())
 
 
 def test_shards_are_readable_by_stock_webdataset(tmp_path):

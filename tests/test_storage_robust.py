@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from mm2latent.modalities.registry import default_registry
 from storage.atomic import (STALE_WRITE_S, atomic_write_bytes, clean_interrupted_writes, temp_name)
 from storage.fs import as_user_error
 from storage.readers import iter_samples
@@ -17,7 +18,8 @@ from tests.fabricate_storage import write_dataset
 
 def test_iter_samples_pickles_and_runs_in_spawned_dataloader_workers(tmp_path):
     write_dataset(str(tmp_path), n_shards=2, per_shard=2)
-    pipeline = iter_samples(str(tmp_path), modalities=("w", "mask"), split_by_node=False)
+    pipeline = iter_samples(str(tmp_path), modalities=("w", "mask"), split_by_node=False,
+                            registry=default_registry())
     pickle.dumps(pipeline)  # what spawn does to hand the dataset to a worker
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=1,
                                          multiprocessing_context="spawn")

@@ -20,7 +20,7 @@ from storage.manifest import (
     write_manifest,
 )
 from storage.shard_writer import ShardSink, TarShardWriter, encode_npy, sample_key
-from tests.fabricate_storage import TINY_DIMS, make_sample
+from tests.fabricate_storage import LAYOUT, TINY_DIMS, make_sample
 
 
 def _write_tar(url: str, indices: list[int]):
@@ -105,16 +105,16 @@ def _rows(indices: list[int], failed: set[int]) -> list[dict]:
             rows.append(failed_row(key=key, index=i, shard=0, seed=10 + i, error="ValueError: no face"))
         else:
             rows.append(ok_row(key=key, index=i, shard=0, seed=10 + i, members=result.members[key],
-                               vectors=make_sample(i)[1]))
+                               vectors=make_sample(i)[1], layout=LAYOUT))
     return rows
 
 
 def test_manifest_round_trip_with_fixed_size_lists_and_failed_rows(mem_url):
     url = join(mem_url, "shard-000000.parquet")
     rows = _rows([2, 0, 1], failed={1})
-    write_manifest(url, rows, TINY_DIMS)
+    write_manifest(url, rows, TINY_DIMS, LAYOUT)
     table = read_manifest(url)
-    assert table.schema.equals(manifest_schema(TINY_DIMS), check_metadata=True)
+    assert table.schema.equals(manifest_schema(TINY_DIMS, LAYOUT), check_metadata=True)
     assert table.schema.field("w").type == pa.list_(pa.float32(), 16)
     assert table["index"].to_pylist() == [0, 1, 2]  # stored sorted by index
     assert table["status"].to_pylist() == ["ok", "failed", "ok"]
@@ -130,8 +130,8 @@ def test_manifest_round_trip_with_fixed_size_lists_and_failed_rows(mem_url):
 
 def test_identical_rows_give_identical_parquet_bytes(mem_url):
     rows = _rows([0, 1, 2], failed={2})
-    a = write_manifest(join(mem_url, "a.parquet"), rows, TINY_DIMS)
-    b = write_manifest(join(mem_url, "b.parquet"), list(reversed(rows)), TINY_DIMS)
+    a = write_manifest(join(mem_url, "a.parquet"), rows, TINY_DIMS, LAYOUT)
+    b = write_manifest(join(mem_url, "b.parquet"), list(reversed(rows)), TINY_DIMS, LAYOUT)
     assert _cat(join(mem_url, "a.parquet")) == _cat(join(mem_url, "b.parquet"))
     assert a == b and a.sha256 == hashlib.sha256(_cat(join(mem_url, "a.parquet"))).hexdigest()
 
@@ -140,10 +140,10 @@ def test_manifest_rejects_wrong_vector_width_and_ok_rows_without_vectors(mem_url
     rows = _rows([0], failed=set())
     rows[0]["farl"] = np.zeros(9, np.float32)
     with pytest.raises(ValueError, match=r"'farl' has shape \(9,\), expected \(8,\)"):
-        write_manifest(join(mem_url, "m.parquet"), rows, TINY_DIMS)
+        write_manifest(join(mem_url, "m.parquet"), rows, TINY_DIMS, LAYOUT)
     del rows[0]["farl"]
     with pytest.raises(ValueError, match=r"status 'ok' but no vector\(s\) \['farl'\]"):
-        write_manifest(join(mem_url, "m.parquet"), rows, TINY_DIMS)
+        write_manifest(join(mem_url, "m.parquet"), rows, TINY_DIMS, LAYOUT)
     assert not url_to_fs(mem_url)[0].exists(url_to_fs(join(mem_url, "m.parquet"))[1])
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mm2latent.checkpoint_io import read_torch_checkpoint
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
 from mm2latent.models.clip_towers import clip_config
 from mm2latent.models.deca import DecaConfig, load_deca_flame_encoder

@@ -10,7 +10,7 @@ import pickle
 import pytest
 import torch
 
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.stylegan2.checkpoints import (
     load_e4e_decoder,
     load_generator,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.stylegan2 import PRESETS, Generator, GeneratorCfg
 from mm2latent.seeding import seeded_init
 

@@ -9,7 +9,7 @@ from fsspec.core import url_to_fs
 
 from flows.synth_data import synth_data
 from mm2latent.dataset_report import inspect_dataset
-from mm2latent.errors import ConfigError, MissingWeightsError
+from mm2latent_core.errors import ConfigError, MissingWeightsError
 from mm2latent.models.face_parser.base import ParseResult
 from mm2latent.synth import shard
 from storage.dataset_index import read_shard_stats, shard_url

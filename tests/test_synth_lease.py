@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.lease import LEASE_NAME, LeaseInfo, acquire_lease, dataset_lease, read_lease
 
 _HOLDER = """

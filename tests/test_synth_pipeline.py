@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from mm2latent.dataset_report import inspect_dataset
-from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
+from mm2latent_core.errors import ConfigError, DatasetError, MissingWeightsError
+from mm2latent.modalities.registry import default_registry
 from mm2latent.synth import run, shard
 from mm2latent.synth.params import parse_params
 from mm2latent.synth.stages import sample_seed
@@ -76,7 +77,8 @@ def manifest_rows(root: Path) -> dict[str, dict]:
 
 def decoded(root: Path) -> dict[str, dict]:
     """key -> decoded sample (every modality) through storage.readers.iter_samples."""
-    samples = iter_samples(str(root), modalities=ALL_DECODED, split_by_node=False, split_by_worker=False)
+    samples = iter_samples(str(root), modalities=ALL_DECODED, split_by_node=False, split_by_worker=False,
+                           registry=default_registry())
     return {s["key"]: s for s in samples}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.synth import run, shard
 from storage.dataset_index import complete_shards, read_shard_stats
 from tests.test_synth_pipeline import make_params, run_all

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from mm2latent.errors import Mm2LatentError
+from mm2latent_core.errors import Mm2LatentError
 from mm2latent.presets import get_preset
 from mm2latent.training import data
 from mm2latent.training.autoencoders import (build_autoencoder, load_autoencoder,

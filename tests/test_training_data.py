@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm2latent.errors import ConfigError, TrainingError
+from mm2latent_core.errors import ConfigError, TrainingError
 from mm2latent.training import data
 from mm2latent.training.config import MappingTrainCfg, TrainCfg, autoencoder_train_cfg
 from storage.dataset_index import DatasetIndex

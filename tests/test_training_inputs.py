@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.presets import get_preset
 from mm2latent.training.autoencoders import train_autoencoder
 from mm2latent.training.config import autoencoder_train_cfg

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.presets import get_preset
 from mm2latent.training.config import MappingTrainCfg

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.pipeline import retrain_plan
 from mm2latent.training.registry import ModelRegistry

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from flows.cli_train import train_app
 from flows.train import retrain, train_autoencoders, train_mapping_flow
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.training.options import (AutoencoderOptions, MappingOptions, TrainChainOptions,
                                         parse_options)
 from mm2latent.training.reports import EpochMetrics, MappingTrainReport, TrainReport

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.loop import fit

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli_weights import weights_app
 from mm2latent import weights
-from mm2latent.errors import (DownloadError, MissingWeightsError, UnknownWeightsError,
+from mm2latent_core.errors import (DownloadError, MissingWeightsError, UnknownWeightsError,
                               WeightsIntegrityError)
 from storage.atomic import is_temp_name
 from storage.download import DownloadConfig, part_path

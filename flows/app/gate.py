@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from mm2latent.errors import Mm2LatentError
+from mm2latent_core.errors import Mm2LatentError
 
 
 class BusyError(Mm2LatentError):

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from flows.app.gate import BusyError, Gate
-from mm2latent.errors import ConfigError, Mm2LatentError
+from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.interactive.models import PAINTABLE, ModelSet
 from mm2latent.interactive.palette import palette_json
 from mm2latent.interactive.provenance import png_data_url, provenance

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 
 OVERALL = "overall_caption"
 ATTRIBUTES = ("Bangs", "Eyeglasses", "No_Beard", "Smiling", "Young")  # attribute_wise_captions keys

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 SIGMA = 10.0  # RBF bandwidth of the CMMD paper
 SCALE = 1000.0  # CMMD is reported as MMD^2 x 1000

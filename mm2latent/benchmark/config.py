@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mm2latent.benchmark.captions import OVERALL, check_caption_field
 from mm2latent.config_utils import require_positive
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.presets import get_preset
 
 # --parser choices -> weights registry names (used by presets whose metric nets load files)

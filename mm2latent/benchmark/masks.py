@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES
 
 ANNOTATION_CLASSES = CELEBAMASK_HQ_CLASSES[1:]  # file-name classes, in merge order

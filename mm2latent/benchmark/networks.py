@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mm2latent.benchmark.config import MetricNetsCfg
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, load_released
 from mm2latent.model_loading import build_component, load_weights
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg, clip_config

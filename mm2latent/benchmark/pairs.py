@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from mm2latent.seeding import derive_seed
 
 

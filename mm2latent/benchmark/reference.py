@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mm2latent.benchmark.cmmd import kernel_sum
+from mm2latent.modalities.registry import default_registry
 from mm2latent.models.clip_towers import ClipEmbedder
 from storage.reference_images import (ReferenceSet, embedding_cache_url, iter_reference_images,
                                       read_cached_embeddings, write_cached_embeddings)
@@ -34,7 +35,8 @@ def _same_size_batches(images: Iterable[np.ndarray], size: int) -> Iterator[torc
 def embed_reference(clip: ClipEmbedder, ref: ReferenceSet, limit: int | None) -> np.ndarray:
     """(N, E) float32 unit-norm embeddings of the reference images, in listed order."""
     parts = [clip.encode_image(batch).float().cpu().numpy()
-             for batch in _same_size_batches(iter_reference_images(ref, limit), BATCH)]
+             for batch in _same_size_batches(iter_reference_images(ref, default_registry(), limit),
+                                                  BATCH)]
     return np.concatenate(parts)
 
 

@@ -25,7 +25,7 @@ from mm2latent.benchmark.networks import (EvaluatedModel, build_metric_nets, loa
 from mm2latent.benchmark.pairs import Pair, PairSelection, select_pairs
 from mm2latent.benchmark.reference import reference_embeddings
 from mm2latent.benchmark.report import example_grid, render_report
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.presets import get_preset
 from mm2latent.modalities.codecs import encode_png
 from mm2latent.training.registry import default_registry_url

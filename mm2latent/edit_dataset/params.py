@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 
 class EditDatasetParams(BaseModel):

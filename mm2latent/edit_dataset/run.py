@@ -26,7 +26,8 @@ from mm2latent.edit_dataset.models import (EditModels, load_edit_models, model_d
 from mm2latent.edit_dataset.params import EditDatasetParams
 from mm2latent.edit_dataset.sample import edit_members
 from mm2latent.edit_dataset.spec import EditSpec, parse_spec
-from mm2latent.errors import DatasetError, Mm2LatentError
+from mm2latent_core.errors import DatasetError, Mm2LatentError
+from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from mm2latent.training.registry import default_registry_url
 from storage.dataset_index import (DatasetIndex, ShardStats, begin_shard, check_compatible, commit_shard, prepare_output,
@@ -138,8 +139,10 @@ def write_shard(out: str, shard: int, indices: range, make_sample: SampleFn,
             if on_progress is not None:
                 on_progress(1)
         tar = writer.close()
-    rows += [ok_row(**ident, members=tar.members[ident["key"]], vectors=v) for ident, v in written]
-    return commit_shard(out, shard, tar, rows, {"samples": seconds}, vector_dims)
+    layout = default_registry().member_exts()  # the manifest's member columns, as synth-data's
+    rows += [ok_row(**ident, members=tar.members[ident["key"]], vectors=v, layout=layout)
+             for ident, v in written]
+    return commit_shard(out, shard, tar, rows, {"samples": seconds}, vector_dims, layout)
 
 
 @torch.inference_mode()

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mm2latent.edit_dataset.spec import EditSpec
-from mm2latent.errors import DatasetError
+from mm2latent_core.errors import DatasetError
 from storage.samples import read_sample_members
 
 THUMB = 96  # thumbnail side, px

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mm2latent.conditions import load_condition
 from mm2latent.editing import SPATIAL_DEFAULT_BETA
-from mm2latent.errors import ConfigError, Mm2LatentError
+from mm2latent_core.errors import ConfigError, Mm2LatentError
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # edit names become tar member names: no dots or slashes
 

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent.batching import run_padded
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import check_map_size
 from mm2latent.inference.inputs import Spatial, broadcast, check_beta, check_images, check_texts
-from mm2latent.modalities.network_input import VectorInput
+from mm2latent_core.modalities.network_input import VectorInput
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent.dims import FLAME_DIM
-from mm2latent.errors import ConfigError
+from mm2latent_core.dims import FLAME_DIM
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference.inputs import check_flame, check_masks, check_sketches
 from mm2latent.modalities.codecs import encode_png
 from storage.atomic import atomic_write_bytes

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.modalities import flame, mask, sketch
-from mm2latent.modalities.network_input import Spatial
+from mm2latent_core.modalities.network_input import Spatial
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 
 # The default registry's conditions ("mask", "sketch", "flame"); pass a registry for others.
 MODALITIES = default_registry().conditions

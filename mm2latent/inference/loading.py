@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference.editor import Mm2LatentGenerator
 from mm2latent.inference.inputs import check_modality
 from mm2latent.modalities.registry import default_registry

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import MODALITIES, Mm2LatentGenerator, load_registered, load_released
 from mm2latent.model_loading import build_component
 from mm2latent.models.clip_towers import ClipEmbedder

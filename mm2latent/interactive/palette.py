@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 CLASSES = ("background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
            "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth")

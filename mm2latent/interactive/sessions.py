@@ -12,7 +12,7 @@ import torch
 
 from mm2latent.editing import (condition_embeddings, edit_latents, image_embeddings, invert_each,
                                spatial_direction, synthesize_each, text_direction)
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.interactive.models import ModelSet
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mm2latent.alignment import check_looks_aligned
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.inference import check_masks, check_sketches
 from mm2latent.interactive.palette import colours_to_ids
 

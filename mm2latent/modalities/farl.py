@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mm2latent.modalities.codecs import vector_codec
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
 _encode, _decode = vector_codec("farl")

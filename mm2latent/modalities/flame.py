@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mm2latent.dims import FLAME_DIM
+from mm2latent_core.dims import FLAME_DIM
 from mm2latent.models.deca import ffhq_crop_for_deca
 from mm2latent.modalities.codecs import vector_codec
-from mm2latent.modalities.network_input import VectorInput
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.network_input import VectorInput
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
 _encode, _decode = vector_codec("flame")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mm2latent.modalities.codecs import decode_image, encode_jpeg, encode_png
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 
 IMAGE_EXTS = ("png", "jpg")
 

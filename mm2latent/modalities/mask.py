@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.autoencoders import mask_to_input
 from mm2latent.models.face_parser.base import MIN_FACE_FRACTION
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
 from mm2latent.modalities.codecs import encode_png
-from mm2latent.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mm2latent.modalities import farl, flame, image, mask, sketch, w
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 
 
 def default_registry() -> ModalityRegistry:

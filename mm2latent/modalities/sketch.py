@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.autoencoders import sketch_to_input
 from mm2latent.modalities.codecs import decode_image, encode_png
-from mm2latent.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
 

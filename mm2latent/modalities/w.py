@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mm2latent.modalities.codecs import vector_codec
-from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
 
 _encode, _decode = vector_codec("w")
 

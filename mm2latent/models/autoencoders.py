@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from mm2latent.config_utils import resolve_preset
-from mm2latent.dims import LATENT_DIM, NUM_MASK_CLASSES
-from mm2latent.errors import ConfigError
+from mm2latent_core.dims import LATENT_DIM, NUM_MASK_CLASSES
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.autoencoders_official import SKETCH_HEAD_CHANNELS, build_official
 from mm2latent.models.face_parser.labels import FACER_CELEBM_TO_CELEBAMASK_LUT
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg
 from storage.fs import is_file
 from storage.torch_files import load_torchscript

@@ -24,8 +24,8 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
 from mm2latent.config_utils import require_positive, resolve_preset
-from mm2latent.dims import LATENT_DIM
-from mm2latent.errors import ConfigError
+from mm2latent_core.dims import LATENT_DIM
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.image_checks import check_rgb_images
 from mm2latent.models.pil_resize import pil_resize_crop
 

@@ -41,8 +41,8 @@ from torch import nn
 from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
                                      read_torch_checkpoint)
 from mm2latent.config_utils import require_positive, resolve_preset
-from mm2latent.dims import LATENT_DIM
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.dims import LATENT_DIM
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.image_checks import check_rgb_images
 from mm2latent.models.stylegan2.generator import FullyConnectedLayer
 

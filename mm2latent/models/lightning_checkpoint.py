@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mm2latent.checkpoint_io import describe_container, read_torch_checkpoint
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 
 # Lightning 1.x / 2.x spell the hyper-parameter container in these modules.
 _ATTRIBUTE_DICTS = (

@@ -37,8 +37,8 @@ from torch import nn
 from mm2latent.checkpoint_io import load_state_checked
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
 from mm2latent.config_utils import resolve_preset
-from mm2latent.dims import FLAME_DIM, LATENT_DIM
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.dims import FLAME_DIM, LATENT_DIM
+from mm2latent_core.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 

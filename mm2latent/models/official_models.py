@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from mm2latent.checkpoint_io import load_state_checked
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder, autoencoder_preset
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
 

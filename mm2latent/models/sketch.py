@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mm2latent.config_utils import resolve_preset
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 

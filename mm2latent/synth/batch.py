@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mm2latent.modalities.spec import SynthBatch
+from mm2latent_core.modalities.spec import SynthBatch
 from mm2latent.synth import stages
 from mm2latent.synth.models import SynthModels
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mm2latent.modalities.spec import METADATA_EXT, ModalitySpec
+from mm2latent_core.modalities.spec import METADATA_EXT, ModalitySpec
 from storage.shard_writer import encode_json
 
 

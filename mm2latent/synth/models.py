@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from mm2latent import weights
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry, ModalitySpec
+from mm2latent_core.modalities.spec import ModalityRegistry, ModalitySpec
 from mm2latent.model_loading import build_component
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg

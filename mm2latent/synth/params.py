@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import check_device, check_psi
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 
 # The default registry's selectable modalities (a constant: the registry is rebuilt, not shared).
 ALL_MODALITIES: tuple[str, ...] = default_registry().selectable

@@ -9,8 +9,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from mm2latent import __version__
-from mm2latent.errors import DatasetError
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.errors import DatasetError
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.synth.models import (SynthModels, build_synth_models, check_weights_available, vector_dims,
                                      weight_digests)

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import torch
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
 from mm2latent.modalities.registry import default_registry
 from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder

@@ -12,9 +12,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 
 SCHEDULES = ("cosine", "step", "none")
 RECIPES = ("ours", "official")

@@ -15,10 +15,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from mm2latent.dims import NUM_MASK_CLASSES
-from mm2latent.errors import DatasetError, TrainingError
+from mm2latent_core.dims import NUM_MASK_CLASSES
+from mm2latent_core.errors import DatasetError, TrainingError
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.seeding import derive_seed
 from storage.dataset_index import complete_shards, read_shard_stats
 from storage.fs import join, list_names, read_file
@@ -147,7 +147,8 @@ def load_spatial(dataset_url: str, modality: str, resolution: int,
         shards: the run's shard snapshot; None = every complete shard now.
         registry: the modalities; None = default_registry().
     """
-    map_input = (registry or default_registry()).map_input(modality)
+    registry = registry or default_registry()
+    map_input = registry.map_input(modality)
     check_modality(dataset_url, modality, shards)
     indices, maps = [], []
     samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
@@ -183,7 +184,8 @@ def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int 
         num_classes: mask classes; larger ids are an error.
         registry: the modalities; None = default_registry().
     """
-    map_input = (registry or default_registry()).map_input(modality)
+    registry = registry or default_registry()
+    map_input = registry.map_input(modality)
     names = [n for n in list_names(dir_url) if n.endswith(".png")]
     if not names:
         raise TrainingError(f"{dir_url}: no *.png files; expected one {modality} per file.")

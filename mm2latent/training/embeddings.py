@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from mm2latent.batching import run_padded
-from mm2latent.errors import TrainingError
-from mm2latent.modalities.network_input import MapInput
+from mm2latent_core.errors import TrainingError
+from mm2latent_core.modalities.network_input import MapInput
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder
 from mm2latent.training.reports import EmbeddingsReport

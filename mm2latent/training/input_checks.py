@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from storage.dataset_index import complete_shards
 from storage.shard_check import damaged_shards
 

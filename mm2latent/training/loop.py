@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.seeding import derive_seed
 from mm2latent.training.config import TrainCfg
 from mm2latent.training.reports import EpochMetrics, TrainReport

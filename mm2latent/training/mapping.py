@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mm2latent.errors import DatasetError, TrainingError
+from mm2latent_core.errors import DatasetError, TrainingError
 from mm2latent.losses import mapping_loss
-from mm2latent.modalities.network_input import VectorInput
+from mm2latent_core.modalities.network_input import VectorInput
 from mm2latent.modalities.registry import default_registry
-from mm2latent.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
                                           pseudo_text_embedding)
 from mm2latent.seeding import derive_seed, seeded_init

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import parse_list
 from mm2latent.modalities.registry import default_registry
 from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, TrainCfg,

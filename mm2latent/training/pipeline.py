@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.models.autoencoders import AutoencoderCfg
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.training.autoencoders import train_autoencoder

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from storage.exclusive import create_exclusive
 from storage.fs import join, list_names, read_file
 from storage.locations import relative_location, resolve_location

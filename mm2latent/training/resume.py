@@ -8,7 +8,7 @@ for; if there is one, the resume is refused with the fields that differ.
 
 from __future__ import annotations
 
-from mm2latent.errors import TrainingError
+from mm2latent_core.errors import TrainingError
 from storage.checkpoints import latest_checkpoint, load_checkpoint
 from storage.fs import basename, dirname, exists, join, list_names
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import nn
 
 from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 from mm2latent.config_utils import resolve_preset
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.labels import BISENET_CLASSES, BISENET_TO_CELEBAMASK_LUT
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.face_parser.alignment import (FfhqAlignCfg, ffhq_template_matrix,
                                                     warp_from_template, warp_to_template)
 from mm2latent.models.face_parser.base import FaceParser

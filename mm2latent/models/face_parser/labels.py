@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mm2latent.dims import NUM_MASK_CLASSES
+from mm2latent_core.dims import NUM_MASK_CLASSES
 
 # CelebAMask-HQ order; value k of a mask is CELEBAMASK_HQ_CLASSES[k].
 CELEBAMASK_HQ_CLASSES: tuple[str, ...] = (

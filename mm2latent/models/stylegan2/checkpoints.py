@@ -21,7 +21,7 @@ import torch
 
 from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
                                      read_torch_checkpoint)
-from mm2latent.errors import CheckpointError, ConfigError
+from mm2latent_core.errors import CheckpointError, ConfigError
 from mm2latent.models.stylegan2 import rosinality
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
 from mm2latent.models.stylegan2.nvidia_pickle import (

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm2latent.dims import LATENT_DIM
-from mm2latent.errors import ConfigError
+from mm2latent_core.dims import LATENT_DIM
+from mm2latent_core.errors import ConfigError
 from mm2latent.models.stylegan2 import ops
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

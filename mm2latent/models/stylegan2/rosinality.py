@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from mm2latent.checkpoint_io import check_key_sets
-from mm2latent.errors import CheckpointError
+from mm2latent_core.errors import CheckpointError
 from mm2latent.models.stylegan2.generator import GeneratorCfg
 
 logger = logging.getLogger(__name__)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from mm2latent.errors import ConfigError
-from mm2latent.modalities.network_input import MapInput, VectorInput
+from mm2latent_core.errors import ConfigError
+from mm2latent_core.modalities.network_input import MapInput, VectorInput
 
-if TYPE_CHECKING:  # presets import model code; specs only need the type
-    from mm2latent.presets import PresetCfg
+# A preset (mm2latent.presets.PresetCfg): the bottom layer cannot import the library, so the
+# spec types it loosely; each modality's own functions take the concrete class.
+PresetLike = Any
 
 METADATA_EXT = "json"  # per-sample metadata member; written for every sample, not a modality
 
@@ -80,9 +81,9 @@ class ModalitySpec:
     decode: Callable[[bytes], Any]
     annotate: Callable[[Any, SynthBatch], Annotation]
     selectable: bool = True
-    build: Callable[[PresetCfg, Path | None], Any] | None = None
+    build: Callable[[PresetLike, Path | None], Any] | None = None
     component: str | None = None
-    vector_dim: Callable[[PresetCfg], int] | None = None
+    vector_dim: Callable[[PresetLike], int] | None = None
     annotator_width: Callable[[Any], int] | None = None
     stats: Callable[[], ModalityStats] | None = None
     tile: Callable[[Any], np.ndarray] | None = None
@@ -162,7 +163,7 @@ class ModalityRegistry:
         chosen = set(selected)
         return tuple(s for s in self.specs if not s.selectable or s.name in chosen)
 
-    def vector_dims(self, preset: PresetCfg, selected: Iterable[str]) -> dict[str, int]:
+    def vector_dims(self, preset: PresetLike, selected: Iterable[str]) -> dict[str, int]:
         """name -> parquet vector width of every stored modality that has a vector column."""
         return {s.name: s.vector_dim(preset) for s in self.stored(selected) if s.vector_dim is not None}
 

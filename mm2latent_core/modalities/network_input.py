@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mm2latent.errors import ConfigError
+from mm2latent_core.errors import ConfigError
 
-if TYPE_CHECKING:  # the autoencoder config imports network code; specs only need the type
-    from mm2latent.models.autoencoders import AutoencoderCfg
+# An autoencoder config (mm2latent.models.autoencoders.AutoencoderCfg): the bottom layer cannot
+# import network code, so it is typed loosely here; the modality's to_input takes the real class.
+AutoencoderCfgLike = Any
 
 Spatial = np.ndarray | torch.Tensor  # a raw condition as a caller passes it
 
@@ -71,7 +72,7 @@ class MapInput:
     to_map: Callable[[torch.Tensor], torch.Tensor]
     resize: Callable[[torch.Tensor, int], torch.Tensor]
     read_png: Callable[[bytes, int], np.ndarray]
-    to_input: Callable[[torch.Tensor, AutoencoderCfg], torch.Tensor]
+    to_input: Callable[[torch.Tensor, AutoencoderCfgLike], torch.Tensor]
     ae_lr: float
     dtype: torch.dtype
 
