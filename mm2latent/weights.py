@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mm2latent.download import DownloadConfig, ProgressFn, download, sha256_file
+from mm2latent.download import DownloadCfg, ProgressFn, download, sha256_file
 from mm2latent.errors import MissingWeightsError, UnknownWeightsError, WeightsIntegrityError
 
 try:  # POSIX advisory lock for the read-modify-write of the JSON; absent on Windows
@@ -529,7 +529,7 @@ def resolve(name: str, cache_dir: Path | str | None = None, verify: bool = True)
 
 
 def fetch(name: str, cache_dir: Path | str | None = None, *, force: bool = False,
-          progress: ProgressFn | None = None, config: DownloadConfig = DownloadConfig()) -> Path:
+          progress: ProgressFn | None = None, config: DownloadCfg = DownloadCfg()) -> Path:
     """Download `name` into the cache unless a good copy is there; the only network path.
 
     Args:
