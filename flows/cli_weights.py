@@ -18,7 +18,7 @@ from rich.table import Table
 
 from flows.cli_common import console, user_errors
 from mm2latent import weights as registry
-from mm2latent.download import DownloadCfg
+from storage.download import DownloadCfg
 
 weights_app = typer.Typer(
     help="List, fetch and verify pretrained weights (nothing else downloads them).",
