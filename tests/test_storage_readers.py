@@ -56,7 +56,8 @@ def test_iter_samples_decodes_every_modality_from_memory(dataset):
 
 
 def test_iter_samples_decodes_only_requested_modalities(dataset):
-    sample = next(iter(iter_samples(dataset, modalities=("w",), split_by_node=False, registry=default_registry())))
+    sample = next(iter(iter_samples(dataset, modalities=("w",), split_by_node=False,
+                                    registry=default_registry())))
     assert set(sample) == {"key", "index", "w"}
     with pytest.raises(ValueError, match="unknown modalities \\['depth'\\]"):
         iter_samples(dataset, modalities=("depth",), registry=default_registry())
@@ -64,7 +65,9 @@ def test_iter_samples_decodes_only_requested_modalities(dataset):
 
 def test_local_paths_work_too(tmp_path):
     write_dataset(str(tmp_path), n_shards=1, per_shard=2)
-    assert [s["key"] for s in iter_samples(str(tmp_path), modalities=("json",), registry=default_registry())] == ["000000000", "000000001"]
+    keys = [s["key"] for s in iter_samples(str(tmp_path), modalities=("json",),
+                                           registry=default_registry())]
+    assert keys == ["000000000", "000000001"]
 
 
 @pytest.mark.parametrize("world_size,num_workers", [(2, 1), (1, 3), (2, 2)])
@@ -77,7 +80,8 @@ def test_node_and_worker_splits_are_disjoint_and_cover_all(mem_url, monkeypatch,
             monkeypatch.setenv("WORLD_SIZE", str(world_size))
             monkeypatch.setenv("WORKER", str(worker))
             monkeypatch.setenv("NUM_WORKERS", str(num_workers))
-            seen.append({s["index"] for s in iter_samples(mem_url, modalities=("w",), registry=default_registry())})
+            seen.append({s["index"] for s in iter_samples(mem_url, modalities=("w",),
+                                                          registry=default_registry())})
     assert sum(len(part) for part in seen) == 5 and set().union(*seen) == set(range(5))
     assert all(len(part) > 0 for part in seen[:5])
 
