@@ -73,8 +73,8 @@ def autoencoder_step(run: PipelineRun) -> str:
     reports = train_autoencoders(run.params.out, run.runs, run.registry, run.params.preset, todo,
                                  resume=True, **run.ae_overrides)
     for report in reports:
-        record = registered_record(run.registry, report["record"])
-        run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
+        record = registered_record(run.registry, report["record"]["name"], report["record"]["version"])
+        run.models[record.name] = record_asset(model_asset(record, [run.dataset_key]))
         record_asset(embeddings_asset(report["embeddings"]["url"], record, run.dataset_key))
     return f"ran: {', '.join(todo)}"
 
@@ -88,11 +88,11 @@ def mapping_step(run: PipelineRun) -> str:
             continue
         report = train_mapping_flow(run.params.out, modality, run.runs, run.registry,
                                     run.params.preset, resume=True, **run.mapping_overrides)
-        record = registered_record(run.registry, report["record"])
+        record = registered_record(run.registry, report["record"]["name"], report["record"]["version"])
         upstream = [run.dataset_key]
-        if record["extra"].get("embeddings"):  # the folder is named after the autoencoder's weights
-            upstream.append(asset_key(embeddings_url(run.params.out, record["extra"]["embeddings"])))
-        run.models[record["name"]] = record_asset(model_asset(record, upstream))
+        if record.extra.get("embeddings"):  # the folder is named after the autoencoder's weights
+            upstream.append(asset_key(embeddings_url(run.params.out, record.extra["embeddings"])))
+        run.models[record.name] = record_asset(model_asset(record, upstream))
         ran.append(modality)
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"
 

@@ -16,7 +16,7 @@ from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, re
 from mm2latent.training.freshness import dataset_complete, trained_record
 from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.pipeline import ae_name, mapping_name
-from mm2latent.training.registry import ModelRegistry
+from mm2latent.training.registry import ModelRecord, ModelRegistry
 from storage.benchmark_store import pairs_digest
 from storage.dataset_index import DatasetIndex, complete_shards
 from storage.fs import join
@@ -95,12 +95,13 @@ def benchmark_finished(job: ChainedBenchmark) -> bool:
 def benchmark_lineage(job: ChainedBenchmark) -> AssetSpec:
     """The report's asset: downstream of the MappingNet, with versions and hashes as metadata."""
     summary = finished_summary(job)
-    return benchmark_asset(join(job.cfg.out, "report.md"), dataclasses.asdict(job.record), summary,
+    assert summary is not None  # called after the benchmark step finished the run
+    return benchmark_asset(join(job.cfg.out, "report.md"), job.record, summary,
                            pairs_digest(job.cfg.out), job.fixture)
 
 
 @task(name="registered-record", cache_policy=NO_CACHE)
-def registered_record(registry: str, record: dict) -> dict:
+def registered_record(registry: str, name: str, version: int) -> ModelRecord:
     """The registry's copy of a record just registered, its checkpoint URL resolved (the
     registry stores it relative to itself; asset keys need the absolute location)."""
-    return dataclasses.asdict(ModelRegistry(registry).get(record["name"], record["version"]))
+    return ModelRegistry(registry).get(name, version)
