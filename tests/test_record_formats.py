@@ -61,7 +61,7 @@ def test_the_same_settings_write_the_same_run_json_as_before():
 def test_a_broken_record_names_the_missing_field():
     data = _read("summary.json")
     del data["models"][0]["cmmd"]
-    with pytest.raises(ConfigError, match="benchmark model row: missing field.*cmmd"):
+    with pytest.raises(ConfigError, match="ModelSummary: missing field.*cmmd"):
         BenchmarkSummary.from_json(data)
 
 

@@ -7,13 +7,12 @@ reference cache's metadata, summary.json; run.json is config.RunIdentity).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mm2latent.benchmark.config import RunIdentity
-from mm2latent.json_records import FlatJson, fields_of, json_values
+from mm2latent.json_records import JsonRecord, fields_of
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class StartedRun:
 
 
 @dataclass(frozen=True)
-class ReferenceMeta(FlatJson):
+class ReferenceMeta(JsonRecord):
     """Metadata of cached CMMD reference embeddings (parquet schema metadata of the cache)."""
 
     model: str  # embedding model id (weights name or seeded id, with the image limit)
@@ -47,7 +46,7 @@ class CmmdReference:
 
 
 @dataclass(frozen=True)
-class ChunkLatency(FlatJson):
+class ChunkLatency(JsonRecord):
     """A finished chunk's timing, chunks/<model>/chunk-NNNNNN.json (the chunk's marker)."""
 
     seconds: dict[str, float]  # evaluate.STAGES + "metrics", summed over the chunk
@@ -55,7 +54,7 @@ class ChunkLatency(FlatJson):
 
 
 @dataclass(frozen=True)
-class Switches(FlatJson):
+class Switches(JsonRecord):
     """A model's Table 2 / 3 settings (None where its record does not say)."""
 
     pteg: bool | None  # trained on pseudo text embeddings
@@ -65,7 +64,7 @@ class Switches(FlatJson):
 
 
 @dataclass(frozen=True)
-class LatencyMs(FlatJson):
+class LatencyMs(JsonRecord):
     """Milliseconds per generated image and stage (metric networks excluded)."""
 
     text_encode: float
@@ -76,8 +75,10 @@ class LatencyMs(FlatJson):
 
 
 @dataclass(frozen=True)
-class ModelSummary:
-    """One model's row: mean metrics over the pairs, latency and what it is."""
+class ModelSummary(JsonRecord):
+    """One model's row of summary.json: mean metrics over the pairs, latency and what it is."""
+
+    NESTED: ClassVar[dict[str, Any]] = {"latency_ms": LatencyMs, "switches": Switches}
 
     model: str  # tag: "mapping-mask-v3" or "released"
     label: str  # its row name in report.md
@@ -91,20 +92,9 @@ class ModelSummary:
     switches: Switches
     weights: tuple[str, ...]  # released weights names; () for models trained here
 
-    def to_json(self) -> dict[str, Any]:
-        """The row as summary.json holds it."""
-        return json_values(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ModelSummary:
-        """Read a row of summary.json's `models`."""
-        values = fields_of([f.name for f in dataclasses.fields(cls)], data, "benchmark model row")
-        return cls(**values | {"latency_ms": LatencyMs.from_json(values["latency_ms"]),
-                               "switches": Switches.from_json(values["switches"])})
-
 
 @dataclass(frozen=True)
-class Conventions(FlatJson):
+class Conventions(JsonRecord):
     """What the report's conventions name: metric models, sizes and the CMMD reference."""
 
     clip: str  # CLIP-score model
@@ -118,8 +108,10 @@ class Conventions(FlatJson):
 
 
 @dataclass(frozen=True)
-class RunInfo:
+class RunInfo(JsonRecord):
     """The run's shared settings (summary.json's `run`)."""
+
+    NESTED: ClassVar[dict[str, Any]] = {"conventions": Conventions, "config": RunIdentity}
 
     pairs: int
     seed: int
@@ -130,22 +122,9 @@ class RunInfo:
     conventions: Conventions
     config: RunIdentity  # without models: `config.models` is the models folder
 
-    def to_json(self) -> dict[str, Any]:
-        """`run` as summary.json holds it."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json_values(values | {"conventions": self.conventions.to_json(),
-                                     "config": self.config.to_json()})
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunInfo:
-        """Read summary.json's `run`."""
-        values = fields_of([f.name for f in dataclasses.fields(cls)], data, "benchmark run info")
-        return cls(**values | {"conventions": Conventions.from_json(values["conventions"]),
-                               "config": RunIdentity.from_json(values["config"])})
-
 
 @dataclass(frozen=True)
-class BenchmarkSummary:
+class BenchmarkSummary:  # `models` is a list of records: its own JSON pair
     """summary.json: the run's settings and one row per model."""
 
     run: RunInfo
@@ -166,7 +145,7 @@ class BenchmarkSummary:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchmarkSummary:
         """Read summary.json."""
-        values = fields_of(["run", "models"], data, "benchmark summary.json")
+        values = fields_of(["run", "models"], data, "BenchmarkSummary")
         return cls(RunInfo.from_json(values["run"]),
                    tuple(ModelSummary.from_json(m) for m in values["models"]))
 

@@ -14,7 +14,7 @@ import torch
 
 from mm2latent.errors import ConfigError
 from mm2latent.interactive.models import ModelSet
-from mm2latent.json_records import FlatJson, fields_of
+from mm2latent.json_records import JsonRecord, fields_of
 from mm2latent.modalities.codecs import encode_png
 
 
@@ -31,7 +31,7 @@ def png_data_url(image: np.ndarray | torch.Tensor) -> str:
 
 
 @dataclass(frozen=True)
-class GenerateInputs(FlatJson):
+class GenerateInputs(JsonRecord):
     """What a generated image was made from."""
 
     MODE: ClassVar[str] = "generate"
@@ -47,7 +47,7 @@ class GenerateInputs(FlatJson):
 
 
 @dataclass(frozen=True)
-class TextDirection(FlatJson):
+class TextDirection(JsonRecord):
     """delta = Net(f_target, s) - Net(f_pivot, s), s the photo's own annotation."""
 
     KIND: ClassVar[str] = "text"
@@ -57,7 +57,7 @@ class TextDirection(FlatJson):
 
 
 @dataclass(frozen=True)
-class SpatialDirection(FlatJson):
+class SpatialDirection(JsonRecord):
     """delta = Net(f_img, s_target) - Net(f_img, s_pivot), pivot the photo's own annotation."""
 
     KIND: ClassVar[str] = "spatial"
