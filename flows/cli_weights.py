@@ -18,7 +18,7 @@ from rich.table import Table
 
 from flows.cli_common import console, user_errors
 from mm2latent import weights as registry
-from mm2latent.download import DownloadConfig
+from storage.download import DownloadConfig
 
 weights_app = typer.Typer(
     help="List, fetch and verify pretrained weights (nothing else downloads them).",

@@ -18,6 +18,7 @@ from flows.runners import check_runner_choice
 from flows.synth_data import synth_data
 from flows.train import train_autoencoders, train_mapping_flow
 from mm2latent.lineage import asset_key, embeddings_asset, model_asset
+from mm2latent.modalities.registry import default_registry
 from mm2latent.synth.params import SynthDataParams, parse_params
 from mm2latent.training.registry import default_registry_url
 from storage.embeddings import embeddings_url
@@ -26,7 +27,7 @@ from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark
                             benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
                             registered_record)
 
-AUTOENCODED = ("mask", "sketch")  # modalities whose MappingNet reads autoencoder embeddings
+AUTOENCODED = default_registry().maps  # modalities whose MappingNet reads autoencoder embeddings
 
 
 @dataclass

@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mm2latent.benchmark.chained import ChainedBenchmark, finished_summary, plan_chained
 from mm2latent.lineage import AssetSpec, benchmark_asset, dataset_asset
+from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.training import data
@@ -57,7 +58,7 @@ def mapping_is_current(dataset: str, registry: str, preset: str, modality: str,
     config = {"train": replace_cfg(MappingTrainCfg(modality=modality), overrides).to_dict(),
               "mapping_net": dataclasses.asdict(mapping_net_cfg(get_preset(preset).mapping, modality))}
     embeddings = None
-    if modality != "flame":
+    if modality in default_registry().maps:  # a vector condition (flame) has no autoencoder
         latest = ModelRegistry(registry).latest(ae_name(modality))
         embeddings = latest.tag if latest else "none registered"
     record = trained_record(registry, mapping_name(modality), dataset, config, embeddings)

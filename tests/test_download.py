@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from mm2latent.download import DownloadConfig, download, part_path, sha256_file
 from mm2latent.errors import DownloadError, WeightsIntegrityError
+from storage.digests import file_sha256 as sha256_file
+from storage.download import DownloadConfig, download, part_path
 from tests.loopback_http import LoopbackServer
 
 BLOB = os.urandom(300_000) + bytes(range(256)) * 100  # 325,600 bytes, several chunks

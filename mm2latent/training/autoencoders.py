@@ -11,8 +11,8 @@ import torch
 
 from mm2latent.errors import TrainingError
 from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
-from mm2latent.models.autoencoders import (AutoencoderCfg, SpatialAutoencoder, mask_to_input,
-                                           sketch_to_input)
+from mm2latent.modalities.registry import default_registry
+from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.augment import random_affine_flip
@@ -25,10 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 def to_network_input(maps: torch.Tensor, ae_cfg: AutoencoderCfg) -> torch.Tensor:
-    """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R)."""
-    if ae_cfg.kind == "mask":
-        return mask_to_input(maps, ae_cfg)
-    return sketch_to_input(maps, ae_cfg)
+    """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R).
+
+    The conversion is the MapInput.to_input of the modality the autoencoder is for (ae_cfg.kind).
+    """
+    return default_registry().map_input(ae_cfg.kind).to_input(maps, ae_cfg)
 
 
 def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor) -> torch.Tensor:
@@ -96,10 +97,11 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
     snapshot = snapshot_for(dataset_url, snapshot)
     digest = snapshot.dataset_hash
     check_input_files(dataset_url, ("tar",), snapshot.shards)  # the maps below come from the tars
-    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards)
+    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards,
+                                      cfg.modality_registry)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(
-            real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes)
+            real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes, cfg.modality_registry)
         indices = np.concatenate([indices, real_ids])
         maps = torch.cat([maps, real_maps])  # (N + M, R, R)
         digest = hashlib.sha256(f"{digest}:{real_digest}".encode()).hexdigest()

@@ -13,8 +13,11 @@ import torch
 
 from mm2latent.batching import run_padded
 from mm2latent.errors import TrainingError
+from mm2latent.modalities.network_input import MapInput
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.training import data
-from mm2latent.training.autoencoders import load_autoencoder, to_network_input
+from mm2latent.training.autoencoders import load_autoencoder
 from storage.dataset_index import complete_shards, read_shard_stats
 from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
                                 table_source, write_embedding_table)
@@ -48,18 +51,20 @@ def shard_tar_sha256(dataset_url: str, shard: int) -> str:
 
 
 @torch.no_grad()
-def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.ndarray:
+def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int, map_input: MapInput
+                ) -> np.ndarray:
     """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
     model = load_autoencoder(checkpoint_url)
     # Padded like synth-data's stages: a short last batch encodes as it would in a full one.
-    out = [run_padded(model.encode, to_network_input(maps[i:i + batch_size], model.cfg))
+    out = [run_padded(model.encode, map_input.to_input(maps[i:i + batch_size], model.cfg))
            for i in range(0, len(maps), batch_size)]
     return torch.cat(out).numpy()  # (N, D)
 
 
 def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
                      batch_size: int = 64, on_progress: Callable[[int], None] | None = None,
-                     shards: Sequence[int] | None = None) -> dict:
+                     shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None
+                     ) -> dict:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
     Shards whose parquet already exists for this version and was computed from the shard's
@@ -68,12 +73,13 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
 
     Args:
         dataset_url: the dataset root.
-        modality: "mask" or "sketch"; also the vector column's name.
+        modality: a MapInput modality ("mask" or "sketch" by default); also the vector column's name.
         checkpoint_url: the trained autoencoder (a `fit` checkpoint).
         version: embeddings directory name, e.g. "mask-ae-v1".
         batch_size: samples per forward pass (does not change the values).
         on_progress: called with the number of samples of each shard written.
         shards: the run's shard snapshot; None = every complete shard now.
+        registry: the modalities; None = default_registry().
 
     Returns:
         {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
@@ -85,9 +91,10 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
               "skipped": [s for s in shards if s not in todo], "dim": None}
     if not todo:
         return result
+    map_input = (registry or default_registry()).map_input(modality)
     model_res = load_autoencoder(checkpoint_url).cfg.resolution
-    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards)
-    vectors = _encode_all(checkpoint_url, maps, batch_size)  # (N, D)
+    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards, registry)
+    vectors = _encode_all(checkpoint_url, maps, batch_size, map_input)  # (N, D)
     result["dim"] = int(vectors.shape[1])
     manifest = read_vectors(dataset_url, ("key", "shard"), shards)
     if not np.array_equal(manifest["index"], indices):

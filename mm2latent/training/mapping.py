@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.losses import mapping_loss
+from mm2latent.modalities.network_input import VectorInput
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
                                           pseudo_text_embedding)
 from mm2latent.seeding import derive_seed, seeded_init
@@ -35,31 +37,41 @@ logger = logging.getLogger(__name__)
 
 
 def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | None = None,
-                    dropout: float | None = None, depth: int | None = None) -> MappingNetCfg:
+                    dropout: float | None = None, depth: int | None = None,
+                    registry: ModalityRegistry | None = None) -> MappingNetCfg:
     """The preset's MappingNet config for `modality` with the ablation switches applied.
 
     Args:
         base: the preset's MappingNetCfg (e.g. get_preset("tiny").mapping).
-        modality: "mask", "sketch" (spatial_dim kept) or "flame" (spatial_dim = 159).
+        modality: a map ("mask", "sketch": spatial_dim kept) or a vector condition ("flame":
+            spatial_dim = its VectorInput.dim, 159).
         use_batchnorm: BatchNorm1d on the input (paper Table 3); None = the preset's.
         dropout: input Dropout probability, 0 = none; None = the preset's.
         depth: number of Linear layers (paper Table 2); None = the preset's.
+        registry: where `modality` is looked up; None = default_registry().
     """
     switches = {"use_batchnorm": use_batchnorm, "dropout": dropout, "depth": depth}
     cfg = dataclasses.replace(base, **{k: v for k, v in switches.items() if v is not None})
-    return dataclasses.replace(cfg, spatial_dim=FLAME_DIM) if modality == "flame" else cfg
+    condition = (registry or default_registry()).condition(modality)
+    if isinstance(condition, VectorInput):
+        return dataclasses.replace(cfg, spatial_dim=condition.dim)
+    return cfg
 
 
 def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str | None,
-                        shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+                        shards: Sequence[int] | None = None,
+                        registry: ModalityRegistry | None = None) -> dict[str, np.ndarray]:
     """{index (N,), farl (N, Dt) unit rows, spatial (N, Ds), w (N, Dw)} aligned by sample index.
 
     Args:
         dataset_url: dataset root.
-        modality: "mask", "sketch" or "flame".
-        embeddings_version: embeddings directory for mask/sketch (e.g. "mask-ae-v1"); unused for flame.
+        modality: a condition of `registry`: "mask", "sketch" or "flame" by default.
+        embeddings_version: embeddings directory for a map condition (e.g. "mask-ae-v1");
+            unused for a vector condition (flame), whose manifest column is read instead.
+        registry: the modalities; None = default_registry().
     """
-    columns = ("w", "farl", "flame") if modality == "flame" else ("w", "farl")
+    vector = isinstance((registry or default_registry()).condition(modality), VectorInput)
+    columns = ("w", "farl", modality) if vector else ("w", "farl")
     check_input_files(dataset_url, ("parquet",), shards)  # the vectors below come from the parquets
     try:
         arrays = read_vectors(dataset_url, ("shard", *columns), shards)
@@ -68,8 +80,8 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
     if len(arrays["index"]) == 0:
         raise TrainingError(f"{dataset_url}: empty dataset (no 'ok' samples in complete shards).")
     check_vectors(dataset_url, arrays, columns)
-    if modality == "flame":
-        arrays["spatial"] = arrays.pop("flame")
+    if vector:
+        arrays["spatial"] = arrays.pop(modality)
     else:
         if embeddings_version is None:
             raise TrainingError(f"a {modality} MappingNet needs autoencoder embeddings; pass the "
@@ -155,8 +167,9 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
         snapshot: the run's shards (see training/snapshot.py); None = take one now.
     """
     snapshot = snapshot_for(dataset_url, snapshot)
-    version = None if cfg.modality == "flame" else embeddings_version
-    arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards)
+    version = embeddings_version if cfg.modality in cfg.modalities.maps else None
+    arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards,
+                                 cfg.modality_registry)
     job = mapping_job(arrays, net_cfg, cfg)
     digest = mapping_data_hash(snapshot.dataset_hash, version)
     summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)

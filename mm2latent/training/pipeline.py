@@ -109,7 +109,8 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
                          {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir,
                           "embeddings": embeddings_dir})
     embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url,
-                                  record.extra.get("embeddings", embeddings_dir), shards=shards)
+                                  record.extra.get("embeddings", embeddings_dir), shards=shards,
+                                  registry=cfg.modality_registry)
     return {"record": dataclasses.asdict(record), "summary": summary, "embeddings": embeddings}
 
 
@@ -131,7 +132,7 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         snapshot: the shards this run works on (one for every step of a run); None = take one.
     """
     ae_tag, version = None, None
-    if cfg.modality != "flame":
+    if cfg.modality in cfg.modalities.maps:  # a vector condition (flame) needs no autoencoder
         ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)

@@ -3,15 +3,16 @@
 The bytes stream into `<dest>.part`. An interrupted transfer leaves that file behind and the
 next call resumes it with an HTTP Range request; a server that ignores Range (answers 200
 instead of 206) makes us start again from byte 0. Size and sha256 are checked on the complete
-`.part` BEFORE it is renamed over `dest` with `os.replace`, so `dest` only ever holds a file
+`.part` BEFORE it is moved over `dest` by `storage.atomic.publish` (fsync, rename, directory
+fsync: the commit every atomic write in the project uses), so `dest` only ever holds a file
 that passed the checks, and an existing good `dest` survives a failed or corrupt download.
+Local files only: the weights cache is a local directory.
 
 The library never prints: callers pass a `progress(done_bytes, total_bytes_or_None)` callback.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mm2latent.errors import ConfigError, DownloadError, WeightsIntegrityError
+from storage.atomic import publish
+from storage.digests import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +73,6 @@ class _Transient(Exception):
 def part_path(dest: Path) -> Path:
     """Return the temporary `.part` path used while downloading `dest`."""
     return dest.with_suffix(dest.suffix + ".part")
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Return the hex sha256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(
@@ -146,7 +140,7 @@ def _verify_and_install(url: str, part: Path, dest: Path, expected_sha256: str |
         )
     # Hash from disk rather than while streaming: a resumed file's first bytes came from an
     # earlier process, and one sequential read is cheap next to the transfer itself.
-    digest = sha256_file(part, chunk_size)
+    digest = file_sha256(part, chunk_size)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         part.unlink()
         raise WeightsIntegrityError(
@@ -154,9 +148,7 @@ def _verify_and_install(url: str, part: Path, dest: Path, expected_sha256: str |
             f"({dest} left as it was). Re-run the fetch; if it persists the upstream file "
             "changed or the download is being tampered with."
         )
-    with open(part, "rb+") as f:  # flush to disk before the rename makes it visible
-        os.fsync(f.fileno())
-    os.replace(part, dest)
+    publish(os.fspath(part), os.fspath(dest))  # the same commit as every atomic write
     return DownloadResult(dest, digest, size, resumed_from, attempts)
 
 
