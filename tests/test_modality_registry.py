@@ -177,9 +177,9 @@ def test_the_toy_vector_conditions_a_mapping_net(toy_condition_dataset, tmp_path
     net_cfg = mapping_net_cfg(get_preset("tiny").mapping, "mean_colour", registry=registry)
     assert net_cfg.spatial_dim == 3
     summary = train_mapping(url, str(tmp_path / "run"), net_cfg, cfg, embeddings_version="unused")
-    assert summary["finished"] and summary["num_samples"] == 6
-    assert summary["embeddings_version"] is None  # a vector condition reads its manifest column
-    net = load_mapping_net(summary["checkpoint_url"])
+    assert summary.finished and summary.num_samples == 6
+    assert summary.embeddings_version is None  # a vector condition reads its manifest column
+    net = load_mapping_net(summary.checkpoint_url)
     condition = check_condition("mean_colour", np.array([0.2, 0.4, 0.6]), registry)  # (1, 3)
     text = torch.nn.functional.normalize(torch.randn(1, net.cfg.text_dim), dim=1)
     assert net(text, condition).shape == (1, net.cfg.w_dim)

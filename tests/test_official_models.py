@@ -253,7 +253,7 @@ def test_official_recipe_trains_registers_and_embeds_a_tiny_sketch_autoencoder(t
     cfg = autoencoder_train_cfg("sketch", "official", epochs=2, batch_size=4, val_fraction=0.0)
     report = autoencoder_run(str(tmp_path / "ds"), str(tmp_path / "runs"),
                              str(tmp_path / "runs" / "registry"), ae_cfg, cfg)
-    model = load_autoencoder(report["record"]["checkpoint_url"])
+    model = load_autoencoder(report.record.checkpoint_url)
     assert model.cfg == ae_cfg and hasattr(model.encoder, "naivenet1")
     assert model.decoder.final_conv1.out_channels == 2
-    assert report["embeddings"]["url"]
+    assert report.embeddings.url

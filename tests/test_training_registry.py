@@ -65,11 +65,11 @@ def test_retrain_plan_sees_new_shards_and_otherwise_does_nothing(mem_url):  # no
     dataset, registry_url = join(mem_url, "data"), join(mem_url, "registry")
     write_learnable_dataset(dataset, n_shards=1, per_shard=4, planned_shards=2)
     plan = retrain_plan(dataset, registry_url, ["mask-ae"])
-    assert plan["needed"] and "never trained" in plan["reason"]
+    assert plan.needed and "never trained" in plan.reason
     ModelRegistry(registry_url).register("mask-ae", "c", dataset, data.dataset_hash(dataset),
                                          extra={"shards": [0]})
     plan = retrain_plan(dataset, registry_url, ["mask-ae"])
-    assert not plan["needed"] and plan["reason"].startswith("nothing to do")
+    assert not plan.needed and plan.reason.startswith("nothing to do")
     write_learnable_shard(dataset, 1, [4, 5, 6, 7])
     plan = retrain_plan(dataset, registry_url, ["mask-ae"])
-    assert plan["needed"] and plan["new_shards"] == [1] and "1 new shard(s)" in plan["reason"]
+    assert plan.needed and plan.new_shards == (1,) and "1 new shard(s)" in plan.reason

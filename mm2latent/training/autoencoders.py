@@ -19,6 +19,7 @@ from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.input_checks import check_input_files
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.reports import TrainReport
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
                       cfg: AutoencoderTrainCfg, resume: bool = False,
                       on_progress: ProgressFn | None = None,
                       stop_after_epoch: int | None = None, real_dir: str | None = None,
-                      snapshot: ShardSnapshot | None = None) -> dict:
-    """Train one autoencoder on a dataset's complete shards (+ real PNGs); return fit's summary.
+                      snapshot: ShardSnapshot | None = None) -> TrainReport:
+    """Train one autoencoder on a dataset's complete shards (+ real PNGs); fit's report with
+    num_samples filled in.
 
     Args:
         dataset_url: synth-data dataset root.
@@ -106,9 +108,8 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
         maps = torch.cat([maps, real_maps])  # (N + M, R, R)
         digest = hashlib.sha256(f"{digest}:{real_digest}".encode()).hexdigest()
     job = autoencoder_job(indices, maps, ae_cfg, cfg)
-    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
-    summary["num_samples"] = int(len(indices))
-    return summary
+    report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    return dataclasses.replace(report, num_samples=int(len(indices)))
 
 
 def _autoencoder_from_extra(extra: dict) -> SpatialAutoencoder:

@@ -5,6 +5,7 @@ The files (layout in storage/embeddings.py) let MappingNet training read vectors
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
@@ -18,6 +19,7 @@ from mm2latent.modalities.registry import default_registry
 from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder
+from mm2latent.training.reports import EmbeddingsReport
 from storage.dataset_index import complete_shards, read_shard_stats
 from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
                                 table_source, write_embedding_table)
@@ -64,7 +66,7 @@ def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int, map_in
 def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
                      batch_size: int = 64, on_progress: Callable[[int], None] | None = None,
                      shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None
-                     ) -> dict:
+                     ) -> EmbeddingsReport:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
     Shards whose parquet already exists for this version and was computed from the shard's
@@ -82,20 +84,19 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
         registry: the modalities; None = default_registry().
 
     Returns:
-        {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
+        EmbeddingsReport: the version directory, shards written and skipped, the width D.
     """
     shards = complete_shards(dataset_url) if shards is None else list(shards)
     todo = [s for s in shards if embedding_source(embeddings_url(dataset_url, version, s))
             != shard_tar_sha256(dataset_url, s)]
-    result = {"url": embeddings_url(dataset_url, version), "written": todo,
-              "skipped": [s for s in shards if s not in todo], "dim": None}
+    result = EmbeddingsReport(url=embeddings_url(dataset_url, version), written=tuple(todo),
+                              skipped=tuple(s for s in shards if s not in todo))
     if not todo:
         return result
     map_input = (registry or default_registry()).map_input(modality)
     model_res = load_autoencoder(checkpoint_url).cfg.resolution
     indices, maps = data.load_spatial(dataset_url, modality, model_res, shards, registry)
     vectors = _encode_all(checkpoint_url, maps, batch_size, map_input)  # (N, D)
-    result["dim"] = int(vectors.shape[1])
     manifest = read_vectors(dataset_url, ("key", "shard"), shards)
     if not np.array_equal(manifest["index"], indices):
         raise TrainingError(f"{dataset_url}: the tars and manifests list different samples; "
@@ -106,8 +107,8 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
                               indices[rows], modality, vectors[rows])
         if on_progress is not None:
             on_progress(len(rows))
-    logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result["url"])
-    return result
+    logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result.url)
+    return dataclasses.replace(result, dim=int(vectors.shape[1]))
 
 
 def read_embeddings(dataset_url: str, version: str, modality: str,

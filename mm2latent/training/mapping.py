@@ -30,6 +30,7 @@ from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.embeddings import read_embeddings
 from mm2latent.training.input_checks import check_input_files, check_vectors
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.reports import MappingTrainReport
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 from storage.readers import read_vectors
 
@@ -152,8 +153,8 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
 def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
                   embeddings_version: str | None = None, resume: bool = False,
                   on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None,
-                  snapshot: ShardSnapshot | None = None) -> dict:
-    """Train a MappingNet for cfg.modality; return fit's summary (+ num_samples, embeddings_version).
+                  snapshot: ShardSnapshot | None = None) -> MappingTrainReport:
+    """Train a MappingNet for cfg.modality; fit's report plus num_samples and embeddings_version.
 
     Args:
         dataset_url: dataset root (manifests with w, farl and, for flame, flame).
@@ -172,8 +173,10 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
                                  cfg.modality_registry)
     job = mapping_job(arrays, net_cfg, cfg)
     digest = mapping_data_hash(snapshot.dataset_hash, version)
-    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
-    return summary | {"num_samples": int(len(arrays["index"])), "embeddings_version": version}
+    report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    fields["num_samples"] = int(len(arrays["index"]))
+    return MappingTrainReport(**fields, embeddings_version=version)
 
 
 def _mapping_from_extra(extra: dict) -> MappingNet:
