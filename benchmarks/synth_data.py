@@ -117,10 +117,12 @@ def flow_run(args: argparse.Namespace, n: int, out: str,
              task_runner: str = "threads") -> tuple[float, SynthSummary]:
     """Seconds for the synth-data flow (harness already started by the caller) and its summary."""
     from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
 
     workers = args.dask_workers if task_runner == "dask" else 1
+    params = parse_params(**_params(args, n, out), max_workers=workers)  # as the CLI does
     start = time.perf_counter()
-    summary = synth_data(**_params(args, n, out), task_runner=task_runner, max_workers=workers)
+    summary = synth_data(params, task_runner=task_runner)
     return time.perf_counter() - start, summary
 
 

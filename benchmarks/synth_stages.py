@@ -109,9 +109,11 @@ def library_stages(models, batch: int, out: str, device: str, clock: Clock
 def flow_seconds(batch: int, out: str, device: str, clock: Clock) -> float:
     """Seconds of the synth-data flow for one batch (its cached models already built)."""
     from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
 
+    params = parse_params(**_params(batch, out, device))  # validated before the run, as the CLI does
     start = clock()
-    synth_data(**_params(batch, out, device))
+    synth_data(params)
     return clock() - start
 
 

@@ -54,12 +54,9 @@ def synth_step(run: PipelineRun) -> str:
     """Make (or finish) the dataset; record its asset when shards were written."""
     if check_dataset(run.params):
         return "skipped: every shard is complete"
-    p = run.params
-    synth_data(preset=p.preset, n_samples=p.n_samples, samples_per_shard=p.samples_per_shard,
-               seed=p.seed, out=p.out, batch_size=p.batch_size, device=p.device,
-               modalities=list(p.modalities), max_workers=p.max_workers,
-               task_runner=run.task_runner, dask_address=run.dask_address)
-    record_asset(dataset_lineage(p.out))
+    # The object the pipeline validated once: the subflow and its tasks take it as it is.
+    synth_data(run.params, task_runner=run.task_runner, dask_address=run.dask_address)
+    record_asset(dataset_lineage(run.params.out))
     return "ran"
 
 

@@ -41,7 +41,7 @@ from typing import Literal
 from mm2latent.errors import MissingWeightsError, UnknownWeightsError, WeightsIntegrityError
 from storage.atomic import atomic_write_bytes
 from storage.digests import file_sha256
-from storage.download import DownloadConfig, ProgressFn, download
+from storage.download import DownloadCfg, ProgressFn, download
 from storage.file_lock import locked
 from storage.fs import read_file
 
@@ -552,7 +552,7 @@ def resolve(name: str, cache_dir: Path | str | None = None, verify: bool = True)
 
 
 def fetch(name: str, cache_dir: Path | str | None = None, *, force: bool = False,
-          progress: ProgressFn | None = None, config: DownloadConfig = DownloadConfig()) -> Path:
+          progress: ProgressFn | None = None, config: DownloadCfg = DownloadCfg()) -> Path:
     """Download `name` into the cache unless a good copy is there; the only network path.
 
     Args:

@@ -39,7 +39,7 @@ _CONTENT_RANGE_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")  # sent with HTTP 4
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
+class DownloadCfg:
     """Network settings for `download`."""
 
     timeout: float = 30.0       # seconds without data before a socket read fails; > 0
@@ -51,7 +51,7 @@ class DownloadConfig:
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.retries < 0 or self.retry_wait < 0 or self.chunk_size <= 0:
             raise ConfigError(
-                f"DownloadConfig needs timeout > 0, retries >= 0, retry_wait >= 0 and "
+                f"DownloadCfg needs timeout > 0, retries >= 0, retry_wait >= 0 and "
                 f"chunk_size > 0; got {self}.")
 
 
@@ -81,7 +81,7 @@ def download(
     expected_sha256: str | None,
     expected_size: int | None,
     *,
-    config: DownloadConfig = DownloadConfig(),
+    config: DownloadCfg = DownloadCfg(),
     progress: ProgressFn | None = None,
 ) -> DownloadResult:
     """Download `url` to `dest`, resuming a left-over `.part`, verifying before the rename.
@@ -152,7 +152,7 @@ def _verify_and_install(url: str, part: Path, dest: Path, expected_sha256: str |
     return DownloadResult(dest, digest, size, resumed_from, attempts)
 
 
-def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadConfig,
+def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadCfg,
               progress: ProgressFn | None) -> int:
     """Make one HTTP request and append to (or restart) `part`; return the resumed offset."""
     offset = part.stat().st_size if part.exists() else 0
@@ -183,7 +183,7 @@ def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadC
 
 def _handle_unsatisfiable_range(error: urllib.error.HTTPError, url: str, part: Path,
                                 offset: int, expected_size: int | None,
-                                config: DownloadConfig, progress: ProgressFn | None) -> int:
+                                config: DownloadCfg, progress: ProgressFn | None) -> int:
     """Answer HTTP 416 to our Range: the `.part` is complete or too long for the file."""
     match = _CONTENT_RANGE_UNSATISFIED.match(error.headers.get("Content-Range", "") or "")
     error.close()
@@ -219,7 +219,7 @@ def _response_range(response: http.client.HTTPResponse, offset: int) -> tuple[in
 
 
 def _stream(response: http.client.HTTPResponse, part: Path, start: int, total: int | None,
-            config: DownloadConfig, progress: ProgressFn | None) -> None:
+            config: DownloadCfg, progress: ProgressFn | None) -> None:
     """Copy the response body into `part` from byte `start`, failing on a short body."""
     done = start
     with open(part, "ab" if start else "wb") as f:

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mm2latent.dataset_report import inspect_dataset, render_report
-from mm2latent.errors import ConfigError
+from mm2latent.errors import ConfigError, ParameterError
 from mm2latent.inference import check_condition, check_modality
 from mm2latent.modalities.codecs import vector_codec
 from mm2latent.modalities.network_input import VectorInput
@@ -89,7 +89,7 @@ def toy_dataset(tmp_path_factory) -> tuple[str, object]:
 
 def test_the_default_registry_does_not_know_the_toy():
     assert "mean_colour" not in default_registry()  # nothing was registered globally
-    with pytest.raises(ConfigError, match="unknown modalities \\['mean_colour'\\]"):
+    with pytest.raises(ParameterError, match="modalities \\(--modalities\\): unknown 'mean_colour'"):
         parse_params(modalities=("mean_colour",))
 
 

@@ -17,12 +17,12 @@ from mm2latent import weights
 from mm2latent.errors import (DownloadError, MissingWeightsError, UnknownWeightsError,
                               WeightsIntegrityError)
 from storage.atomic import is_temp_name
-from storage.download import DownloadConfig, part_path
+from storage.download import DownloadCfg, part_path
 from tests.loopback_http import LoopbackServer
 
 BLOB = os.urandom(200_000)
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
-FAST = DownloadConfig(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
+FAST = DownloadCfg(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
 UNPUBLISHED = "farl.ep16"            # registry entry without a published sha256
 PUBLISHED = "clip.vit-b-32-openai"   # registry entry with a published sha256
 MANUAL = "e4e.ffhq-encode"           # Google-Drive-only entry
