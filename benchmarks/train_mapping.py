@@ -20,15 +20,15 @@ import time
 import numpy as np
 import torch
 
+from mm2latent.fabricate.datasets import make_index
+from mm2latent.fabricate.learnable import write_learnable_shard
 from mm2latent.presets import get_preset
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.embeddings import write_embedding_shard
 from mm2latent.training.loop import fit
 from mm2latent.training.mapping import load_mapping_arrays, mapping_job, mapping_net_cfg
-from storage.readers import read_vectors
-from tests.fabricate_storage import make_index
-from tests.fabricate_training import write_learnable_shard
 from storage.dataset_index import prepare_output
+from storage.readers import read_vectors
 
 DIMS = {"w": 512, "flame": 159, "farl": 512}
 

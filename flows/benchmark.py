@@ -9,18 +9,19 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mm2latent.benchmark.config import BenchmarkCfg
+from mm2latent.benchmark.records import FinishedBenchmark
 from storage.fs import join
 from tasks.benchmark import evaluate, finish, make_fixture, plan, reference
 
 _COLUMNS = ("model", "label", "clip_score", "mask_accuracy", "cmmd", "images_per_s")
 
 
-def _publish(summary: dict) -> None:
+def _publish(finished: FinishedBenchmark) -> None:
     """Table 1 rows, the report and the grid as Prefect artifacts."""
-    rows = [{c: m[c] for c in _COLUMNS} for m in summary["models"]]
+    rows = [{c: getattr(m, c) for c in _COLUMNS} for m in finished.summary.models]
     create_table_artifact(rows, key="benchmark-table", description="Table 1: our rows")
-    create_markdown_artifact(summary["report"], key="benchmark-report")
-    grid = join(summary["out"], "grid.png")
+    create_markdown_artifact(finished.report, key="benchmark-report")
+    grid = join(finished.out, "grid.png")
     create_markdown_artifact(f"# Benchmark examples\n\nmask | caption | generated: [{grid}]({grid})",
                              key="benchmark-grid")
 
@@ -33,7 +34,7 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
               clip_model: str | None = None, cmmd_model: str | None = None,
               reference_limit: int | None = None, cache: str | None = None,
               ablation: bool = False, fixture: str | None = None,
-              on_progress: Callable[[int], None] | None = None) -> dict:
+              on_progress: Callable[[int], None] | None = None) -> FinishedBenchmark:
     """Evaluate mask MappingNets as in the paper's Table 1 (and Tables 2 / 3).
 
     Args:
@@ -59,8 +60,8 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
     if fixture is not None:
         make_fixture(fixture, captions)
     started = plan(cfg)
-    meta = reference(cfg)
+    cached = reference(cfg)
     evaluate(cfg, on_progress)
-    summary = finish(cfg, meta, started["missing_captions"])
-    _publish(summary)
-    return {k: v for k, v in summary.items() if k != "report"}
+    finished = finish(cfg, cached, started.missing_captions)
+    _publish(finished)
+    return finished

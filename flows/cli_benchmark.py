@@ -6,11 +6,14 @@ flows/cli.py mounts it with `add_benchmark_command(app)`. Exit codes: 0 done, 2 
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from flows.cli_common import console, user_errors
+
+if TYPE_CHECKING:  # the CLI imports the benchmark code only when the command runs
+    from mm2latent.benchmark.records import FinishedBenchmark
 
 _HELP_VERSION = ("mapping-mask version to evaluate: latest, 3, v3, mapping-mask-v3, or released (the "
                  "authors' models the preset names, e.g. ffhq-official); repeat the option or "
@@ -54,24 +57,23 @@ def benchmark_command(
         total = len(plan.selection.pairs) * len(plan.models)
         with progress_bar() as progress:
             bar = progress.add_task("benchmark", total=total, rate="")
-            summary = benchmark(reference_images=reference, versions=versions, **values,
-                                on_progress=lambda n: progress.update(bar, advance=n))
-    _print(summary, preset)
+            finished = benchmark(reference_images=reference, versions=versions, **values,
+                                 on_progress=lambda n: progress.update(bar, advance=n))
+    _print(finished)
     if preset == "tiny":
         console(stderr=True).print(NOT_FACES)
 
 
-def _print(summary: dict, preset: str) -> None:
+def _print(finished: FinishedBenchmark) -> None:
     out = console()
-    for m in summary["models"]:
-        out.print(f"{m['label']}: CLIP score {m['clip_score']:.2f}, mask acc. "
-                  f"{m['mask_accuracy']:.2f} %, CMMD {m['cmmd']:.3f}, "
-                  f"{m['images_per_s']:.2f} images/s")
-    missing = summary["run"]["missing_captions"]
+    for m in finished.summary.models:
+        out.print(f"{m.label}: CLIP score {m.clip_score:.2f}, mask acc. "
+                  f"{m.mask_accuracy:.2f} %, CMMD {m.cmmd:.3f}, {m.images_per_s:.2f} images/s")
+    missing = finished.summary.run.missing_captions
     if missing:
         out.print(f"skipped {len(missing)} annotated image(s) without a caption (e.g. "
                   f"{', '.join(f'{i}.jpg' for i in missing[:5])})")
-    out.print(f"wrote {summary['out']}/report.md, results.parquet, grid.png", soft_wrap=True)
+    out.print(f"wrote {finished.out}/report.md, results.parquet, grid.png", soft_wrap=True)
 
 
 def add_benchmark_command(app: typer.Typer) -> None:

@@ -150,8 +150,8 @@ def edit_dataset_command(
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
         summary = edit_dataset(**values, overwrite=overwrite)
     note_tiny(preset)
-    console().print(f"[bold]{summary['out']}[/]: {summary['ok']} edited, {summary['failures']} failed, "
-                    f"{summary['shards']} shards; edits {', '.join(summary['edits'])}", soft_wrap=True)
+    console().print(f"[bold]{summary.out}[/]: {summary.ok} edited, {summary.failures} failed, "
+                    f"{summary.shards} shards; edits {', '.join(summary.edits)}", soft_wrap=True)
 
 
 def generate_rows(rows: str, models: str, preset: str, out: str, device: str) -> None:

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from prefect import flow
 
 from mm2latent.edit_dataset.params import parse_edit_params
-from mm2latent.edit_dataset.run import summarize
+from mm2latent.edit_dataset.run import EditDatasetSummary, summarize
 from tasks.edit_dataset import edit_shard, plan_edits, publish_contact_sheet
 
 
 @flow(name="edit-dataset")
 def edit_dataset(input: str, spec: str, models: str = "runs/tiny", out: str = "data/edits",
                  preset: str = "tiny", samples_per_shard: int = 64, device: str = "cpu",
-                 overwrite: bool = False, on_progress: Callable[[int], None] | None = None) -> dict:
+                 overwrite: bool = False, on_progress: Callable[[int], None] | None = None
+                 ) -> EditDatasetSummary:
     """Edit every photo of `input` by every edit of `spec` into `out`; rerun to resume.
 
     Args:

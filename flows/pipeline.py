@@ -71,7 +71,7 @@ def autoencoder_step(run: PipelineRun) -> str:
     options = run.training.model_copy(update={"autoencoders": todo}).autoencoder_options()
     for report in train_autoencoders(**options.model_dump()):
         record = registered_record(run.registry, report.record)
-        run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
+        run.models[record.name] = record_asset(model_asset(record, [run.dataset_key]))
         record_asset(embeddings_asset(report.embeddings.url, record, run.dataset_key))
     return f"ran: {', '.join(todo)}"
 
@@ -86,9 +86,9 @@ def mapping_step(run: PipelineRun) -> str:
         report = train_mapping_flow(**options.model_dump())
         record = registered_record(run.registry, report.record)
         upstream = [run.dataset_key]
-        if record["extra"].get("embeddings"):  # the folder is named after the autoencoder's weights
-            upstream.append(asset_key(embeddings_url(run.params.out, record["extra"]["embeddings"])))
-        run.models[record["name"]] = record_asset(model_asset(record, upstream))
+        if record.extra.get("embeddings"):  # the folder is named after the autoencoder's weights
+            upstream.append(asset_key(embeddings_url(run.params.out, record.extra["embeddings"])))
+        run.models[record.name] = record_asset(model_asset(record, upstream))
         ran.append(modality)
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"
 

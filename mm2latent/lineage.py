@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mm2latent.benchmark.records import BenchmarkSummary
 from mm2latent.presets import get_preset
+from mm2latent.training.registry import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -49,39 +51,36 @@ def dataset_asset(dataset_url: str, preset: str, weights: dict[str, str], datase
                       "weight_digests": {keys[c]: d for c, d in sorted(weights.items())}})
 
 
-def model_asset(record: dict, upstream: list[str]) -> AssetSpec:
-    """A registered model version (an autoencoder or a MappingNet) from a registry record dict."""
-    metrics = {k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))}
-    meta = {"model": record["name"], "version": record["version"],
-            "dataset_hash": record["dataset_hash"], "metrics": metrics}
-    if record.get("extra", {}).get("embeddings_version"):
-        meta["embeddings_version"] = record["extra"]["embeddings_version"]
-    return AssetSpec(asset_key(record["checkpoint_url"]), f"{record['name']}-v{record['version']}",
-                     tuple(sorted(upstream)), meta)
+def model_asset(record: ModelRecord, upstream: list[str]) -> AssetSpec:
+    """A registered model version (an autoencoder or a MappingNet)."""
+    metrics = {k: v for k, v in record.metrics.items() if isinstance(v, (int, float))}
+    meta = {"model": record.name, "version": record.version,
+            "dataset_hash": record.dataset_hash, "metrics": metrics}
+    if record.extra.get("embeddings_version"):
+        meta["embeddings_version"] = record.extra["embeddings_version"]
+    return AssetSpec(asset_key(record.checkpoint_url), record.tag, tuple(sorted(upstream)), meta)
 
 
-def embeddings_asset(embeddings_url: str, ae_record: dict, dataset_key: str) -> AssetSpec:
+def embeddings_asset(embeddings_url: str, ae_record: ModelRecord, dataset_key: str) -> AssetSpec:
     """Per-sample embeddings written by autoencoder `ae_record` from the dataset."""
-    tag = f"{ae_record['name']}-v{ae_record['version']}"
-    return AssetSpec(asset_key(embeddings_url), f"embeddings {tag}",
-                     (dataset_key, asset_key(ae_record["checkpoint_url"])),
-                     {"autoencoder": tag, "dataset_hash": ae_record["dataset_hash"]})
+    return AssetSpec(asset_key(embeddings_url), f"embeddings {ae_record.tag}",
+                     (dataset_key, asset_key(ae_record.checkpoint_url)),
+                     {"autoencoder": ae_record.tag, "dataset_hash": ae_record.dataset_hash})
 
 
-def benchmark_asset(report_url: str, mapping_record: dict, summary: dict, pairs_hash: str,
-                    benchmark_data: str) -> AssetSpec:
+def benchmark_asset(report_url: str, mapping_record: ModelRecord, summary: BenchmarkSummary,
+                    pairs_hash: str, benchmark_data: str) -> AssetSpec:
     """A benchmark report (`summary` is its summary.json) of one MappingNet version."""
-    tag = f"{mapping_record['name']}-v{mapping_record['version']}"
-    versions = {mapping_record["name"]: tag}
-    embeddings = mapping_record.get("extra", {}).get("embeddings_version")
+    versions = {mapping_record.name: mapping_record.tag}
+    embeddings = mapping_record.extra.get("embeddings_version")
     if embeddings:  # the autoencoder whose embeddings the MappingNet was trained on
         versions[embeddings.rsplit("-v", 1)[0]] = embeddings
-    row = next(m for m in summary["models"] if m["model"] == tag)
-    metrics = {k: row[k] if math.isfinite(row[k]) else None  # NaN is not JSON
+    row = summary.row(mapping_record.tag)
+    metrics = {k: value if math.isfinite(value := getattr(row, k)) else None  # NaN is not JSON
                for k in ("clip_score", "mask_accuracy", "cmmd", "images_per_s")}
-    return AssetSpec(asset_key(report_url), f"benchmark {tag}",
-                     (asset_key(mapping_record["checkpoint_url"]),),
-                     {"model_versions": versions, "dataset_hash": mapping_record["dataset_hash"],
-                      "benchmark_data": benchmark_data, "pairs": row["pairs"],
-                      "pairs_hash": pairs_hash, "seed": summary["run"]["seed"],
-                      "makes_faces": summary["run"]["makes_faces"], "metrics": metrics})
+    return AssetSpec(asset_key(report_url), f"benchmark {mapping_record.tag}",
+                     (asset_key(mapping_record.checkpoint_url),),
+                     {"model_versions": versions, "dataset_hash": mapping_record.dataset_hash,
+                      "benchmark_data": benchmark_data, "pairs": row.pairs,
+                      "pairs_hash": pairs_hash, "seed": summary.run.seed,
+                      "makes_faces": summary.run.makes_faces, "metrics": metrics})

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from mm2latent.benchmark import run
 from mm2latent.benchmark.config import BenchmarkCfg
 from mm2latent.benchmark.fixture import write_fixture
+from mm2latent.benchmark.records import CmmdReference, FinishedBenchmark, StartedRun
 from storage.fs import exists
 
 # The files under --out are the cache (chunks are skipped when finished), never Prefect's.
@@ -23,25 +24,25 @@ def make_fixture(root: str, captions: str) -> bool:
 
 
 @task(name="benchmark-plan", cache_policy=NO_CACHE)
-def plan(cfg: BenchmarkCfg) -> dict:
+def plan(cfg: BenchmarkCfg) -> StartedRun:
     """Validate the inputs, then record run.json and the pairs."""
-    summary = run.start(cfg)
-    if summary["missing_captions"]:
+    started = run.start(cfg)
+    if started.missing_captions:
         get_run_logger().warning("%d annotated image(s) without a caption were skipped (e.g. %s)",
-                                 len(summary["missing_captions"]), summary["missing_captions"][:5])
-    return summary
+                                 len(started.missing_captions), list(started.missing_captions[:5]))
+    return started
 
 
 @task(name="benchmark-reference", cache_policy=NO_CACHE, retries=1)
-def reference(cfg: BenchmarkCfg) -> dict:
+def reference(cfg: BenchmarkCfg) -> CmmdReference:
     """Reference embeddings for CMMD (cached by file list and model)."""
-    meta = run.reference(cfg)
-    get_run_logger().info("reference: %d images, cached at %s", meta["images"], meta["url"])
-    return meta
+    cached = run.reference(cfg)
+    get_run_logger().info("reference: %d images, cached at %s", cached.meta.images, cached.url)
+    return cached
 
 
 @task(name="benchmark-evaluate", cache_policy=NO_CACHE)
-def evaluate(cfg: BenchmarkCfg, on_progress=None) -> dict:
+def evaluate(cfg: BenchmarkCfg, on_progress=None) -> dict[str, int]:
     """Generate and score every unfinished chunk of every model."""
     done = run.evaluate(cfg, on_progress)
     get_run_logger().info("chunks computed now: %s", done)
@@ -49,6 +50,7 @@ def evaluate(cfg: BenchmarkCfg, on_progress=None) -> dict:
 
 
 @task(name="benchmark-finish", cache_policy=NO_CACHE)
-def finish(cfg: BenchmarkCfg, reference_meta: dict, missing_captions: list[int]) -> dict:
+def finish(cfg: BenchmarkCfg, cached: CmmdReference,
+           missing_captions: tuple[int, ...]) -> FinishedBenchmark:
     """results.parquet, summary.json, report.md and grid.png."""
-    return run.finish(cfg, reference_meta, missing_captions)
+    return run.finish(cfg, cached, missing_captions)

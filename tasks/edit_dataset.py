@@ -42,15 +42,15 @@ def edit_shard(edit_plan: run.EditPlan, shard: int, on_progress: run.ProgressFn 
 
 
 @task(name="edit-contact-sheet", cache_policy=NO_CACHE)
-def publish_contact_sheet(edit_plan: run.EditPlan, summary: dict, rows: int = 4) -> str:
+def publish_contact_sheet(edit_plan: run.EditPlan, summary: run.EditDatasetSummary, rows: int = 4) -> str:
     """A Markdown artifact: the summary and a sheet original | edits of the first photos."""
     sheet = contact_sheet(edit_plan.params.out, edit_plan.spec, list(range(min(rows, len(edit_plan.sources)))))
     data = base64.b64encode(encode_png(sheet)).decode()
     columns = " | ".join(f"{e.name} beta {b:g}" for e in edit_plan.spec.edits for b in e.edit.betas)
-    lines = [f"# edit-dataset: {summary['out']}", "",
-             f"{summary['ok']} edited, {summary['failures']} failed, {summary['shards']} shards; "
-             f"spec sha256 `{summary['spec_sha256'][:12]}`", "",
+    lines = [f"# edit-dataset: {summary.out}", "",
+             f"{summary.ok} edited, {summary.failures} failed, {summary.shards} shards; "
+             f"spec sha256 `{summary.spec_sha256[:12]}`", "",
              f"Columns: original | {columns}", "", f"![contact sheet](data:image/png;base64,{data})"]
-    if not summary["makes_faces"]:
+    if not summary.makes_faces:
         lines += ["", "This preset uses random-weight networks: its images are not faces."]
     return str(create_markdown_artifact("\n".join(lines), key="edit-dataset-contact-sheet"))

@@ -96,12 +96,13 @@ def benchmark_finished(job: ChainedBenchmark) -> bool:
 def benchmark_lineage(job: ChainedBenchmark) -> AssetSpec:
     """The report's asset: downstream of the MappingNet, with versions and hashes as metadata."""
     summary = finished_summary(job)
-    return benchmark_asset(join(job.cfg.out, "report.md"), dataclasses.asdict(job.record), summary,
+    assert summary is not None  # called after the benchmark step finished the run
+    return benchmark_asset(join(job.cfg.out, "report.md"), job.record, summary,
                            pairs_digest(job.cfg.out), job.fixture)
 
 
 @task(name="registered-record", cache_policy=NO_CACHE)
-def registered_record(registry: str, record: ModelRecord) -> dict:
+def registered_record(registry: str, record: ModelRecord) -> ModelRecord:
     """The registry's copy of a record just registered, its checkpoint URL resolved (the
     registry stores it relative to itself; asset keys need the absolute location)."""
-    return dataclasses.asdict(ModelRegistry(registry).get(record.name, record.version))
+    return ModelRegistry(registry).get(record.name, record.version)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mm2latent.fabricate.learnable import learnable_vectors
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.training import pipeline
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.loop import fit
 from mm2latent.training.mapping import mapping_job
 from mm2latent.training.reports import MappingTrainReport
-from tests.fabricate_training import learnable_vectors
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reports-v1" / "mapping-summary.json"
 NET = MappingNetCfg(text_dim=16, spatial_dim=159, hidden_dim=16, depth=2, w_dim=16)

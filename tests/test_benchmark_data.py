@@ -53,7 +53,7 @@ def test_unknown_class_and_wrong_size_are_refused():
 
 def test_fixture_layout_merge_and_cache_keyed_by_the_sources(tmp_path):
     urls = write_fixture(str(tmp_path / "fx"))
-    index = scan_celebamask(urls["celebamask"], ANNOTATION_CLASSES)
+    index = scan_celebamask(urls.celebamask, ANNOTATION_CLASSES)
     assert 2000 in index.ids() and 0 in index.ids()
     folder = tmp_path / "fx/CelebAMask-HQ/CelebAMask-HQ-mask-anno"
     assert (folder / "1/02000_skin.png").exists() and (folder / "0/00000_skin.png").exists()
@@ -67,7 +67,7 @@ def test_fixture_layout_merge_and_cache_keyed_by_the_sources(tmp_path):
     np.testing.assert_array_equal(merged_mask(index, 2000, cache, merge_class_masks), first)
     # ...and an edited annotation (new size / mtime) gets a new entry.
     Image.fromarray(np.zeros((512, 512), np.uint8)).save(folder / "1/02000_skin.png")
-    changed = scan_celebamask(urls["celebamask"], ANNOTATION_CLASSES)
+    changed = scan_celebamask(urls.celebamask, ANNOTATION_CLASSES)
     assert changed.stamp(2000) != index.stamp(2000)
     merged_mask(changed, 2000, cache, merge_class_masks)
     assert len(os.listdir(cache)) == 2
@@ -75,8 +75,8 @@ def test_fixture_layout_merge_and_cache_keyed_by_the_sources(tmp_path):
 
 def test_missing_caption_is_reported_and_skipped(tmp_path):
     urls = write_fixture(str(tmp_path / "fx"))
-    index = scan_celebamask(urls["celebamask"], ANNOTATION_CLASSES)
-    captions = parse_captions(read_captions_file(urls["captions"]), "overall_caption")
+    index = scan_celebamask(urls.celebamask, ANNOTATION_CLASSES)
+    captions = parse_captions(read_captions_file(urls.captions), "overall_caption")
     selection = select_pairs(index.ids(), captions, n_pairs=100, seed=0)
     assert selection.missing_captions == NO_CAPTION
     assert NO_CAPTION[0] not in [p.image_id for p in selection.pairs]

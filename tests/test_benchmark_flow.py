@@ -7,6 +7,7 @@ so only behaviour is checked here, never metric values.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -18,6 +19,7 @@ from flows.cli import app
 from mm2latent import inference
 from mm2latent.benchmark import run as bench
 from mm2latent.benchmark.config import BenchmarkCfg
+from mm2latent.benchmark.records import BenchmarkSummary
 from mm2latent.benchmark.fixture import write_fixture
 from mm2latent.benchmark.masks import ANNOTATION_CLASSES, merge_class_masks
 from mm2latent_core.errors import ConfigError, Mm2LatentError
@@ -56,16 +58,18 @@ def setup(tmp_path_factory) -> dict:
 
 
 def _cfg(setup: dict, out: str, **overrides) -> BenchmarkCfg:
-    values = dict(setup["fixture"], out=out, models=setup["models"], n_pairs=2, chunk_size=1,
+    values = dict(dataclasses.asdict(setup["fixture"]), out=out, models=setup["models"], n_pairs=2, chunk_size=1,
                   versions=("1",)) | overrides
     return BenchmarkCfg(**values)
 
 
-def _run(cfg: BenchmarkCfg) -> dict:
+def _run(cfg: BenchmarkCfg) -> BenchmarkSummary:
     started = bench.start(cfg)
-    meta = bench.reference(cfg)
+    cached = bench.reference(cfg)
     bench.evaluate(cfg)
-    return bench.finish(cfg, meta, started["missing_captions"])
+    finished = bench.finish(cfg, cached, started.missing_captions)
+    assert bench.read_summary(cfg.out) == finished.summary  # summary.json reads back as written
+    return finished.summary
 
 
 def _read(path) -> bytes:
@@ -79,7 +83,7 @@ def test_same_seeds_give_identical_parquet_and_a_rerun_redoes_only_missing_chunk
     summary = _run(_cfg(setup, b))
     assert _read(f"{a}/results.parquet") == _read(f"{b}/results.parquet")
     assert _read(f"{a}/pairs.parquet") == _read(f"{b}/pairs.parquet")
-    assert [m["model"] for m in summary["models"]] == ["mapping-mask-v1"]
+    assert [m.model for m in summary.models] == ["mapping-mask-v1"]
     # Lose the second chunk (as if interrupted): a rerun computes that chunk alone.
     os.remove(f"{b}/chunks/mapping-mask-v1/chunk-000001.json")
     assert bench.evaluate(_cfg(setup, b)) == {"mapping-mask-v1": 1}
@@ -105,9 +109,9 @@ def test_unknown_version_bad_roots_and_empty_pair_set_write_nothing(setup, tmp_p
     assert not os.path.exists(out)
     result = CliRunner().invoke(app, ["benchmark", "--out", out, "--models", setup["models"],
                                       "--model-version", "v7", "--celebamask",
-                                      setup["fixture"]["celebamask"], "--captions",
-                                      setup["fixture"]["captions"], "--reference",
-                                      setup["fixture"]["reference"]])
+                                      setup["fixture"].celebamask, "--captions",
+                                      setup["fixture"].captions, "--reference",
+                                      setup["fixture"].reference])
     assert result.exit_code == 2, result.output
     assert "version 7" in result.output and not os.path.exists(out)
 
@@ -116,8 +120,8 @@ def test_cli_ablation_report_grid_and_missing_caption(setup, tmp_path, prefect_h
     out = str(tmp_path / "bench")
     fixture = setup["fixture"]
     result = CliRunner().invoke(app, [
-        "benchmark", "--celebamask", fixture["celebamask"], "--captions", fixture["captions"],
-        "--reference", fixture["reference"], "--out", out, "--models", setup["models"],
+        "benchmark", "--celebamask", fixture.celebamask, "--captions", fixture.captions,
+        "--reference", fixture.reference, "--out", out, "--models", setup["models"],
         "--n-pairs", "2", "--chunk-size", "1", "--ablation"])
     assert result.exit_code == 0, result.output
     assert "mapping-mask-v1" in result.output and "mapping-mask-v2" in result.output
@@ -141,7 +145,7 @@ def test_a_synth_data_dataset_as_reference_is_embedded_once(setup, tmp_path, mon
 
     cfg = _cfg(setup, str(tmp_path / "out"), reference=str(setup["root"] / "data"))
     meta = bench.reference(cfg)
-    assert meta["images"] == 16 and meta["count"] == 16 * 16
+    assert meta.meta.images == 16 and meta.meta.count == 16 * 16
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("the cached reference embeddings were not used")
@@ -168,7 +172,7 @@ def test_released_models_sit_next_to_trained_ones_deterministic_and_resumable(se
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     cfg = _cfg(setup, a, preset=released, versions=("released", "latest"))
     summary = _run(cfg)
-    assert [m["model"] for m in summary["models"]] == ["released", "mapping-mask-v2"]
+    assert [m.model for m in summary.models] == ["released", "mapping-mask-v2"]
     import pyarrow.parquet as pq
 
     table = pq.read_table(f"{a}/results.parquet").to_pydict()
@@ -207,8 +211,8 @@ def test_released_needs_a_preset_naming_the_authors_models(setup, released, tmp_
     assert [m.tag for m in plan.models] == ["released"]
     fixture = setup["fixture"]
     result = CliRunner().invoke(app, [
-        "benchmark", "--celebamask", fixture["celebamask"], "--captions", fixture["captions"],
-        "--reference", fixture["reference"], "--out", out, "--models", setup["models"],
+        "benchmark", "--celebamask", fixture.celebamask, "--captions", fixture.captions,
+        "--reference", fixture.reference, "--out", out, "--models", setup["models"],
         "--versions", "latest,released"])
     assert result.exit_code == 2, result.output
     assert "names no released" in result.output and not os.path.exists(out)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.fabricate_storage import write_dataset
+from mm2latent.fabricate.datasets import write_dataset
 
 
 def _files(root) -> dict:

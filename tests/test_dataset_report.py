@@ -19,7 +19,7 @@ from storage.dataset_index import commit_shard, complete_shards, prepare_output,
 from storage.fs import join
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
-from tests.fabricate_storage import LAYOUT, make_index, make_sample, write_shard
+from mm2latent.fabricate.datasets import LAYOUT, make_index, make_sample, write_shard
 
 FAILED = {1, 4}
 OK = [0, 2, 3, 5]  # ok samples of the two complete shards, index order

@@ -16,7 +16,7 @@ from mm2latent.training.config import autoencoder_train_cfg
 from mm2latent.training.embeddings import read_embeddings, write_embeddings
 from mm2latent.training.pipeline import autoencoder_run
 from storage.fs import join
-from tests.fabricate_training import write_learnable_dataset, write_learnable_shard
+from mm2latent.fabricate.learnable import write_learnable_dataset, write_learnable_shard
 
 # 32 px, two stages: the tiny family at a fraction of the cost.
 AE = dataclasses.replace(get_preset("tiny").mask_ae, resolution=32, widths=(8, 8))

@@ -27,7 +27,7 @@ from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.pipeline import mapping_run
 from mm2latent.training.registry import default_registry_url
 from storage.manifest import read_manifest
-from tests.fabricate_training import write_learnable_dataset
+from mm2latent.fabricate.learnable import write_learnable_dataset
 
 PRESET = get_preset("tiny")
 SPEC = """

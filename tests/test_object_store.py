@@ -16,7 +16,7 @@ from mm2latent_core.errors import DatasetError
 from storage.atomic import AtomicFile, STALE_WRITE_S, atomic_write_bytes
 from storage.dataset_index import prepare_output
 from storage.fs import check_writable
-from tests.fabricate_storage import make_index, write_dataset
+from mm2latent.fabricate.datasets import make_index, write_dataset
 from tests.s3_server import s3_client
 
 PART = 5 * 2**20  # S3's smallest multipart part: a bigger write starts a multipart upload

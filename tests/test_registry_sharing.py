@@ -92,7 +92,7 @@ def test_generate_reads_a_registry_trained_elsewhere_from_another_directory(tmp_
     from mm2latent.training.config import MappingTrainCfg
     from mm2latent.training.mapping import mapping_net_cfg
     from mm2latent.training.pipeline import mapping_run
-    from tests.fabricate_training import write_learnable_dataset
+    from mm2latent.fabricate.learnable import write_learnable_dataset
 
     work, other = tmp_path / "work", tmp_path / "other"
     work.mkdir()

@@ -26,7 +26,8 @@ from storage.dataset_index import (
 from storage.fs import join
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
-from tests.fabricate_storage import LAYOUT, TINY_DIMS, make_index, make_sample, write_dataset, write_shard
+from mm2latent.fabricate.datasets import (LAYOUT, TINY_DIMS, make_index, make_sample, write_dataset,
+                                          write_shard)
 
 
 def _exists(url: str) -> bool:

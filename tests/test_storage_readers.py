@@ -16,7 +16,7 @@ from mm2latent.modalities.registry import default_registry
 from storage.dataset_index import shard_name
 from storage.fs import join
 from storage.readers import iter_samples, read_vectors, read_vectors_table
-from tests.fabricate_storage import make_sample, write_dataset, write_shard
+from mm2latent.fabricate.datasets import make_sample, write_dataset, write_shard
 
 ALL = ("image", "mask", "sketch", "w", "flame", "farl", "json")
 

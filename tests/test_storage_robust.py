@@ -13,7 +13,7 @@ from mm2latent.modalities.registry import default_registry
 from storage.atomic import (STALE_WRITE_S, atomic_write_bytes, clean_interrupted_writes, temp_name)
 from storage.fs import as_user_error
 from storage.readers import iter_samples
-from tests.fabricate_storage import write_dataset
+from mm2latent.fabricate.datasets import write_dataset
 
 
 def test_iter_samples_pickles_and_runs_in_spawned_dataloader_workers(tmp_path):

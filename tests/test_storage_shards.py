@@ -20,7 +20,7 @@ from storage.manifest import (
     write_manifest,
 )
 from storage.shard_writer import ShardSink, TarShardWriter, encode_npy, sample_key
-from tests.fabricate_storage import LAYOUT, TINY_DIMS, make_sample
+from mm2latent.fabricate.datasets import LAYOUT, TINY_DIMS, make_sample
 
 
 def _write_tar(url: str, indices: list[int]):

@@ -19,7 +19,7 @@ from mm2latent.training.autoencoders import (build_autoencoder, load_autoencoder
 from mm2latent.training.config import autoencoder_train_cfg
 from mm2latent.training.embeddings import read_embeddings, write_embeddings
 from storage.embeddings import embeddings_url
-from tests.fabricate_training import write_learnable_dataset
+from mm2latent.fabricate.learnable import write_learnable_dataset
 
 TINY = get_preset("tiny")
 
@@ -75,7 +75,7 @@ def test_dataset_without_the_modality_is_a_clear_error(mem_url, tmp_path):  # no
 def test_real_png_directory_joins_training_and_bad_files_are_named(shapes_url, tmp_path):
     from PIL import Image
 
-    from tests.fabricate_training import shape_maps
+    from mm2latent.fabricate.learnable import shape_maps
 
     real = tmp_path / "real"
     real.mkdir()

@@ -10,7 +10,7 @@ from mm2latent_core.errors import ConfigError, TrainingError
 from mm2latent.training import data
 from mm2latent.training.config import MappingTrainCfg, TrainCfg, autoencoder_train_cfg
 from storage.dataset_index import DatasetIndex
-from tests.fabricate_training import write_learnable_dataset, write_learnable_shard
+from mm2latent.fabricate.learnable import write_learnable_dataset, write_learnable_shard
 
 
 def test_split_is_stable_when_the_dataset_grows_and_has_the_requested_share():
@@ -50,7 +50,7 @@ def test_dataset_hash_changes_only_when_complete_shards_change(mem_url):  # noqa
 
 
 def test_empty_dataset_is_a_training_error(mem_url):  # noqa: F811
-    from tests.fabricate_storage import make_index
+    from mm2latent.fabricate.datasets import make_index
 
     make_index(4, 4).write(mem_url)
     assert DatasetIndex.exists(mem_url)

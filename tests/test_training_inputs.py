@@ -11,8 +11,8 @@ from mm2latent.training.autoencoders import train_autoencoder
 from mm2latent.training.config import autoencoder_train_cfg
 from mm2latent.training.mapping import load_mapping_arrays
 from storage.dataset_index import shard_url
-from tests import fabricate_training
-from tests.fabricate_training import write_learnable_dataset
+from mm2latent.fabricate import learnable as fabricate_training
+from mm2latent.fabricate.learnable import write_learnable_dataset
 
 
 def _flip_one_bit(path: str) -> None:

@@ -15,7 +15,7 @@ from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.loop import evaluate, fit, load_trained_model
 from mm2latent.training.mapping import _mapping_from_extra, mapping_job
 from storage.checkpoints import load_checkpoint
-from tests.fabricate_training import learnable_vectors
+from mm2latent.fabricate.learnable import learnable_vectors
 
 NET = MappingNetCfg(text_dim=16, spatial_dim=159, hidden_dim=48, depth=3, w_dim=16)
 

@@ -15,7 +15,7 @@ from mm2latent.presets import get_preset
 from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.mapping import (load_mapping_arrays, load_mapping_net, mapping_net_cfg,
                                         train_mapping)
-from tests.fabricate_training import DIMS, learnable_vectors, write_learnable_dataset
+from mm2latent.fabricate.learnable import DIMS, learnable_vectors, write_learnable_dataset
 
 NET = MappingNetCfg(text_dim=16, spatial_dim=159, hidden_dim=32, depth=3, w_dim=16)
 

@@ -12,7 +12,7 @@ from mm2latent.training.pipeline import retrain_plan
 from mm2latent.training.registry import ModelRegistry
 from storage.atomic import atomic_write_bytes
 from storage.fs import join
-from tests.fabricate_training import write_learnable_dataset, write_learnable_shard
+from mm2latent.fabricate.learnable import write_learnable_dataset, write_learnable_shard
 
 
 def test_versions_are_monotonic_per_name_and_persist(mem_url):  # noqa: F811

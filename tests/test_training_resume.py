@@ -13,7 +13,7 @@ from mm2latent.training.loop import fit
 from mm2latent.training.mapping import mapping_job
 from mm2latent.training.pipeline import mapping_run
 from storage.checkpoints import load_checkpoint
-from tests.fabricate_training import learnable_vectors, write_learnable_dataset
+from mm2latent.fabricate.learnable import learnable_vectors, write_learnable_dataset
 
 NET = MappingNetCfg(text_dim=16, spatial_dim=159, hidden_dim=48, depth=3, w_dim=16)
 

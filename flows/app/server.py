@@ -23,7 +23,7 @@ from flows.app.gate import BusyError, Gate
 from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.interactive.models import PAINTABLE, ModelSet
 from mm2latent.interactive.palette import palette_json
-from mm2latent.interactive.provenance import png_data_url, provenance
+from mm2latent.interactive.provenance import EditInputs, GenerateInputs, png_data_url, provenance
 from mm2latent.interactive.sessions import (SessionCache, render, set_spatial_direction, set_text_direction,
                                             start_session)
 from mm2latent.interactive.uploads import (UploadLimits, condition_from_image, condition_from_raw, open_image,
@@ -108,8 +108,9 @@ def _painted(state: AppState, painted: Painted):
     return array, _sha(array.tobytes())
 
 
-def _image_reply(state: AppState, image, record: dict) -> dict:
-    return {"image": png_data_url(image), "provenance": provenance(state.models, record, image)}
+def _image_reply(state: AppState, image, inputs: GenerateInputs | EditInputs) -> dict:
+    return {"image": png_data_url(image),
+            "provenance": provenance(state.models, inputs, image).to_json()}
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -185,9 +186,8 @@ def create_app(state: AppState) -> FastAPI:
             array, digest = _painted(state, req.condition)
             model = state.models.model(req.condition.modality)
             image = model.generate([req.caption], array, truncation_psi=req.psi, noise_seed=req.seed)[0].numpy()
-            return _image_reply(state, image, {"mode": "generate", "caption": req.caption,
-                                               "modality": model.modality, "condition_sha256": digest,
-                                               "seed": req.seed, "truncation_psi": req.psi})
+            return _image_reply(state, image, GenerateInputs(req.caption, model.modality, digest,
+                                                             req.seed, req.psi))
         return await guarded(run)
 
     @app.post("/api/photo")
@@ -229,6 +229,6 @@ def _edit_reply(state: AppState, session, beta: float) -> dict:
     from mm2latent.inference import check_beta
 
     beta = check_beta(beta)
-    image = render(state.models, session, beta)
-    record = {"mode": "edit", "photo_sha256": session.photo_sha256, "beta": beta, **session.direction}
-    return _image_reply(state, image, record)
+    image = render(state.models, session, beta)  # ConfigError while no direction is chosen
+    assert session.direction is not None
+    return _image_reply(state, image, EditInputs(session.photo_sha256, beta, session.direction))

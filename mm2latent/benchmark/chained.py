@@ -15,11 +15,13 @@ import json
 from dataclasses import dataclass
 
 from mm2latent.benchmark.config import BenchmarkCfg
+from mm2latent.benchmark.fixture import fixture_urls
+from mm2latent.benchmark.records import BenchmarkSummary
+from mm2latent.benchmark.run import read_summary
 from mm2latent.presets import get_preset
 from mm2latent.training.pipeline import mapping_name
 from mm2latent.training.registry import ModelRecord, ModelRegistry, default_registry_url
 from storage import benchmark_store as store
-from storage.celeba import IMAGE_DIR
 from storage.fs import dirname, join
 
 FIXTURE_DIR = "benchmark-fixture"  # beside the dataset, as in prefect.yaml's benchmark/tiny
@@ -49,19 +51,16 @@ def plan_chained(data: str, runs: str, preset: str, n_pairs: int, seed: int,
     if record is None:
         return "no mask MappingNet registered"
     root = fixture_root(data)
-    celebamask = join(root, "CelebAMask-HQ")
-    cfg = BenchmarkCfg(celebamask=celebamask, captions=join(root, "CelebA-Dialog", "captions_hq.json"),
-                       reference=join(celebamask, IMAGE_DIR), out="", models=runs,
+    cfg = BenchmarkCfg(**dataclasses.asdict(fixture_urls(root)), out="", models=runs,
                        versions=(str(record.version),), preset=preset, n_pairs=n_pairs, seed=seed,
                        chunk_size=chunk_size)
-    digest = hashlib.sha256(json.dumps(cfg.identity(), sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(cfg.identity().to_json(), sort_keys=True).encode()).hexdigest()[:12]
     out = join(runs, "benchmark", f"{record.tag}-{digest}")
     return ChainedBenchmark(dataclasses.replace(cfg, out=out), root, record)
 
 
-def finished_summary(job: ChainedBenchmark) -> dict | None:
+def finished_summary(job: ChainedBenchmark) -> BenchmarkSummary | None:
     """summary.json of the run if it finished for these inputs, else None."""
-    identity = job.cfg.identity() | {"models": [job.record.tag]}
-    if not store.check_run(job.cfg.out, identity):
+    if not store.check_run(job.cfg.out, job.cfg.identity([job.record.tag]).to_json()):
         return None
-    return store.read_summary(job.cfg.out)
+    return read_summary(job.cfg.out)

@@ -1,13 +1,17 @@
-"""The benchmark's configuration: one frozen dataclass, plus the metric networks per preset."""
+"""The benchmark's configuration: one frozen dataclass, its identity (run.json), and the metric
+networks per preset."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mm2latent.benchmark.captions import OVERALL, check_caption_field
 from mm2latent.config_utils import require_positive
 from mm2latent_core.errors import ConfigError
+from mm2latent.json_records import fields_of, json_values
 from mm2latent.presets import get_preset
 
 # --parser choices -> weights registry names (used by presets whose metric nets load files)
@@ -77,7 +81,41 @@ class BenchmarkCfg:
         return MetricNetsCfg(self.clip_model or base.clip_score, self.cmmd_model or base.cmmd,
                              PARSERS[self.parser])
 
-    def identity(self) -> dict:
-        """The fields that decide the results (run.json): a rerun must agree on all of them."""
-        skip = {"device", "cache", "out", "grid_rows"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+    def identity(self, models: Sequence[str] | None = None) -> RunIdentity:
+        """The fields that decide the results (run.json): a rerun must agree on all of them.
+
+        Args:
+            models: tags of the evaluated models (run.json names them); None = name the folder.
+        """
+        unset = {f.name: f.default for f in dataclasses.fields(self) if f.name in NOT_IDENTITY}
+        unset["out"] = ""  # the one of them without a default
+        return RunIdentity(dataclasses.replace(self, **unset),
+                           None if models is None else tuple(models))
+
+
+NOT_IDENTITY = ("out", "device", "cache", "grid_rows")  # BenchmarkCfg fields that leave results alone
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What decides a run's results: run.json, summary.json's `config`, the pipeline's digest."""
+
+    cfg: BenchmarkCfg  # fields in NOT_IDENTITY hold their defaults (out: "")
+    models: tuple[str, ...] | None = None  # evaluated tags; run.json writes them over `models`
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of run.json (with `models`) or of summary.json's `config` (without)."""
+        data = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in NOT_IDENTITY}
+        if self.models is not None:  # run.json has always named the models, not their folder
+            data["models"] = self.models
+        return json_values(data)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunIdentity:
+        """Read run.json or summary.json's `config` (a list under `models` = evaluated tags)."""
+        names = [f.name for f in dataclasses.fields(BenchmarkCfg) if f.name not in NOT_IDENTITY]
+        values = fields_of(names, data, "benchmark run.json")
+        tags = values["models"] if isinstance(values["models"], tuple) else None
+        if tags is not None:
+            values["models"] = ""  # run.json does not record the folder
+        return cls(BenchmarkCfg(**values, out=""), tags)

@@ -13,14 +13,17 @@ merge order matters; one id has no caption, as 5380.jpg in the real file. Not fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from mm2latent.benchmark.masks import MASK_SIZE
+from mm2latent.fabricate.datasets import png_bytes
 from storage.atomic import atomic_write_bytes
 from storage.celeba import ANNOTATION_DIR, IDS_PER_FOLDER, IMAGE_DIR
 from storage.fs import join
@@ -41,10 +44,20 @@ _TRAITS = ("is smiling broadly", "has bangs", "wears eyeglasses", "is young", "h
            "has a neutral expression")
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+@dataclass(frozen=True)
+class FixtureUrls:
+    """Where the fixture's parts are: what to pass as --celebamask, --captions, --reference."""
+
+    celebamask: str  # CelebAMask-HQ root
+    captions: str  # CelebA-Dialog captions_hq.json
+    reference: str  # the fixture's images, the CMMD reference
+
+
+def fixture_urls(root: str) -> FixtureUrls:
+    """The URLs of the fixture written (or to be written) under `root`."""
+    celebamask = join(root, "CelebAMask-HQ")
+    return FixtureUrls(celebamask, join(root, "CelebA-Dialog", "captions_hq.json"),
+                       join(celebamask, IMAGE_DIR))
 
 
 def _ellipse(box: tuple[float, ...], jitter: np.ndarray) -> np.ndarray:
@@ -63,9 +76,9 @@ def _caption(rng: np.random.Generator) -> dict:
 
 
 def write_fixture(root: str, ids: tuple[int, ...] = FIXTURE_IDS, image_size: int = 64,
-                  seed: int = 0) -> dict[str, str]:
+                  seed: int = 0) -> FixtureUrls:
     """Write the fixture under `root`; the URLs to pass as --celebamask, --captions, --reference."""
-    celebamask = join(root, "CelebAMask-HQ")
+    urls = fixture_urls(root)
     captions = {}
     for k in ids:
         rng = np.random.default_rng([seed, k])
@@ -74,20 +87,18 @@ def write_fixture(root: str, ids: tuple[int, ...] = FIXTURE_IDS, image_size: int
                 continue  # absent classes have no file, as in the real annotations
             dx, dy = rng.uniform(-0.03, 0.03, 2)  # the whole part moves a little
             mask = _ellipse(box, np.array([dx, dy, dx, dy]))
-            atomic_write_bytes(join(celebamask, ANNOTATION_DIR, str(k // IDS_PER_FOLDER),
-                                    f"{k:05d}_{name}.png"), _png(mask))
+            atomic_write_bytes(join(urls.celebamask, ANNOTATION_DIR, str(k // IDS_PER_FOLDER),
+                                    f"{k:05d}_{name}.png"), png_bytes(mask))
         pixels = rng.integers(0, 256, (image_size // 8, image_size // 8, 3), dtype=np.uint8)
         photo = Image.fromarray(pixels).resize((image_size, image_size), Image.BILINEAR)
         buffer = io.BytesIO()
         photo.save(buffer, format="JPEG", quality=90)
-        atomic_write_bytes(join(celebamask, IMAGE_DIR, f"{k}.jpg"), buffer.getvalue())
+        atomic_write_bytes(join(urls.reference, f"{k}.jpg"), buffer.getvalue())
         if k not in NO_CAPTION:
             captions[f"{k}.jpg"] = _caption(rng)
-    captions_url = join(root, "CelebA-Dialog", "captions_hq.json")
-    atomic_write_bytes(captions_url, json.dumps(captions, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(urls.captions, json.dumps(captions, indent=1, sort_keys=True).encode())
     logger.info("wrote the benchmark fixture (%d ids, not faces) under %s", len(ids), root)
-    return {"celebamask": celebamask, "captions": captions_url,
-            "reference": join(celebamask, IMAGE_DIR)}
+    return urls
 
 
 def main() -> None:
@@ -96,7 +107,7 @@ def main() -> None:
     parser.add_argument("root", help="folder (or fsspec URL) to write the fixture into")
     parser.add_argument("--image-size", type=int, default=64, help="side of the CelebA-HQ-img JPEGs")
     args = parser.parse_args()
-    for key, url in write_fixture(args.root, image_size=args.image_size).items():
+    for key, url in dataclasses.asdict(write_fixture(args.root, image_size=args.image_size)).items():
         print(f"--{key} {url}")
 
 

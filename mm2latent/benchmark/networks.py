@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mm2latent.benchmark.config import MetricNetsCfg
+from mm2latent.benchmark.records import Switches
 from mm2latent_core.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, load_released
 from mm2latent.model_loading import build_component, load_weights
@@ -38,6 +39,16 @@ RELEASED_LABEL = "MM2Latent (authors' released models)"
 _VERSION = re.compile(r"^(?:mapping-mask-)?v?(\d+)$")
 
 
+@dataclass(frozen=True)
+class MetricIds:
+    """A stable id of each metric network (cache keys): its weights name, or
+    "seeded:<preset>:<component>:<seed>" for a seeded one."""
+
+    clip_score: str
+    cmmd: str
+    parser: str
+
+
 @dataclass
 class MetricNets:
     """The three metric networks, frozen in eval mode, and a stable id of each (cache keys)."""
@@ -45,7 +56,7 @@ class MetricNets:
     clip_score: ClipEmbedder
     cmmd: ClipEmbedder
     parser: FaceParser
-    ids: dict[str, str]  # component -> weights name or "seeded:<preset>:<component>:<seed>"
+    ids: MetricIds
 
 
 def _load_or_seed(preset: PresetCfg, component: str, name: str | None,
@@ -84,7 +95,7 @@ def build_metric_nets(preset: PresetCfg, names: MetricNetsCfg, device: str,
             raise ConfigError(f"weights {built[key][1]!r} give a {type(built[key][0]).__name__}, "
                               f"but the {key} metric needs a {kind.__name__}.")
     nets = {k: net.to(device) for k, (net, _) in built.items()}
-    return MetricNets(**nets, ids={k: ident for k, (_, ident) in built.items()})
+    return MetricNets(**nets, ids=MetricIds(**{k: ident for k, (_, ident) in built.items()}))
 
 
 @dataclass(frozen=True)
@@ -93,15 +104,15 @@ class EvaluatedModel:
 
     tag: str  # `model` column and chunks/<tag>/ folder: "mapping-mask-v3", or "released"
     label: str  # its row name in report.md
-    switches: dict  # Table 2 / 3 settings: pteg, use_batchnorm, dropout, depth
+    switches: Switches  # Table 2 / 3 settings
     record: ModelRecord | None = None  # trained here; None for the released models
     released: tuple[str, str] | None = None  # (MappingNet, autoencoder) weights names
 
 
 def _registered(record: ModelRecord) -> EvaluatedModel:
     net, train = record.config.get("mapping_net", {}), record.config.get("train", {})
-    switches = {"pteg": train.get("pteg"), "use_batchnorm": net.get("use_batchnorm"),
-                "dropout": net.get("dropout"), "depth": net.get("depth")}
+    switches = Switches(pteg=train.get("pteg"), use_batchnorm=net.get("use_batchnorm"),
+                        dropout=net.get("dropout"), depth=net.get("depth"))
     return EvaluatedModel(record.tag, f"trained here: {record.tag}", switches, record=record)
 
 
@@ -114,8 +125,8 @@ def _released(preset: PresetCfg) -> EvaluatedModel:
                           f"{' or '.join(having) or '<a preset naming them>'}, or list only "
                           "registered versions.")
     arch = MappingNetCfg()  # the architecture the authors' MappingNet files are read with
-    switches = {"pteg": True,  # the paper trains its released models with PTEG
-                "use_batchnorm": arch.use_batchnorm, "dropout": arch.dropout, "depth": arch.depth}
+    switches = Switches(pteg=True,  # the paper trains its released models with PTEG
+                        use_batchnorm=arch.use_batchnorm, dropout=arch.dropout, depth=arch.depth)
     return EvaluatedModel(RELEASED, RELEASED_LABEL, switches, released=names)
 
 

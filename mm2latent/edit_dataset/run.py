@@ -69,7 +69,7 @@ def _index(params: EditDatasetParams, spec: EditSpec, sources: list[str], cache_
     versions = registered_versions(preset, registry, spec.modalities(), cache_dir)
     num_ws, w_dim = preset.e4e.n_styles, preset.generator.w_dim
     parameters = {"kind": "edit-dataset", "input": params.input, "spec_sha256": spec.sha256,
-                  "spec": spec.as_json(), "model_versions": versions,
+                  "spec": spec.to_json(), "model_versions": versions,
                   "sources_sha256": hashlib.sha256("\n".join(sources).encode()).hexdigest()}
     weights = network_digests(preset, spec.modalities(), cache_dir) | model_digests(registry, versions, cache_dir)
     return DatasetIndex(preset=params.preset, parameters=parameters, weights=weights,
@@ -161,16 +161,30 @@ def run_shard(edit_plan: EditPlan, models: EditModels, shard: int,
                        on_progress)
 
 
-def summarize(edit_plan: EditPlan) -> dict:
+@dataclass(frozen=True)
+class EditDatasetSummary:
+    """A finished edit-dataset run: totals over its shards and what was applied."""
+
+    out: str  # dataset root
+    samples: int  # source photos
+    ok: int  # photos edited
+    failures: int  # photos that failed (a manifest row each)
+    shards: int
+    edits: tuple[str, ...]  # edit names, in spec order
+    spec_sha256: str  # hash of the spec and its loaded conditions
+    makes_faces: bool  # False: seeded networks, the images are not faces
+
+
+def summarize(edit_plan: EditPlan) -> EditDatasetSummary:
     """Totals over every shard; DatasetError if one is incomplete."""
-    counts = {"samples": 0, "ok": 0, "failures": 0}
+    samples = ok = failures = 0
     for shard in range(edit_plan.n_shards):
         stats = read_shard_stats(edit_plan.params.out, shard)
         if stats is None:
             raise DatasetError(f"{edit_plan.params.out}: shard {shard} is incomplete. Fix: re-run "
                                "the same command; complete shards are skipped.")
-        counts = {k: counts[k] + getattr(stats, "count" if k == "samples" else k) for k in counts}
-    preset = get_preset(edit_plan.params.preset)
-    return counts | {"shards": edit_plan.n_shards, "out": edit_plan.params.out,
-                     "edits": [e.name for e in edit_plan.spec.edits], "spec_sha256": edit_plan.spec.sha256,
-                     "makes_faces": preset.makes_faces}
+        samples, ok, failures = samples + stats.count, ok + stats.ok, failures + stats.failures
+    return EditDatasetSummary(
+        out=edit_plan.params.out, samples=samples, ok=ok, failures=failures,
+        shards=edit_plan.n_shards, edits=tuple(e.name for e in edit_plan.spec.edits),
+        spec_sha256=edit_plan.spec.sha256, makes_faces=get_preset(edit_plan.params.preset).makes_faces)

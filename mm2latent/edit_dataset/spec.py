@@ -17,7 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -85,9 +85,32 @@ class EditSpec:
         """The MappingNets the spec needs, in first-use order."""
         return list(dict.fromkeys(e.edit.modality for e in self.edits))
 
-    def as_json(self) -> dict:
-        """The spec as JSON values (for dataset.json)."""
+    def to_json(self) -> dict[str, Any]:
+        """The spec as dataset.json's `spec` holds it: {edit name: its fields}, the spec file's
+        `edits:` mapping with every default filled in."""
         return {e.name: e.edit.model_dump(mode="json") for e in self.edits}
+
+    @classmethod
+    def from_json(cls, edits: object, url: str = "spec") -> EditSpec:
+        """Parse and resolve the `edits:` mapping (of a spec file or a dataset.json); loads the
+        conditions it names. ConfigError naming the edit and field of any problem."""
+        if not isinstance(edits, dict) or not edits:
+            raise ConfigError(f"{url}: expected a mapping 'edits:' of named edits, e.g. "
+                              "edits: {smile: {kind: text, target: a smiling face}}.")
+        resolved = []
+        digest = hashlib.sha256()
+        for name, body in edits.items():
+            edit = _parse_edit(url, name, body)
+            target = None
+            if isinstance(edit, SpatialEdit):
+                target = _load(url, name, "target", edit.modality, edit.target)
+            condition = _load(url, name, "condition", edit.modality, edit.condition)
+            resolved.append(ResolvedEdit(name, edit, target, condition))
+            for array in (target, condition):
+                digest.update(b"-" if array is None else array.tobytes() + str(array.shape).encode())
+        spec = cls(tuple(resolved), "")
+        digest.update(json.dumps(spec.to_json(), sort_keys=True).encode())
+        return cls(spec.edits, digest.hexdigest())
 
 
 def _parse_edit(url: str, name: object, body: object) -> TextEdit | SpatialEdit:
@@ -120,21 +143,4 @@ def parse_spec(text: str, url: str = "spec") -> EditSpec:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{url}: not valid YAML ({e}).") from e
-    edits = document.get("edits") if isinstance(document, dict) else None
-    if not isinstance(edits, dict) or not edits:
-        raise ConfigError(f"{url}: expected a mapping 'edits:' of named edits, e.g. "
-                          "edits: {smile: {kind: text, target: a smiling face}}.")
-    resolved = []
-    digest = hashlib.sha256()
-    for name, body in edits.items():
-        edit = _parse_edit(url, name, body)
-        target = None
-        if isinstance(edit, SpatialEdit):
-            target = _load(url, name, "target", edit.modality, edit.target)
-        condition = _load(url, name, "condition", edit.modality, edit.condition)
-        resolved.append(ResolvedEdit(name, edit, target, condition))
-        for array in (target, condition):
-            digest.update(b"-" if array is None else array.tobytes() + str(array.shape).encode())
-    spec = EditSpec(tuple(resolved), "")
-    digest.update(json.dumps(spec.as_json(), sort_keys=True).encode())
-    return EditSpec(spec.edits, digest.hexdigest())
+    return EditSpec.from_json(document.get("edits") if isinstance(document, dict) else None, url)

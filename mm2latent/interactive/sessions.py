@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from mm2latent.editing import (condition_embeddings, edit_latents, image_embeddi
                                spatial_direction, synthesize_each, text_direction)
 from mm2latent_core.errors import ConfigError
 from mm2latent.interactive.models import ModelSet
+from mm2latent.interactive.provenance import SpatialDirection, TextDirection
 
 
 @dataclass
@@ -25,8 +26,8 @@ class EditSession:
     photo_sha256: str
     inversion: torch.Tensor        # (1, num_ws, w_dim) e4e w+
     reconstruction: np.ndarray     # (R, R, 3) uint8 synthesis of the inversion
-    delta: torch.Tensor | None = None             # (1, w_dim) direction, None before one is chosen
-    direction: dict = field(default_factory=dict)  # what made `delta` (provenance)
+    delta: torch.Tensor | None = None  # (1, w_dim) direction, None before one is chosen
+    direction: TextDirection | SpatialDirection | None = None  # what made `delta` (provenance)
 
 
 def start_session(models: ModelSet, photo01: torch.Tensor, photo_sha256: str) -> EditSession:
@@ -42,7 +43,7 @@ def set_text_direction(models: ModelSet, session: EditSession, target: str, pivo
     editor = models.editor
     space = condition_embeddings(editor, session.photo01, None, "spatial conditions")
     session.delta = text_direction(editor, target, pivot, space)
-    session.direction = {"kind": "text", "modality": editor.modality, "target": target, "pivot": pivot}
+    session.direction = TextDirection(editor.modality, target, pivot)
 
 
 def set_spatial_direction(models: ModelSet, session: EditSession, modality: str,
@@ -53,7 +54,7 @@ def set_spatial_direction(models: ModelSet, session: EditSession, modality: str,
     s_target = condition_embeddings(model, session.photo01, target, "target conditions")
     s_pivot = condition_embeddings(model, session.photo01, None, "pivot conditions")
     session.delta = spatial_direction(model, f_img, s_target, s_pivot)
-    session.direction = {"kind": "spatial", "modality": modality, "target_sha256": target_sha256}
+    session.direction = SpatialDirection(modality, target_sha256)
 
 
 def render(models: ModelSet, session: EditSession, beta: float) -> np.ndarray:

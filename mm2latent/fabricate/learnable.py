@@ -1,26 +1,18 @@
 """Fabricate small datasets the training code can learn: shape masks, their outlines, and w
-vectors that are a fixed smooth function of the FaRL-like and FLAME-like vectors."""
+vectors that are a fixed smooth function of the FaRL-like and FLAME-like vectors (tests and
+benchmarks)."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
-from storage.dataset_index import commit_shard, prepare_output, shard_url
+from mm2latent.fabricate.datasets import LAYOUT, make_index, png_bytes
+from storage.dataset_index import ShardStats, commit_shard, prepare_output, shard_url
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, encode_npy, sample_key
-from tests.fabricate_storage import LAYOUT, make_index
 
 DIMS = {"w": 16, "flame": 159, "farl": 16}  # small vectors; flame keeps the dataset's width
 SIZE = 64  # mask / sketch side, as the tiny preset's store_size
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def shape_maps(index: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -56,18 +48,18 @@ def learnable_vectors(index: int, dims: dict[str, int] = DIMS) -> dict[str, np.n
 
 
 def write_learnable_shard(url: str, shard: int, indices: list[int], dims: dict[str, int] = DIMS,
-                          members: tuple[str, ...] = ("mask", "sketch")) -> dict:
+                          members: tuple[str, ...] = ("mask", "sketch")) -> ShardStats:
     """One complete shard (tar, parquet, stats) of learnable samples."""
     written = []
     with TarShardWriter(shard_url(url, shard, "tar")) as writer:
         for index in indices:
             mask, sketch = shape_maps(index)
             vectors = learnable_vectors(index, dims)
-            sample = {"png": _png(np.zeros((8, 8, 3), np.uint8))}
+            sample = {"png": png_bytes(np.zeros((8, 8, 3), np.uint8))}
             if "mask" in members:
-                sample["mask.png"] = _png(mask)
+                sample["mask.png"] = png_bytes(mask)
             if "sketch" in members:
-                sample["sketch.png"] = _png(sketch)
+                sample["sketch.png"] = png_bytes(sketch)
             sample.update({f"{k}.npy": encode_npy(v) for k, v in vectors.items()})
             writer.write(sample, sample_key(index))
             written.append((sample_key(index), index, vectors))

@@ -1,4 +1,4 @@
-"""Fabricate small synthetic samples and datasets in the synth-data layout, for storage tests."""
+"""Fabricated synth-data datasets (random samples, the current on-disk layout), for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from mm2latent.modalities.registry import default_registry
-from storage.dataset_index import DatasetIndex, commit_shard, prepare_output, shard_url
+from storage.dataset_index import DatasetIndex, ShardStats, commit_shard, prepare_output, shard_url
 from storage.manifest import failed_row, ok_row
 from storage.shard_writer import TarShardWriter, encode_json, encode_npy, sample_key
 
@@ -16,7 +16,8 @@ TINY_DIMS = {"w": 16, "flame": 159, "farl": 8}
 LAYOUT = default_registry().member_exts()  # manifest member columns of the project's modalities
 
 
-def _png(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 (H, W) or (H, W, 3) array (PIL, as the fabricated datasets always were)."""
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -30,9 +31,9 @@ def make_sample(index: int, size: int = 8, dims: dict[str, int] = TINY_DIMS) -> 
     sketch = (rng.random((size, size)) > 0.5).astype(np.uint8) * 255  # (H, W) 0/255
     vectors = {name: rng.standard_normal(dim).astype(np.float32) for name, dim in dims.items()}
     members = {
-        "png": _png(image),
-        "mask.png": _png(mask),
-        "sketch.png": _png(sketch),
+        "png": png_bytes(image),
+        "mask.png": png_bytes(mask),
+        "sketch.png": png_bytes(sketch),
         "json": encode_json({"index": index, "caption": f"face {index}"}),
     }
     members.update({f"{name}.npy": encode_npy(v) for name, v in vectors.items()})
@@ -57,7 +58,7 @@ def make_index(num_samples: int, per_shard: int, dims: dict[str, int] = TINY_DIM
 
 
 def write_shard(url: str, shard: int, indices: list[int], failed: set[int] = frozenset(),
-                dims: dict[str, int] = TINY_DIMS) -> dict:
+                dims: dict[str, int] = TINY_DIMS) -> ShardStats:
     """Write one complete shard (tar, parquet, stats) holding `indices`; return its stats."""
     rows, written = [], []
     with TarShardWriter(shard_url(url, shard, "tar")) as writer:
