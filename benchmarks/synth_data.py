@@ -23,8 +23,9 @@ What it measures, all in this process unless noted:
 Pipeline efficiency = pipeline samples/s / bare samples/s (target >= 0.85). Fixed costs (Prefect
 task bookkeeping, about 1 s per run; model builds) do not shrink with n, and `tiny` does 256
 samples of real work in under a second, so measure the steady state with shards of hundreds. The
-bare passes are plain batched forward passes; the pipeline pads short batches to 16 rows for
-batch invariance (mm2latent/batching.py), and that cost counts against its efficiency.
+bare passes are plain batched forward passes; the pipeline runs them under
+mm2latent.batching.invariant_forward for batch invariance, and that cost counts against its
+efficiency.
 Peak RSS: each of N and 4N runs in a fresh subprocess, which reports the highest RSS sampled
 (every 20 ms) during the run itself and its lifetime ru_maxrss (imports and the Prefect harness
 included); neither includes this process's models. The machine may be shared: the load average is

@@ -13,7 +13,7 @@ For each batch size, and in turn so that load from other processes hits all alik
   from the shard's own stats);
 - flow: the synth-data Prefect flow for the same shard (models built before timing).
 Efficiency = sum of bare stages / path seconds (target >= 0.9); generate = stages.generate
-(the library's generate stage: per-sample mapping and synthesis, resize, quantisation) / bare
+(the library's generate stage: batch-invariant mapping and synthesis, resize, quantisation) / bare
 mapping + synthesis on the same batch. Medians over the repeats. `--clock cpu` times with this
 process's CPU time instead of wall time: on a machine shared with other jobs, run with
 `--threads 1` and `--clock cpu` to count the work done rather than the turns the scheduler gave

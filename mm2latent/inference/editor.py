@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.input_checks import check_map_size
@@ -111,7 +111,7 @@ class Mm2LatentGenerator:
         maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
         inputs = to_network_input(maps.to(self.device), ae_cfg)
         # Padded like synth-data's stages so a lone map encodes as it did inside a batch.
-        return run_padded(self.autoencoder.encode, inputs)  # (B, D)
+        return invariant_forward(self.autoencoder.encode, inputs)  # (B, D)
 
     @torch.no_grad()
     def latents(self, texts: Sequence[str], spatial: Spatial) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent.errors import TrainingError
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder, to_network_input
@@ -52,7 +52,7 @@ def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.
     """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
     model = load_autoencoder(checkpoint_url)
     # Padded like synth-data's stages: a short last batch encodes as it would in a full one.
-    out = [run_padded(model.encode, to_network_input(maps[i:i + batch_size], model.cfg))
+    out = [invariant_forward(model.encode, to_network_input(maps[i:i + batch_size], model.cfg))
            for i in range(0, len(maps), batch_size)]
     return torch.cat(out).numpy()  # (N, D)
 
