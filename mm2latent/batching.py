@@ -162,6 +162,12 @@ _ROUTES: dict[object, Callable[..., object]] = {
 class _BatchInvariantMode(TorchDispatchMode):
     """Routes the batch-sensitive aten ops through their invariant versions (see the module)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Nothing under this mode is torch.compile'd; wrapping __torch_dispatch__ to keep
+        # Dynamo out would import torch._dynamo on first use, 1.5-3 s on every CLI start.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         route = _ROUTES.get(func)

@@ -133,29 +133,38 @@ def _annotate(models, indices: tuple[int, ...]) -> dict[str, torch.Tensor]:
     return dict(w=w, pixels=pixels, mask=labels, flame=flame, farl=farl)
 
 
-def test_stages_give_a_sample_the_same_bytes_in_any_batch_and_at_any_thread_count(ffhq_arch_models):
+@pytest.fixture(scope="module")
+def stage_runs(ffhq_arch_models):
+    """Outputs for sample 0 alone and in a batch of 3, at 1 and 2 threads; and the row counts
+    the mapping, synthesis and FaRL networks saw in the batch-of-3 runs."""
+    g, nets = ffhq_arch_models.generator, ffhq_arch_models.annotators
+    seen: dict[str, list[int]] = {}
+    watched = (("mapping", g.mapping), ("synthesis", g.synthesis), ("farl", nets["farl"].model.visual))
+    hooks = [net.register_forward_pre_hook(
+        lambda m, args, name=name: seen.setdefault(name, []).append(args[0].shape[0]))
+        for name, net in watched]
     runs = {}
-    for n_threads in (1, 2):
-        with threads(n_threads):
-            for rows in ((0,), (3, 0, 1)):
-                out = _annotate(ffhq_arch_models, rows)
-                runs[n_threads, rows] = {k: v[rows.index(0)] for k, v in out.items()}
+    try:
+        for n_threads in (1, 2):
+            with threads(n_threads):
+                for rows in ((0,), (3, 0, 1)):
+                    out = _annotate(ffhq_arch_models, rows)
+                    runs[n_threads, rows] = {k: v[rows.index(0)] for k, v in out.items()}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return runs, seen
+
+
+def test_stages_give_a_sample_the_same_bytes_in_any_batch_and_at_any_thread_count(stage_runs):
+    runs, _ = stage_runs
     reference = runs[1, (0,)]
     differing = {run: [k for k in reference if not torch.equal(reference[k], got[k])]
                  for run, got in runs.items()}
     assert all(names == [] for names in differing.values()), differing
 
 
-def test_networks_see_only_the_rows_of_their_batch(ffhq_arch_models):
+def test_networks_see_only_the_rows_of_their_batch(stage_runs):
     # Padding every short batch to 16 rows ran whole networks on 4x the work at batch 4.
-    g, nets = ffhq_arch_models.generator, ffhq_arch_models.annotators
-    seen: dict[str, list[int]] = {}
-    hooks = [net.register_forward_pre_hook(lambda m, args, name=name: seen.setdefault(name, []).append(args[0].shape[0]))
-             for name, net in (("mapping", g.mapping), ("synthesis", g.synthesis),
-                               ("farl", nets["farl"].model.visual))]
-    try:
-        _annotate(ffhq_arch_models, (0, 1, 2))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert seen == {"mapping": [3], "synthesis": [3], "farl": [3]}
+    _, seen = stage_runs
+    assert seen == {name: [1, 3, 1, 3] for name in ("mapping", "synthesis", "farl")}
