@@ -60,7 +60,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     from mm2latent.models.deca import ffhq_crop_for_deca
     from mm2latent.models.sketch import extract_sketch
     from mm2latent.synth import stages
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.modalities.codecs import encode_png
 
     g, device, seconds = models.generator, models.device, {}
 
@@ -103,7 +103,7 @@ def library_stages(models, batch: int, out: str, device: str, clock: Clock
     run.plan(params)
     start = clock()
     stats = run.run_shard(params, 0, models=models)
-    return clock() - start, stats["durations_s"]
+    return clock() - start, stats.durations_s
 
 
 def flow_seconds(batch: int, out: str, device: str, clock: Clock) -> float:
