@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dask-workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--preset", choices=("tiny", "ffhq-arch"), default="tiny",
                         help="ffhq-arch: stage table on the paper's architectures (seeded weights)")
+    parser.add_argument("--min-shard", type=int, default=8,
+                        help="ffhq-arch: samples per shard at least (whole batches)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16],
                         help="batch sizes of the ffhq-arch stage table")
     parser.add_argument("--device", default="cpu", help="torch device of the ffhq-arch networks")
