@@ -29,10 +29,10 @@ from mm2latent.benchmark.pairs import Pair
 from mm2latent.inference import Mm2LatentGenerator
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
-from mm2latent.models.clip_towers import ClipEmbedder, clip_config
+from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.mapping_net import MappingNet
 from mm2latent.models.stylegan2.generator import Generator
-from mm2latent.presets import get_preset
+from mm2latent.presets import CLIP_PRESETS, get_preset
 from mm2latent.seeding import derive_seed, seeded_init
 
 SEEDED = dict(generator_weights=None, farl_weights=None, parser_weights=None, deca_weights=None,
@@ -57,8 +57,8 @@ def _model(preset_name: str) -> Mm2LatentGenerator:
 def pairs_per_second(preset_name: str, n_pairs: int) -> None:
     """Print evaluated pairs/s and bare generations/s of one preset (random weights)."""
     model = _model(preset_name)
-    seeded = None if preset_name == "tiny" else (clip_config("clip-vit-b32"),
-                                                 clip_config("clip-vit-l14-336"))
+    seeded = None if preset_name == "tiny" else (CLIP_PRESETS["clip-vit-b32"],
+                                                 CLIP_PRESETS["clip-vit-l14-336"])
     nets = build_metric_nets(model.preset, MetricNetsCfg(None, None, None), "cpu", None, seeded)
     rng = np.random.default_rng(0)
     masks = rng.integers(0, 19, (n_pairs, 512, 512), dtype=np.uint8)

@@ -90,9 +90,10 @@ def bare_forward(n: int, batch_size: int) -> float:
         ws = g.mapping(z, 0.7)  # (B, num_ws, w_dim)
         images = g.synthesis(ws, noise_mode="const")  # (B, 3, R, R) in about [-1, 1]
         images01 = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).float() / 255  # (B, 3, R, R)
-        models.parser.parse(images01)
-        models.flame.flame159(ffhq_crop_for_deca(images01))
-        models.farl.encode_image(images01)
+        nets = models.annotators  # modality -> its network
+        nets["mask"].parse(images01)
+        nets["flame"].flame159(ffhq_crop_for_deca(images01))
+        nets["farl"].encode_image(images01)
 
     one(latents[0])  # warm-up: first calls allocate and pick kernels
     start = time.perf_counter()
@@ -118,10 +119,12 @@ def flow_run(args: argparse.Namespace, n: int, out: str,
              task_runner: str = "threads") -> tuple[float, SynthSummary]:
     """Seconds for the synth-data flow (harness already started by the caller) and its summary."""
     from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
 
     workers = args.dask_workers if task_runner == "dask" else 1
+    params = parse_params(**_params(args, n, out), max_workers=workers)  # as the CLI does
     start = time.perf_counter()
-    summary = synth_data(**_params(args, n, out), task_runner=task_runner, max_workers=workers)
+    summary = synth_data(params, task_runner=task_runner)
     return time.perf_counter() - start, summary
 
 

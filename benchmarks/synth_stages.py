@@ -123,9 +123,11 @@ def library_stages(models, batch: int, n: int, out: str, device: str, clock: Clo
 def flow_seconds(batch: int, n: int, out: str, device: str, clock: Clock) -> float:
     """Seconds of the synth-data flow for one shard of n samples (its cached models already built)."""
     from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
 
+    params = parse_params(**_params(batch, out, device, n))  # validated before the run, as the CLI does
     start = clock()
-    synth_data(**_params(batch, out, device, n))
+    synth_data(params)
     return clock() - start
 
 

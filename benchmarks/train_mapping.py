@@ -96,7 +96,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = fit(job, cfg, f"{root}/run", "bench")
         train_s = time.perf_counter() - start
-    steps = summary["history"][-1]["step"]
+    steps = summary.history[-1].step
     print(f"arch={args.arch} modality={args.modality} samples={args.samples} "
           f"batch={args.batch_size} threads={args.threads}")
     print(f"dataset build {build_s:.1f} s (not part of training); parquet load {load_s * 1e3:.0f} ms")

@@ -74,25 +74,22 @@ def synth_data_command(
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
     from flows.runners import check_runner_choice
     from flows.synth_data import synth_data
-    from mm2latent.input_checks import check_device, check_psi, check_shard_count, parse_list
-    from mm2latent.synth.params import ALL_MODALITIES, parse_params
+    from mm2latent.input_checks import split_list
+    from mm2latent.synth.params import parse_params
     from mm2latent.synth.run import validate
     from storage.path_checks import check_output_dir
     from storage.lease import refuse_if_held
 
     with user_errors(out):
-        check_psi(truncation_psi)
-        check_device(device)
-        check_shard_count(n, samples_per_shard)
         check_output_dir(out)
-        values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=seed,
-                      truncation_psi=truncation_psi, out=out, batch_size=batch_size, device=device,
-                      image_size=image_size, image_format=image_format,
-                      modalities=tuple(parse_list(modalities, ALL_MODALITIES, "--modalities")),
-                      max_workers=max_workers)
-        params = parse_params(**values)
+        # The one validation of these values: the flow and its tasks receive this object.
+        params = parse_params(preset=preset, n_samples=n, samples_per_shard=samples_per_shard,
+                              seed=seed, truncation_psi=truncation_psi, out=out,
+                              batch_size=batch_size, device=device, image_size=image_size,
+                              image_format=image_format, modalities=tuple(split_list(modalities)),
+                              max_workers=max_workers)
         check_runner_choice(task_runner, dask_address)
-        validate(params, overwrite)  # user errors fail fast, before Prefect starts
+        validate(params, overwrite)  # dataset and weights checks fail fast, before Prefect starts
         refuse_if_held(params.out)  # so does a second run into a dataset being written
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
@@ -106,8 +103,7 @@ def synth_data_command(
                     stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
 
                 summary = run_in_worker(lambda: synth_data(
-                    **(values | {"modalities": list(params.modalities)}),
-                    overwrite=overwrite, verify=verify, task_runner=task_runner,
+                    params, overwrite=overwrite, verify=verify, task_runner=task_runner,
                     dask_address=dask_address, on_progress=on_progress))
                 progress.update(bar, completed=params.n_samples)
         except Interrupted as e:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from flows.cli_common import console, user_errors
 from mm2latent import weights as registry
-from mm2latent.download import DownloadConfig
+from storage.download import DownloadCfg
 
 weights_app = typer.Typer(
     help="List, fetch and verify pretrained weights (nothing else downloads them).",
@@ -88,7 +88,7 @@ def fetch_weights(
     = 30.0,
 ) -> None:
     """Download files into the cache (resumable, verified); manual entries print instructions."""
-    config = DownloadConfig(timeout=timeout, retries=retries)
+    config = DownloadCfg(timeout=timeout, retries=retries)
     still_missing = []
     with user_errors():
         root = registry.resolve_cache_dir(cache_dir)

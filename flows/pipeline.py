@@ -18,7 +18,9 @@ from flows.runners import check_runner_choice
 from flows.synth_data import synth_data
 from flows.train import train_autoencoders, train_mapping_flow
 from mm2latent.lineage import asset_key, embeddings_asset, model_asset
+from mm2latent.modalities.registry import default_registry
 from mm2latent.synth.params import SynthDataParams, parse_params
+from mm2latent.training.options import TrainChainOptions, parse_options
 from mm2latent.training.registry import default_registry_url
 from storage.embeddings import embeddings_url
 from tasks.lineage import record_asset
@@ -26,7 +28,7 @@ from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark
                             benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
                             registered_record)
 
-AUTOENCODED = ("mask", "sketch")  # modalities whose MappingNet reads autoencoder embeddings
+AUTOENCODED = default_registry().maps  # modalities whose MappingNet reads autoencoder embeddings
 
 
 @dataclass
@@ -37,8 +39,7 @@ class PipelineRun:
     runs: str  # root of the training run directories
     registry: str  # model registry directory
     mappings: list[str]  # MappingNets to train
-    ae_overrides: dict  # autoencoder training overrides (None = default)
-    mapping_overrides: dict  # MappingNet training overrides
+    training: TrainChainOptions  # the autoencoder and MappingNet runs (dataset = params.out)
     task_runner: str = "threads"  # where synth-data's shards run
     dask_address: str | None = None  # existing Dask scheduler, None = LocalCluster
     benchmark_pairs: int = 8  # pairs the benchmark step evaluates; 0 = no benchmark step
@@ -53,29 +54,25 @@ def synth_step(run: PipelineRun) -> str:
     """Make (or finish) the dataset; record its asset when shards were written."""
     if check_dataset(run.params):
         return "skipped: every shard is complete"
-    p = run.params
-    synth_data(preset=p.preset, n_samples=p.n_samples, samples_per_shard=p.samples_per_shard,
-               seed=p.seed, out=p.out, batch_size=p.batch_size, device=p.device,
-               modalities=list(p.modalities), max_workers=p.max_workers,
-               task_runner=run.task_runner, dask_address=run.dask_address)
-    record_asset(dataset_lineage(p.out))
+    # The object the pipeline validated once: the subflow and its tasks take it as it is.
+    synth_data(run.params, task_runner=run.task_runner, dask_address=run.dask_address)
+    record_asset(dataset_lineage(run.params.out))
     return "ran"
 
 
 def autoencoder_step(run: PipelineRun) -> str:
     """Train the autoencoders the MappingNets need; record models and embeddings."""
     wanted = [m for m in AUTOENCODED if m in run.mappings]
-    todo = autoencoders_to_train(run.params.out, run.registry, run.params.preset, wanted,
-                                 run.ae_overrides) if wanted else []
+    todo = autoencoders_to_train(
+        run.training.model_copy(update={"autoencoders": wanted}).autoencoder_options()
+    ) if wanted else []
     if not todo:
         return "skipped: autoencoders are current" if wanted else "skipped: none needed"
-    # resume=True: a pipeline rerun after a crash continues the interrupted training run.
-    reports = train_autoencoders(run.params.out, run.runs, run.registry, run.params.preset, todo,
-                                 resume=True, **run.ae_overrides)
-    for report in reports:
-        record = registered_record(run.registry, report["record"])
+    options = run.training.model_copy(update={"autoencoders": todo}).autoencoder_options()
+    for report in train_autoencoders(**options.model_dump()):
+        record = registered_record(run.registry, report.record)
         run.models[record["name"]] = record_asset(model_asset(record, [run.dataset_key]))
-        record_asset(embeddings_asset(report["embeddings"]["url"], record, run.dataset_key))
+        record_asset(embeddings_asset(report.embeddings.url, record, run.dataset_key))
     return f"ran: {', '.join(todo)}"
 
 
@@ -83,12 +80,11 @@ def mapping_step(run: PipelineRun) -> str:
     """Train the MappingNets that are not current; record them with their inputs."""
     ran = []
     for modality in run.mappings:
-        if mapping_is_current(run.params.out, run.registry, run.params.preset, modality,
-                              run.mapping_overrides):
+        options = run.training.mapping_options(modality)
+        if mapping_is_current(options):
             continue
-        report = train_mapping_flow(run.params.out, modality, run.runs, run.registry,
-                                    run.params.preset, resume=True, **run.mapping_overrides)
-        record = registered_record(run.registry, report["record"])
+        report = train_mapping_flow(**options.model_dump())
+        record = registered_record(run.registry, report.record)
         upstream = [run.dataset_key]
         if record["extra"].get("embeddings"):  # the folder is named after the autoencoder's weights
             upstream.append(asset_key(embeddings_url(run.params.out, record["extra"]["embeddings"])))
@@ -149,8 +145,10 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
     check_runner_choice(task_runner, dask_address)
     params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
                           seed=seed, out=data, device=device, max_workers=max_workers)
-    train = {"batch_size": batch_size, "device": device}
-    run = PipelineRun(params, runs, default_registry_url(runs), list(mappings),
-                      {"epochs": ae_epochs, **train}, {"epochs": mapping_epochs, **train},
-                      task_runner, dask_address, benchmark_pairs)
+    registry = default_registry_url(runs)
+    training = parse_options(TrainChainOptions, dict(
+        dataset=data, out=runs, registry=registry, preset=preset, mappings=list(mappings),
+        ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size, device=device))
+    run = PipelineRun(params, runs, registry, list(mappings), training, task_runner,
+                      dask_address, benchmark_pairs)
     return {name: step(run) for name, step in STEPS.items()}

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import check_runner_choice, dask_task_runner
-from mm2latent.synth.params import ALL_MODALITIES, SynthDataParams, parse_params
+from mm2latent.synth.params import SynthDataParams
 from mm2latent.synth.run import SynthSummary
 from storage.lease import dataset_lease
 from tasks.synth import plan_dataset, summarize_dataset, synthesize_shard
@@ -20,30 +20,17 @@ _MAX_THREADS = 8
 
 
 @flow(name="synth-data", task_runner=ThreadPoolTaskRunner(max_workers=_MAX_THREADS))
-def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int = 64,
-               seed: int = 0, truncation_psi: float = 0.7, out: str = "data/tiny",
-               batch_size: int = 16, device: str = "cpu", image_size: int | None = None,
-               image_format: str = "png", modalities: list[str] = list(ALL_MODALITIES),
-               max_workers: int = 1, overwrite: bool = False, verify: bool = False,
-               task_runner: str = "threads", dask_address: str | None = None,
+def synth_data(params: SynthDataParams = SynthDataParams(), overwrite: bool = False,
+               verify: bool = False, task_runner: str = "threads",
+               dask_address: str | None = None,
                on_progress: Callable[[int], None] | None = None) -> SynthSummary:
-    """Generate `n_samples` samples of `preset` into `out`; rerun to resume.
+    """Generate `params.n_samples` samples of `params.preset` into `params.out`; rerun to resume.
 
     Args:
-        preset: "tiny" (seeded networks, images are not faces) or "ffhq" (official weights).
-        n_samples: dataset size; sample i depends only on (seed, i, preset, weights).
-        samples_per_shard: samples per .tar shard.
-        seed: dataset seed.
-        truncation_psi: StyleGAN2 truncation (1 = none).
-        out: fsspec URL of the dataset root (local path, memory://, s3://...).
-        batch_size: samples per forward pass; never changes the output.
-        device: torch device.
-        image_size: stored image side in pixels; None = the preset's.
-        image_format: "png" (lossless) or "jpg".
-        modalities: annotations to compute, subset of mask, sketch, flame, farl.
-        max_workers: shards processed at once (threads, at most 8); 1 = in the flow's thread.
-            With task_runner "dask" and no address: the LocalCluster's worker processes.
-        overwrite: delete an existing dataset at `out` instead of resuming into it.
+        params: the dataset and how to compute it (mm2latent.synth.params.SynthDataParams). A
+            deployment gives its fields as JSON, which Prefect validates into the object before
+            the run starts; the CLI and the pipeline pass the object they already validated.
+        overwrite: delete an existing dataset at `params.out` instead of resuming into it.
         verify: re-hash complete shards against their stats files and redo damaged ones (every
             rerun already compares their sizes).
         task_runner: "threads" (this process) or "dask" (prefect-dask, one shard per task).
@@ -51,10 +38,6 @@ def synth_data(preset: str = "tiny", n_samples: int = 256, samples_per_shard: in
         on_progress: called once with the number of samples already in complete shards (0 on a
             fresh run), then with the number of samples finished after each batch.
     """
-    params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
-                          seed=seed, truncation_psi=truncation_psi, out=out, batch_size=batch_size,
-                          device=device, image_size=image_size, image_format=image_format,
-                          modalities=tuple(modalities), max_workers=max_workers)
     check_runner_choice(task_runner, dask_address)
     # One writer per dataset: a second run into the same --out refuses here, before any write.
     with dataset_lease(params.out, purpose="synth-data"):

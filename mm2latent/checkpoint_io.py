@@ -14,11 +14,12 @@ import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import fsspec
 import torch
 from torch import nn
 
 from mm2latent.errors import CheckpointError, refused_globals, refused_message, unpickler_detail
+from storage.fs import is_file
+from storage.torch_files import load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,10 @@ def read_torch_checkpoint(path: str | os.PathLike[str], safe_globals: Iterable[t
         safe_globals: extra classes the file may reference (e.g. argparse.Namespace); admitted
             for this call only, never globally.
     """
-    fs, fs_path = fsspec.core.url_to_fs(os.fspath(path))
-    if not fs.isfile(fs_path):
+    if not is_file(os.fspath(path)):
         raise CheckpointError(path, "file does not exist.", "Check the path or download it.")
     try:
-        with fs.open(fs_path, "rb") as f, torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(f, map_location="cpu", weights_only=True)
+        return load_torch(path, safe_globals)
     except pickle.UnpicklingError as e:
         refused = refused_globals(e)
         if refused:  # a well-formed file that names code to run: never "download it again"

@@ -15,8 +15,8 @@ from PIL import Image
 
 from mm2latent.errors import DatasetError
 from mm2latent.inference.files import checked_array
-from mm2latent.inference import (check_flame, check_masks, check_modality, check_sketches, read_flame,
-                                  read_image, read_mask, read_sketch)
+from mm2latent.inference import check_modality, read_flame, read_image, read_mask, read_sketch
+from mm2latent.modalities.registry import default_registry
 from storage.samples import parse_sample_ref, read_sample_members
 
 _MEMBER = {"mask": "mask.png", "sketch": "sketch.png", "flame": "flame.npy"}
@@ -46,8 +46,7 @@ def load_condition(modality: str, ref: str) -> np.ndarray:
         raise DatasetError(f"{ref}: the sample has no {modality} (members: {', '.join(sorted(members))}). "
                            "Fix: use a dataset made with that modality.")
     array = _decode(modality, members[_MEMBER[modality]])
-    check = {"mask": check_masks, "sketch": check_sketches, "flame": check_flame}[modality]
-    return checked_array(ref, check, array)
+    return checked_array(ref, default_registry().condition(modality).check, array)
 
 
 def load_photo(ref: str) -> torch.Tensor:

@@ -17,6 +17,15 @@ class ConfigError(Mm2LatentError, ValueError):
     """A config value or preset is invalid (unknown key, bad range, unknown preset)."""
 
 
+class ParameterError(Mm2LatentError):
+    """A run's parameters are invalid (one message naming every bad field and its fix).
+
+    Deliberately not a ValueError: pydantic re-wraps ValueErrors raised while it validates, but
+    lets this one through unchanged, so the CLI, a direct flow call and Prefect's own check of a
+    deployment's parameters all stop with this same message.
+    """
+
+
 class CheckpointError(Mm2LatentError):
     """A weights file is unreadable, of the wrong format, or has missing/misshaped tensors."""
 

@@ -15,7 +15,6 @@ import torch
 from mm2latent.errors import ConfigError
 
 PSI_RANGE = (-1.0, 2.0)  # truncation psi accepted: 1 = none, 0 = the mean face, <0 = its opposite
-MAX_SHARDS = 10**6  # shard names carry 6 digits (storage.dataset_index.SHARD_DIGITS)
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
@@ -59,21 +58,14 @@ def check_device(device: str, option: str = "--device") -> str:
     return device
 
 
-def check_shard_count(n_samples: int, samples_per_shard: int) -> None:
-    """Fail when `n_samples` needs more shards than shard names can number."""
-    if samples_per_shard <= 0 or n_samples <= 0:
-        return  # the parameter model names these
-    shards = -(-n_samples // samples_per_shard)
-    if shards > MAX_SHARDS:
-        need = -(-n_samples // MAX_SHARDS)
-        raise ConfigError(f"--n {n_samples} in shards of {samples_per_shard} needs {shards} shards; "
-                          f"shard names allow {MAX_SHARDS}. Fix: pass --samples-per-shard {need} "
-                          "or more, or a smaller --n.")
+def split_list(text: str) -> list[str]:
+    """The names of a comma list such as "mask, sketch" (blanks dropped; checked by the caller)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def parse_list(text: str, valid: Sequence[str], option: str) -> list[str]:
     """Split a comma list, refusing an empty one (e.g. `--modalities ""`) and unknown names."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    items = split_list(text)
     if not items:
         raise ConfigError(f"{option} is empty. Fix: give a comma list of {','.join(valid)}.")
     unknown = [item for item in items if item not in valid]

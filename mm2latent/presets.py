@@ -1,27 +1,102 @@
-"""Named presets: every component's config, and where its weights come from.
+"""Every named preset: the system presets (PRESETS) and the component tables they are built from.
 
 `tiny` builds every network at small size from a seed (no files, seconds on 2 CPU cores; its
 images are not faces). `ffhq` is the paper's setup and loads the official checkpoints from the
 weights registry (mm2latent/weights.py). `ffhq-official` is `ffhq` with the authors' released
 autoencoders and MappingNets (and FaRL ep16, which their notebook encodes captions with), so
-their models can be run and benchmarked next to models trained here. Presets are plain frozen dataclasses; overrides go
-through `dataclasses.replace` via `get_preset(name, **overrides)`.
+their models can be run and benchmarked next to models trained here.
+
+Presets are frozen `*Cfg` dataclass instances in one dict per kind; the model modules define
+the classes, this module names their instances. Overrides go through `dataclasses.replace`
+via `get_preset(name, **overrides)` or `component_preset(TABLE, name, **overrides)`; an
+unknown name or field is a ConfigError listing the valid ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
 from mm2latent.config_utils import resolve_preset
-from mm2latent.models.autoencoders import AutoencoderCfg, autoencoder_preset
-from mm2latent.models.clip_towers import ClipTowerCfg, clip_config
-from mm2latent.models.deca import DecaConfig, deca_config
-from mm2latent.models.e4e import E4EConfig, e4e_config
-from mm2latent.models.face_parser.bisenet import BiSeNetCfg, bisenet_config
-from mm2latent.models.mapping_net import MappingNetCfg, mapping_preset
-from mm2latent.models.sketch import SketchCfg, sketch_config
-from mm2latent.models.stylegan2.generator import PRESETS as GENERATOR_PRESETS
+from mm2latent.models.autoencoders import OFFICIAL_STROKE_VALUE, AutoencoderCfg
+from mm2latent.models.clip_towers import ClipTowerCfg
+from mm2latent.models.deca import DecaCfg
+from mm2latent.models.e4e import E4ECfg
+from mm2latent.models.face_parser.bisenet import BiSeNetCfg
+from mm2latent.models.mapping_net import MappingNetCfg
+from mm2latent.models.sketch import SketchCfg
 from mm2latent.models.stylegan2.generator import GeneratorCfg
+
+CfgT = TypeVar("CfgT")
+
+GENERATOR_PRESETS: dict[str, GeneratorCfg] = {
+    "ffhq1024": GeneratorCfg(conv_clamp=256.0),  # NVIDIA ffhq.pkl (stylegan2-ada-pytorch)
+    "tiny": GeneratorCfg(
+        z_dim=64, w_dim=64, img_resolution=64, mapping_layers=2, channel_base=1024, channel_max=64
+    ),
+}
+
+CLIP_PRESETS: dict[str, ClipTowerCfg] = {
+    # FaRL-Base-Patch16 (ep16 / ep64) has exactly CLIP ViT-B/16's architecture.
+    "farl-b16": ClipTowerCfg(),
+    # The benchmark's CLIP score and CMMD towers (seeded stand-ins in benchmarks/benchmark_flow).
+    "clip-vit-b32": ClipTowerCfg(patch_size=32),
+    "clip-vit-l14-336": ClipTowerCfg(embed_dim=768, image_size=336, patch_size=14,
+                                     vision_width=1024, vision_layers=24, vision_heads=16,
+                                     text_width=768, text_heads=12),
+    # Test/CI size. Keeps embed_dim 512 (datasets store 512-d embeddings), the real tokenizer
+    # (vocab 49408, context 77) and heads = width // 64, so OpenAI-style shape inference gives
+    # back this exact config. ~7.6 M parameters, 6.3 M of them the token embedding.
+    "tiny": ClipTowerCfg(image_size=64, patch_size=16, vision_width=128, vision_layers=2,
+                         vision_heads=2, text_width=128, text_layers=2, text_heads=2),
+}
+
+BISENET_PRESETS: dict[str, BiSeNetCfg] = {
+    "official": BiSeNetCfg(),
+    "tiny": BiSeNetCfg(input_size=64, base_width=8),
+}
+
+SKETCH_PRESETS: dict[str, SketchCfg] = {"official": SketchCfg(), "tiny": SketchCfg(resolution=64)}
+
+DECA_PRESETS: dict[str, DecaCfg] = {
+    "official": DecaCfg(),
+    # Same block structure and key names, 1/8 of the widths; ~0.4 M parameters.
+    "tiny": DecaCfg(base_width=8, regressor_width=64),
+}
+
+E4E_PRESETS: dict[str, E4ECfg] = {
+    "ffhq1024": E4ECfg(),
+    # 1/4 widths, 64-channel style convs and a 64 px input (~1/60 of the multiply-adds): same
+    # key names except that each style block has 2 fewer convs (its map is 4x smaller).
+    "tiny": E4ECfg(stylegan_size=256, w_dim=64, style_width=64, base_width=16, input_size=64),
+}
+
+AUTOENCODER_PRESETS: dict[str, AutoencoderCfg] = {
+    "mask": AutoencoderCfg(),
+    "sketch": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True),
+    # The authors' released networks and inputs (Open-Debin/MM2Latent at 1d381a2).
+    "mask_official": AutoencoderCfg(in_channels=1, mask_encoding="grey", arch="official",
+                                    label_order="facer"),
+    "sketch_official": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True,
+                                      arch="official", stroke_value=OFFICIAL_STROKE_VALUE),
+    "tiny_mask": AutoencoderCfg(resolution=64, widths=(8, 16, 8)),
+    "tiny_sketch": AutoencoderCfg(
+        kind="sketch", resolution=64, in_channels=1, widths=(8, 16, 8), stem=True, batchnorm=True
+    ),
+}
+
+
+def component_preset(table: Mapping[str, CfgT], name: str, **overrides: object) -> CfgT:
+    """Entry `name` of a component table (e.g. CLIP_PRESETS) with fields replaced.
+
+    Args:
+        table: one of this module's *_PRESETS dicts.
+        name: a key of `table`; an unknown one is a ConfigError listing the keys.
+        **overrides: fields of the entry's *Cfg to replace.
+    """
+    return resolve_preset(table, name, overrides)
 
 
 @dataclass(frozen=True)
@@ -35,8 +110,8 @@ class PresetCfg:
     farl: ClipTowerCfg
     bisenet: BiSeNetCfg            # parser architecture when seeded (a weights file brings its own)
     sketch: SketchCfg
-    deca: DecaConfig
-    e4e: E4EConfig
+    deca: DecaCfg
+    e4e: E4ECfg
     mask_ae: AutoencoderCfg
     sketch_ae: AutoencoderCfg
     mapping: MappingNetCfg
@@ -84,14 +159,14 @@ _TINY_GENERATOR = dataclasses.replace(
 _FFHQ = PresetCfg(
     name="ffhq", init_seed=1234, store_size=512,
     generator=GENERATOR_PRESETS["ffhq1024"],
-    farl=clip_config("farl-b16"),
-    bisenet=bisenet_config("official"),
-    sketch=sketch_config("official"),
-    deca=deca_config("official"),
-    e4e=e4e_config("ffhq1024"),
-    mask_ae=autoencoder_preset("mask"),
-    sketch_ae=autoencoder_preset("sketch"),
-    mapping=mapping_preset("mask"),
+    farl=CLIP_PRESETS["farl-b16"],
+    bisenet=BISENET_PRESETS["official"],
+    sketch=SKETCH_PRESETS["official"],
+    deca=DECA_PRESETS["official"],
+    e4e=E4E_PRESETS["ffhq1024"],
+    mask_ae=AUTOENCODER_PRESETS["mask"],
+    sketch_ae=AUTOENCODER_PRESETS["sketch"],
+    mapping=MappingNetCfg(),
     generator_weights="stylegan2.ffhq1024-nvidia",
     farl_weights="farl.ep64",
     parser_weights="facer.farl-celebm-448",  # or "bisenet.celebamask-79999"
@@ -103,8 +178,8 @@ _FFHQ_OFFICIAL = dataclasses.replace(
     _FFHQ, name="ffhq-official",
     # The authors' notebook encodes captions with FaRL ep16 (lib/models_loader 'farl_ep16').
     farl_weights="farl.ep16",
-    mask_ae=autoencoder_preset("mask_official"),
-    sketch_ae=autoencoder_preset("sketch_official"),
+    mask_ae=AUTOENCODER_PRESETS["mask_official"],
+    sketch_ae=AUTOENCODER_PRESETS["sketch_official"],
     mask_ae_weights="mm2latent.mask-ae-official",
     sketch_ae_weights="mm2latent.sketch-ae-official",
     mapping_mask_weights="mm2latent.mapping-mask-official",
@@ -115,14 +190,14 @@ PRESETS: dict[str, PresetCfg] = {
     "tiny": PresetCfg(
         name="tiny", init_seed=1234, store_size=64,
         generator=_TINY_GENERATOR,
-        farl=clip_config("tiny"),
-        bisenet=bisenet_config("tiny"),
-        sketch=sketch_config("tiny"),
-        deca=deca_config("tiny"),
-        e4e=e4e_config("tiny", w_dim=512, stylegan_size=64),
-        mask_ae=autoencoder_preset("tiny_mask"),
-        sketch_ae=autoencoder_preset("tiny_sketch"),
-        mapping=mapping_preset("mask", hidden_dim=256),
+        farl=CLIP_PRESETS["tiny"],
+        bisenet=BISENET_PRESETS["tiny"],
+        sketch=SKETCH_PRESETS["tiny"],
+        deca=DECA_PRESETS["tiny"],
+        e4e=component_preset(E4E_PRESETS, "tiny", w_dim=512, stylegan_size=64),
+        mask_ae=AUTOENCODER_PRESETS["tiny_mask"],
+        sketch_ae=AUTOENCODER_PRESETS["tiny_sketch"],
+        mapping=MappingNetCfg(hidden_dim=256),
     ),
     "ffhq": _FFHQ,
     "ffhq-official": _FFHQ_OFFICIAL,

@@ -28,23 +28,22 @@ can write to the cache.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mm2latent.download import DownloadConfig, ProgressFn, download, sha256_file
 from mm2latent.errors import MissingWeightsError, UnknownWeightsError, WeightsIntegrityError
-
-try:  # POSIX advisory lock for the read-modify-write of the JSON; absent on Windows
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None  # type: ignore[assignment]
+from storage.atomic import atomic_write_bytes
+from storage.digests import file_sha256
+from storage.download import DownloadCfg, ProgressFn, download
+from storage.file_lock import locked
+from storage.fs import read_file
 
 logger = logging.getLogger(__name__)
 
@@ -271,72 +270,106 @@ def cache_path(name: str, cache_dir: Path | str | None = None) -> Path:
 # recorded_sha256.json: {"format": 1, "entries": {name: {...}}, "stamps": {filename: {...}}}
 
 
-def _empty_record() -> dict:
-    """Return the content of a fresh recorded-digest file."""
-    return {"format": _JSON_FORMAT, "entries": {}, "stamps": {}}
+@dataclass(frozen=True)
+class RecordedDigest:
+    """A reference digest recorded at the first verified fetch or use of an unpublished file."""
+
+    filename: str     # cache file name it was recorded for; another name = not this file's
+    url: str          # registry URL at recording time
+    sha256: str       # full hex digest
+    size: int         # bytes
+    recorded_at: str  # ISO-8601 UTC, e.g. "2026-12-01T20:00:00Z"
 
 
-def load_recorded(cache_dir: Path | str | None = None) -> dict:
-    """Return the parsed recorded-digest JSON of a cache dir (empty when absent).
+@dataclass(frozen=True)
+class HashStamp:
+    """What a file looked like when it was last hashed in full (see the module docstring)."""
+
+    size: int      # bytes
+    mtime_ns: int  # st_mtime_ns at hashing time
+    ctime_ns: int  # st_ctime_ns at hashing time (cannot be set back)
+    sha256: str    # digest found then
+
+    def matches(self, st: os.stat_result, sha256: str) -> bool:
+        """Whether a file with stat `st` is unchanged since it hashed to `sha256`."""
+        return (self.size == st.st_size and self.mtime_ns == st.st_mtime_ns
+                and self.ctime_ns == st.st_ctime_ns and self.sha256 == sha256)
+
+
+@dataclass
+class RecordedDigests:
+    """The content of recorded_sha256.json: reference digests by name, stamps by file name."""
+
+    entries: dict[str, RecordedDigest] = field(default_factory=dict)  # registry name -> digest
+    stamps: dict[str, HashStamp] = field(default_factory=dict)        # cache file name -> stamp
+
+    def entry_for(self, spec: WeightSpec) -> RecordedDigest | None:
+        """The recorded digest of `spec`, ignoring one made for another file name."""
+        entry = self.entries.get(spec.name)
+        return entry if entry is not None and entry.filename == spec.filename else None
+
+    def to_json_bytes(self) -> bytes:
+        """The file's bytes (same layout as ever: format, entries, stamps; sorted, indent 2)."""
+        doc = {"format": _JSON_FORMAT,
+               "entries": {k: dataclasses.asdict(v) for k, v in self.entries.items()},
+               "stamps": {k: dataclasses.asdict(v) for k, v in self.stamps.items()}}
+        return json.dumps(doc, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: Path) -> RecordedDigests:
+        """Parse the file's bytes; WeightsIntegrityError naming `where` if they do not fit."""
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise WeightsIntegrityError(
+                f"{where} is unreadable ({e}). It holds the sha256 digests recorded at first "
+                "fetch; delete it and run `mm2latent weights verify` to record them again."
+            ) from e
+        try:
+            if not isinstance(doc, dict) or doc.get("format") != _JSON_FORMAT:
+                raise ValueError(f"expected format {_JSON_FORMAT}")
+            return cls({k: RecordedDigest(**v) for k, v in doc.get("entries", {}).items()},
+                       {k: HashStamp(**v) for k, v in doc.get("stamps", {}).items()})
+        except (ValueError, TypeError, AttributeError) as e:
+            raise WeightsIntegrityError(
+                f"{where} has an unknown layout ({e}); delete it and run "
+                "`mm2latent weights verify` to record the digests again.") from e
+
+
+def load_recorded(cache_dir: Path | str | None = None) -> RecordedDigests:
+    """Return the recorded digests and stamps of a cache dir (empty when absent).
 
     Args:
         cache_dir: cache directory; None = default_cache_dir().
     """
     path = resolve_cache_dir(cache_dir) / RECORDED_FILE
-    if not path.exists():
-        return _empty_record()
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        raw = read_file(os.fspath(path))
+    except FileNotFoundError:
+        return RecordedDigests()
+    except OSError as e:
         raise WeightsIntegrityError(
             f"{path} is unreadable ({e}). It holds the sha256 digests recorded at first "
             "fetch; delete it and run `mm2latent weights verify` to record them again."
         ) from e
-    if not isinstance(data, dict) or data.get("format") != _JSON_FORMAT:
-        raise WeightsIntegrityError(
-            f"{path} has an unknown layout (expected format {_JSON_FORMAT}); delete it and run "
-            "`mm2latent weights verify` to record the digests again."
-        )
-    data.setdefault("entries", {})
-    data.setdefault("stamps", {})
-    return data
+    return RecordedDigests.from_json(raw, path)
 
 
 @contextlib.contextmanager
-def _update_recorded(cache_dir: Path) -> Iterator[dict]:
+def _update_recorded(cache_dir: Path) -> Iterator[RecordedDigests]:
     """Lock, load, let the caller edit, then atomically rewrite the recorded-digest JSON."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / (RECORDED_FILE + ".lock"), "a") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    url = os.fspath(cache_dir / RECORDED_FILE)
+    with locked(url):
         data = load_recorded(cache_dir)
         yield data
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=RECORDED_FILE, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, cache_dir / RECORDED_FILE)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(url, data.to_json_bytes())
 
 
-def _recorded_entry(spec: WeightSpec, data: dict) -> dict | None:
-    """Return the recorded digest entry of `spec`, ignoring one made for another file name."""
-    entry = data["entries"].get(spec.name)
-    if entry is None or entry.get("filename") != spec.filename:
-        return None
-    return entry
-
-
-def _expected(spec: WeightSpec, data: dict) -> tuple[str | None, int | None, str]:
+def _expected(spec: WeightSpec, data: RecordedDigests) -> tuple[str | None, int | None, str]:
     """Return (sha256, size, source) to check against: published first, then recorded."""
-    entry = _recorded_entry(spec, data)
-    rec_sha = entry.get("sha256") if entry else None
-    rec_size = entry.get("size") if entry else None
+    entry = data.entry_for(spec)
+    rec_sha = entry.sha256 if entry else None
+    rec_size = entry.size if entry else None
     sha = spec.sha256.lower() if spec.sha256 else rec_sha
     size = spec.size if spec.size is not None else rec_size
     source = "published" if spec.sha256 else ("recorded" if rec_sha else "none")
@@ -364,14 +397,11 @@ def _write_record(cache_dir: Path, spec: WeightSpec, path: Path, sha256: str,
     """Write the stamp (and the pinned digest) of one file into the recorded JSON."""
     st = path.stat()
     with _update_recorded(cache_dir) as data:
-        data["stamps"][spec.filename] = {
-            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "sha256": sha256}
+        data.stamps[spec.filename] = HashStamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256)
         if pin:
-            data["entries"][spec.name] = {
-                "filename": spec.filename, "url": spec.url, "sha256": sha256,
-                "size": st.st_size, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                  time.gmtime())}
+            data.entries[spec.name] = RecordedDigest(
+                spec.filename, spec.url, sha256, st.st_size,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def forget_recorded(name: str, cache_dir: Path | str | None = None) -> bool:
@@ -384,8 +414,8 @@ def forget_recorded(name: str, cache_dir: Path | str | None = None) -> bool:
     spec = get_spec(name)
     root = resolve_cache_dir(cache_dir)
     with _update_recorded(root) as data:
-        existed = data["entries"].pop(spec.name, None) is not None
-        data["stamps"].pop(spec.filename, None)
+        existed = data.entries.pop(spec.name, None) is not None
+        data.stamps.pop(spec.filename, None)
     return existed
 
 
@@ -401,14 +431,6 @@ def _fetch_command(spec: WeightSpec, root: Path, extra: str = "") -> str:
     if root != default_cache_dir():
         cmd += f" --cache-dir {root}"
     return f"`{cmd}`"
-
-
-def _stamp_matches(data: dict, spec: WeightSpec, st: os.stat_result, sha: str) -> bool:
-    """Return whether the file is unchanged (size, mtime, ctime) since it hashed to `sha`."""
-    stamp = data["stamps"].get(spec.filename)
-    return (stamp is not None and stamp.get("size") == st.st_size
-            and stamp.get("mtime_ns") == st.st_mtime_ns
-            and stamp.get("ctime_ns") == st.st_ctime_ns and stamp.get("sha256") == sha)
 
 
 def _check(spec: WeightSpec, root: Path, mode: CheckMode, pin_unknown: bool) -> VerifyResult:
@@ -428,13 +450,14 @@ def _check(spec: WeightSpec, root: Path, mode: CheckMode, pin_unknown: bool) -> 
     if exp_size is not None and st.st_size != exp_size:
         return make("mismatch", None, st.st_size,
                     f"size {st.st_size} bytes, {source} size {exp_size}")
-    if mode != "full" and exp_sha is not None and _stamp_matches(data, spec, st, exp_sha):
+    stamp = data.stamps.get(spec.filename)
+    if mode != "full" and exp_sha is not None and stamp is not None and stamp.matches(st, exp_sha):
         return make("ok", exp_sha, st.st_size,
                     f"matches the {source} sha256 (unchanged since last hashed)")
     if mode == "quick":
         return make("unverified", None, st.st_size, "changed or never hashed since last "
                     "check; run `mm2latent weights verify` to hash it")
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if exp_sha is None:
         if pin_unknown:
             _record(root, spec, path, digest, pin=True, best_effort=True)
@@ -529,7 +552,7 @@ def resolve(name: str, cache_dir: Path | str | None = None, verify: bool = True)
 
 
 def fetch(name: str, cache_dir: Path | str | None = None, *, force: bool = False,
-          progress: ProgressFn | None = None, config: DownloadConfig = DownloadConfig()) -> Path:
+          progress: ProgressFn | None = None, config: DownloadCfg = DownloadCfg()) -> Path:
     """Download `name` into the cache unless a good copy is there; the only network path.
 
     Args:

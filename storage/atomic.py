@@ -94,11 +94,8 @@ class AtomicFile:
             raise ValueError(f"{self.url}: commit() before open()")
         try:
             if self._is_local:
-                self._file.flush()
-                os.fsync(self._file.fileno())  # data on disk before the rename makes it visible
-                self._file.close()
-                os.replace(self._tmp_path, self._path)
-                _fsync_dir(self._parent)
+                self._close_synced()
+                _replace_local(self._tmp_path, self._path)
             elif self._direct:
                 self._file.close()  # completes the upload: the key appears whole
             else:
@@ -108,6 +105,31 @@ class AtomicFile:
             self.discard()
             raise
         logger.debug("committed %s", self.url)
+
+    def commit_new(self) -> bool:
+        """Local disk only: publish the temp file under the final name unless that name exists.
+
+        A hard link fails if the name is taken, so of several writers racing for one name exactly
+        one wins, and readers never see a partial file. Returns whether this writer won; the temp
+        file is removed either way.
+        """
+        if self._file is None or not self._is_local:
+            raise ValueError(f"{self.url}: commit_new() needs an open local AtomicFile")
+        try:
+            self._close_synced()
+            os.link(self._tmp_path, self._path)
+            _fsync_dir(self._parent)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            self.discard()
+
+    def _close_synced(self) -> None:
+        """Flush, fsync and close the local temp file: data on disk before a rename shows it."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def discard(self) -> None:
         """Close and delete the temp file; the final name is left untouched."""
@@ -138,6 +160,32 @@ class AtomicFile:
             logger.warning("could not abort the upload of %s; the next run aborts it", self.url,
                            exc_info=True)
         self._file.closed = True  # never let close() (or garbage collection) commit it
+
+
+def _replace_local(tmp_path: str, path: str) -> None:
+    """Rename a synced local temp file onto `path` and persist the rename."""
+    os.replace(tmp_path, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def publish(temp_url: str, url: str) -> None:
+    """Move a finished temp file written beside `url` onto `url`, as AtomicFile.commit does.
+
+    For writers whose temp file outlives one process, e.g. a resumable download's `.part`:
+    locally it is fsynced, renamed over `url` and the rename persisted; elsewhere moved.
+
+    Args:
+        temp_url: the complete temp file, in the same directory as `url`.
+        url: the final name; an existing file there is replaced.
+    """
+    fs, tmp_path = open_fs(temp_url)
+    _, path = open_fs(url)
+    if not isinstance(fs, LocalFileSystem):
+        fs.mv(tmp_path, path)
+        return
+    with open(tmp_path, "rb+") as f:  # flush to disk before the rename makes it visible
+        os.fsync(f.fileno())
+    _replace_local(tmp_path, path)
 
 
 def _fsync_dir(path: str) -> None:

@@ -21,6 +21,7 @@ from mm2latent.errors import CheckpointError, refused_globals, refused_message, 
 from storage.atomic import atomic_write_bytes, is_temp_name
 from storage.digests import file_sha256
 from storage.fs import join, open_fs
+from storage.torch_files import load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +84,10 @@ def load_checkpoint(url: str, map_location: str | torch.device = "cpu") -> dict:
     Raises:
         CheckpointError: missing, truncated, or not a weights_only-loadable dict.
     """
-    fs, path = open_fs(url)
     try:
-        data = fs.cat_file(path)
-    except FileNotFoundError as e:
+        state = load_torch(url, map_location=map_location)  # local: by path, never copied
+    except (FileNotFoundError, IsADirectoryError) as e:
         raise CheckpointError(url, "checkpoint not found.", "Check the path or --resume value.") from e
-    try:
-        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if refused_globals(e):
             raise CheckpointError(url, refused_message(refused_globals(e)),

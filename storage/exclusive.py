@@ -1,22 +1,21 @@
 """Create a file only if its name is free: the primitive that lets concurrent writers claim names.
 
-Local disk: the content goes to a hidden temp file first, which is then hard-linked to the final
-name; `link` fails if the name exists, so exactly one writer wins and readers never see a
-partial file, across processes. memory:// lives in one process, so a lock around check-and-write
+Local disk: the content goes to a hidden temp file first (storage.atomic.AtomicFile), which is
+then hard-linked to the final name (`AtomicFile.commit_new`); `link` fails if the name exists,
+so exactly one writer wins and readers never see a partial file, across processes. memory:// lives in one process, so a lock around check-and-write
 is enough there. Other filesystems (object stores) get a check followed by a write: two writers
 racing within one round trip can both succeed, the last one winning (documented in the README).
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 import threading
 
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from storage.atomic import atomic_write_bytes, temp_name
+from storage.atomic import AtomicFile, atomic_write_bytes
 from storage.fs import open_fs
 
 # memory:// is one dict per process, shared by all threads: one lock makes check-and-write atomic.
@@ -32,7 +31,7 @@ def create_exclusive(url: str, data: bytes) -> bool:
     """
     fs, path = open_fs(url)
     if isinstance(fs, LocalFileSystem):
-        return _create_local(path, data)
+        return _create_local(url, data)
     if isinstance(fs, MemoryFileSystem):
         with _MEMORY_LOCK:
             if fs.exists(path):
@@ -46,19 +45,12 @@ def create_exclusive(url: str, data: bytes) -> bool:
     return True
 
 
-def _create_local(path: str, data: bytes) -> bool:
-    """Hard-link a complete temp file to `path`; False if `path` already exists."""
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, temp_name(os.path.basename(path)))
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def _create_local(url: str, data: bytes) -> bool:
+    """Hard-link a complete temp file to the final name; False if that name already exists."""
+    writer = AtomicFile(url)
     try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
+        writer.open().write(data)
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.commit_new()

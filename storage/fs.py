@@ -13,6 +13,7 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import IO
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -255,3 +256,42 @@ def exists(url: str) -> bool:
     """Whether a file or folder exists at `url`."""
     fs, path = open_fs(url)
     return fs.exists(path)
+
+
+def read_file(url: str) -> bytes:
+    """The whole content of the file at `url`; FileNotFoundError if it is missing."""
+    fs, path = open_fs(url)
+    return fs.cat_file(path)
+
+
+@contextlib.contextmanager
+def open_read(url: str) -> Iterator[IO[bytes]]:
+    """A binary file object for reading `url` (streamed: nothing is read up front).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: as the filesystem reports them.
+    """
+    fs, path = open_fs(url)
+    with fs.open(path, "rb") as f:
+        yield f
+
+
+def is_file(url: str) -> bool:
+    """Whether a regular file exists at `url`."""
+    fs, path = open_fs(url)
+    return fs.isfile(path)
+
+
+def list_names(url: str) -> list[str]:
+    """Base names of the entries directly under directory `url`, sorted; [] if it is missing.
+
+    The listing cache is dropped first: other processes may have written since the last one.
+    """
+    fs, root = open_fs(url)
+    fs.invalidate_cache(root)
+    try:
+        entries = fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return []
+    return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 from fsspec.implementations.local import LocalFileSystem
 
 from mm2latent.errors import DatasetError
-from storage.atomic import atomic_write_bytes, temp_name
+from storage.atomic import atomic_write_bytes
+from storage.exclusive import create_exclusive
 from storage.fs import join, open_fs
 
 logger = logging.getLogger(__name__)
@@ -92,16 +93,7 @@ def _create_exclusive(url: str, data: bytes) -> bool:
     fs, path = open_fs(url)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     if isinstance(fs, LocalFileSystem):
-        tmp = os.path.join(os.path.dirname(path), temp_name(LEASE_NAME))
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            os.link(tmp, path)  # atomic, and fails if the name exists
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+        return create_exclusive(url, data)  # hard link: atomic, and fails if the name exists
     try:
         with fs.open(path, "xb") as f:
             f.write(data)

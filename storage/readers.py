@@ -83,19 +83,18 @@ def _decode_stage(samples: Iterable[dict], modalities: Sequence[str],
 
 
 class _DecodeStage:
-    """Pipeline stage: decode grouped samples with `registry` (None = the default registry).
+    """Pipeline stage: decode grouped samples with `registry`.
 
-    Keeps None rather than the default registry itself: its specs hold lambdas, which do not
-    pickle, and DataLoader workers started with `spawn` receive the pipeline by pickling. The
-    default registry is rebuilt where the stage runs.
+    A module-level class holding the registry: DataLoader workers started with `spawn` receive
+    the pipeline by pickling, and modality specs are written to pickle (no lambdas).
     """
 
-    def __init__(self, modalities: Sequence[str], registry: ModalityRegistry | None) -> None:
+    def __init__(self, modalities: Sequence[str], registry: ModalityRegistry) -> None:
         self.modalities = tuple(modalities)
         self.registry = registry
 
     def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
-        return _decode_stage(samples, self.modalities, self.registry or default_registry())
+        return _decode_stage(samples, self.modalities, self.registry)
 
 
 class _MemberSelector:
@@ -140,7 +139,6 @@ def iter_samples(
         registry: the modalities and their decoders; None = default_registry().
         shards: read only these shards (a run's snapshot); None = every complete shard now.
     """
-    custom_registry = registry  # None stays None in the pipeline (see _DecodeStage)
     registry = registry or default_registry()
     valid = registry.member_exts()
     unknown = [m for m in modalities if m not in valid]
@@ -157,7 +155,7 @@ def iter_samples(
         _open_shards,
         functools.partial(tar_file_expander, select_files=_MemberSelector(modalities, registry)),
         group_by_keys,
-        _DecodeStage(modalities, custom_registry),
+        _DecodeStage(modalities, registry),
     ]
     if sample_shuffle > 0:
         stages.append(wds.shuffle(sample_shuffle, initial=sample_shuffle, seed=seed + 1))

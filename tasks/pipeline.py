@@ -9,14 +9,15 @@ from prefect.cache_policies import NO_CACHE
 
 from mm2latent.benchmark.chained import ChainedBenchmark, finished_summary, plan_chained
 from mm2latent.lineage import AssetSpec, benchmark_asset, dataset_asset
+from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.training import data
-from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg, replace_cfg
 from mm2latent.training.freshness import dataset_complete, trained_record
 from mm2latent.training.mapping import mapping_net_cfg
+from mm2latent.training.options import AutoencoderOptions, MappingOptions
 from mm2latent.training.pipeline import ae_name, mapping_name
-from mm2latent.training.registry import ModelRegistry
+from mm2latent.training.registry import ModelRecord, ModelRegistry
 from storage.benchmark_store import pairs_digest
 from storage.dataset_index import DatasetIndex, complete_shards
 from storage.fs import join
@@ -33,14 +34,14 @@ def check_dataset(params: SynthDataParams) -> bool:
 
 
 @task(name="autoencoders-to-train", cache_policy=NO_CACHE)
-def autoencoders_to_train(dataset: str, registry: str, preset: str, modalities: list[str],
-                          overrides: dict) -> list[str]:
-    """Modalities whose autoencoder is not yet registered for this dataset and config."""
+def autoencoders_to_train(options: AutoencoderOptions) -> list[str]:
+    """options.modalities whose autoencoder is not yet registered for this dataset and config."""
     todo = []
-    for modality in modalities:
-        config = {"train": autoencoder_train_cfg(modality, **overrides).to_dict(),
-                  "autoencoder": dataclasses.asdict(getattr(get_preset(preset), f"{modality}_ae"))}
-        record = trained_record(registry, ae_name(modality), dataset, config)
+    for cfg in options.train_cfgs():
+        modality = cfg.modality
+        ae_cfg = getattr(get_preset(options.preset), f"{modality}_ae")
+        config = {"train": cfg.to_dict(), "autoencoder": dataclasses.asdict(ae_cfg)}
+        record = trained_record(options.registry_url, ae_name(modality), options.dataset, config)
         if record is None:
             todo.append(modality)
         else:
@@ -50,17 +51,17 @@ def autoencoders_to_train(dataset: str, registry: str, preset: str, modalities: 
 
 
 @task(name="mapping-is-current", cache_policy=NO_CACHE)
-def mapping_is_current(dataset: str, registry: str, preset: str, modality: str,
-                       overrides: dict) -> bool:
-    """True if a MappingNet for `modality` is registered for this dataset, config and the
-    latest autoencoder's embeddings."""
-    config = {"train": replace_cfg(MappingTrainCfg(modality=modality), overrides).to_dict(),
-              "mapping_net": dataclasses.asdict(mapping_net_cfg(get_preset(preset).mapping, modality))}
+def mapping_is_current(options: MappingOptions) -> bool:
+    """True if the MappingNet `options` describe is registered for this dataset, config and
+    the latest autoencoder's embeddings."""
+    modality, registry = options.modality, options.registry_url
+    net_cfg = mapping_net_cfg(get_preset(options.preset).mapping, modality, **options.switches())
+    config = {"train": options.train_cfg().to_dict(), "mapping_net": dataclasses.asdict(net_cfg)}
     embeddings = None
-    if modality != "flame":
+    if modality in default_registry().maps:  # a vector condition (flame) has no autoencoder
         latest = ModelRegistry(registry).latest(ae_name(modality))
         embeddings = latest.tag if latest else "none registered"
-    record = trained_record(registry, mapping_name(modality), dataset, config, embeddings)
+    record = trained_record(registry, mapping_name(modality), options.dataset, config, embeddings)
     if record is not None:
         get_run_logger().info("skip %s: %s-v%d is current", mapping_name(modality), record.name,
                               record.version)
@@ -100,7 +101,7 @@ def benchmark_lineage(job: ChainedBenchmark) -> AssetSpec:
 
 
 @task(name="registered-record", cache_policy=NO_CACHE)
-def registered_record(registry: str, record: dict) -> dict:
+def registered_record(registry: str, record: ModelRecord) -> dict:
     """The registry's copy of a record just registered, its checkpoint URL resolved (the
     registry stores it relative to itself; asset keys need the absolute location)."""
-    return dataclasses.asdict(ModelRegistry(registry).get(record["name"], record["version"]))
+    return dataclasses.asdict(ModelRegistry(registry).get(record.name, record.version))

@@ -8,40 +8,46 @@ from prefect.cache_policies import NO_CACHE
 from mm2latent.models.autoencoders import official_variant
 from mm2latent.presets import get_preset
 from mm2latent.training import pipeline
-from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg
+from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_net_cfg
+from mm2latent.training.options import AutoencoderOptions, MappingOptions
+from mm2latent.training.reports import AutoencoderReport, MappingReport, RetrainPlan, TrainReport
 from mm2latent.training.snapshot import ShardSnapshot, take_snapshot
 from storage.dataset_index import complete_shards
 
 
 # Training writes checkpoints and the registry: the files are the cache, never Prefect's.
 @task(name="train-autoencoder", cache_policy=NO_CACHE, task_run_name="{cfg.modality}-autoencoder")
-def train_autoencoder(dataset: str, out: str, registry: str, preset: str, cfg: AutoencoderTrainCfg,
-                      resume: bool = False, on_progress: ProgressFn | None = None,
-                      real_dir: str | None = None, snapshot: ShardSnapshot | None = None) -> dict:
-    """Train, register and embed with one autoencoder; returns the run report (small dict)."""
-    ae_cfg = getattr(get_preset(preset), f"{cfg.modality}_ae")
+def train_autoencoder(options: AutoencoderOptions, cfg: AutoencoderTrainCfg,
+                      on_progress: ProgressFn | None = None,
+                      snapshot: ShardSnapshot | None = None) -> AutoencoderReport:
+    """Train, register and embed with the autoencoder of `cfg` (one of options.train_cfgs())."""
+    ae_cfg = getattr(get_preset(options.preset), f"{cfg.modality}_ae")
     if cfg.recipe == "official":
         ae_cfg = official_variant(ae_cfg)
-    report = pipeline.autoencoder_run(dataset, out, registry, ae_cfg, cfg, resume, on_progress,
-                                      real_dir, snapshot)
-    get_run_logger().info("registered %s-v%d: %s", report["record"]["name"],
-                          report["record"]["version"], report["summary"]["metrics"])
+    report = pipeline.autoencoder_run(options.dataset, options.out, options.registry_url, ae_cfg,
+                                      cfg, options.resume, on_progress,
+                                      options.real_dir(cfg.modality), snapshot)
+    _log_registered(report.record.tag, report.summary)
     return report
 
 
-@task(name="train-mapping-net", cache_policy=NO_CACHE, task_run_name="{cfg.modality}-mapping")
-def train_mapping(dataset: str, out: str, registry: str, preset: str, cfg: MappingTrainCfg,
-                  switches: dict, embeddings: str | None = None, resume: bool = False,
-                  on_progress: ProgressFn | None = None, snapshot: ShardSnapshot | None = None) -> dict:
-    """Train and register one MappingNet; `switches` holds use_batchnorm / dropout / depth (None = preset)."""
-    net_cfg = mapping_net_cfg(get_preset(preset).mapping, cfg.modality, **switches)
-    report = pipeline.mapping_run(dataset, out, registry, net_cfg, cfg, embeddings, resume, on_progress,
-                                  snapshot)
-    get_run_logger().info("registered %s-v%d: %s", report["record"]["name"],
-                          report["record"]["version"], report["summary"]["metrics"])
+@task(name="train-mapping-net", cache_policy=NO_CACHE, task_run_name="{options.modality}-mapping")
+def train_mapping(options: MappingOptions, on_progress: ProgressFn | None = None,
+                  snapshot: ShardSnapshot | None = None) -> MappingReport:
+    """Train and register the MappingNet `options` describe."""
+    net_cfg = mapping_net_cfg(get_preset(options.preset).mapping, options.modality,
+                              **options.switches())
+    report = pipeline.mapping_run(options.dataset, options.out, options.registry_url, net_cfg,
+                                  options.train_cfg(), options.embeddings, options.resume,
+                                  on_progress, snapshot)
+    _log_registered(report.record.tag, report.summary)
     return report
+
+
+def _log_registered(tag: str, summary: TrainReport) -> None:
+    get_run_logger().info("registered %s: %s", tag, summary.metrics_dict())
 
 
 @task(name="snapshot-shards", cache_policy=NO_CACHE)
@@ -60,8 +66,9 @@ def snapshot_shards(dataset: str) -> ShardSnapshot | None:
 
 
 @task(name="plan-retrain", cache_policy=NO_CACHE)
-def plan_retrain(dataset: str, registry: str, names: list[str], snapshot: ShardSnapshot) -> dict:
+def plan_retrain(dataset: str, registry: str, names: list[str],
+                 snapshot: ShardSnapshot | None) -> RetrainPlan:
     """Decide whether the registered models are behind the snapshot's complete shards."""
     plan = pipeline.retrain_plan(dataset, registry, names, snapshot)
-    get_run_logger().info(plan["reason"])
+    get_run_logger().info(plan.reason)
     return plan

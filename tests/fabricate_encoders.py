@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from mm2latent.models.deca import DecaConfig
-from mm2latent.models.e4e import E4EConfig
+from mm2latent.models.deca import DecaCfg
+from mm2latent.models.e4e import E4ECfg
 
 Shapes = dict[str, tuple[int, ...]]
 BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -26,7 +26,7 @@ def _bn(prefix: str, ch: int) -> Shapes:
     return {f"{prefix}.{s}": (() if s == "num_batches_tracked" else (ch,)) for s in BN_SUFFIXES}
 
 
-def official_deca_shapes(cfg: DecaConfig, out_dim: int | None = None) -> Shapes:
+def official_deca_shapes(cfg: DecaCfg, out_dim: int | None = None) -> Shapes:
     """Key -> shape of DECA's ResnetEncoder state dict (E_flame; E_detail with out_dim=128)."""
     w = cfg.base_width
     shapes: Shapes = {"encoder.conv1.weight": (w, 3, 7, 7), **_bn("encoder.bn1", w)}
@@ -53,7 +53,7 @@ def official_deca_shapes(cfg: DecaConfig, out_dim: int | None = None) -> Shapes:
     return shapes
 
 
-def official_e4e_encoder_shapes(cfg: E4EConfig) -> Shapes:
+def official_e4e_encoder_shapes(cfg: E4ECfg) -> Shapes:
     """Key -> shape of Encoder4Editing's state dict (without the 'encoder.' prefix)."""
     b = cfg.base_width
     shapes: Shapes = {"input_layer.0.weight": (b, 3, 3, 3), **_bn("input_layer.1", b),
@@ -107,7 +107,7 @@ def random_state(shapes: Shapes, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def deca_checkpoint(cfg: DecaConfig, seed: int = 0) -> dict[str, Any]:
+def deca_checkpoint(cfg: DecaCfg, seed: int = 0) -> dict[str, Any]:
     """A deca_model.tar object: E_flame and E_detail (ResnetEncoder, 128 outputs), D_detail.
 
     D_detail (the displacement generator) keeps its first layer's key names only, with small
@@ -120,7 +120,7 @@ def deca_checkpoint(cfg: DecaConfig, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def write_deca_checkpoint(path: str | os.PathLike[str], cfg: DecaConfig, seed: int = 0,
+def write_deca_checkpoint(path: str | os.PathLike[str], cfg: DecaCfg, seed: int = 0,
                           legacy: bool = False) -> dict[str, Any]:
     """torch.save a fabricated deca_model.tar (zip format, or legacy with legacy=True)."""
     ckpt = deca_checkpoint(cfg, seed)
@@ -128,7 +128,7 @@ def write_deca_checkpoint(path: str | os.PathLike[str], cfg: DecaConfig, seed: i
     return ckpt
 
 
-def e4e_checkpoint(cfg: E4EConfig, seed: int = 0, opts_namespace: bool = False) -> dict[str, Any]:
+def e4e_checkpoint(cfg: E4ECfg, seed: int = 0, opts_namespace: bool = False) -> dict[str, Any]:
     """An e4e checkpoint object: {'state_dict': encoder.* + decoder.*, 'latent_avg', 'opts'}.
 
     Decoder keys are a small placeholder of rosinality's generator names (loaded elsewhere).
@@ -149,7 +149,7 @@ def e4e_checkpoint(cfg: E4EConfig, seed: int = 0, opts_namespace: bool = False) 
             "opts": argparse.Namespace(**opts) if opts_namespace else opts}
 
 
-def write_e4e_checkpoint(path: str | os.PathLike[str], cfg: E4EConfig, seed: int = 0,
+def write_e4e_checkpoint(path: str | os.PathLike[str], cfg: E4ECfg, seed: int = 0,
                          opts_namespace: bool = False) -> dict[str, Any]:
     """torch.save a fabricated e4e checkpoint; returns the saved object."""
     ckpt = e4e_checkpoint(cfg, seed, opts_namespace)

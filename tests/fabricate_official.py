@@ -138,9 +138,9 @@ def tiny_official_preset():
     import dataclasses
 
     from mm2latent import presets
-    from mm2latent.models.autoencoders import autoencoder_preset
+    from mm2latent.presets import AUTOENCODER_PRESETS
 
     return dataclasses.replace(
-        presets.PRESETS["tiny"], name="tiny-official", mask_ae=autoencoder_preset("mask_official"),
+        presets.PRESETS["tiny"], name="tiny-official", mask_ae=AUTOENCODER_PRESETS["mask_official"],
         mask_ae_weights="mm2latent.mask-ae-official",
         mapping_mask_weights="mm2latent.mapping-mask-official")

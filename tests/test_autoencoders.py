@@ -9,22 +9,24 @@ import torch
 from mm2latent.errors import ConfigError
 from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
 from mm2latent.models.autoencoders import (
-    AUTOENCODER_PRESETS,
     GREY_LEVEL_STEP,
     AutoencoderCfg,
     SpatialAutoencoder,
-    autoencoder_preset,
     decode_to_mask,
     decode_to_sketch,
     mask_to_input,
     sketch_to_input,
 )
+from mm2latent.presets import AUTOENCODER_PRESETS, component_preset
 from mm2latent.seeding import seeded_init
+
+# The authors' grey-level mask input at this project's size and layout.
+GREY_MASK = AutoencoderCfg(in_channels=1, mask_encoding="grey")
 
 
 def build(name: str, seed: int = 0, **overrides: object) -> SpatialAutoencoder:
     with seeded_init(seed):
-        return SpatialAutoencoder(autoencoder_preset(name, **overrides))
+        return SpatialAutoencoder(component_preset(AUTOENCODER_PRESETS, name, **overrides))
 
 
 @pytest.mark.parametrize("name", sorted(AUTOENCODER_PRESETS))
@@ -67,9 +69,9 @@ def test_in_channels_must_match_the_encoding() -> None:
 
 def test_unknown_preset_and_field_list_the_valid_choices() -> None:
     with pytest.raises(ConfigError, match="tiny_mask"):
-        autoencoder_preset("huge")
+        component_preset(AUTOENCODER_PRESETS, "huge")
     with pytest.raises(ConfigError, match="widths"):
-        autoencoder_preset("tiny_mask", width=3)
+        component_preset(AUTOENCODER_PRESETS, "tiny_mask", width=3)
 
 
 def test_wrong_input_shape_names_the_dimension_and_expected_value() -> None:
@@ -92,7 +94,8 @@ def test_seeded_construction_is_deterministic_and_seed_dependent() -> None:
 @pytest.mark.parametrize("encoding", ["onehot", "grey"])
 def test_mask_encoding_round_trips_every_class(encoding: str) -> None:
     channels = 19 if encoding == "onehot" else 1
-    cfg = autoencoder_preset("tiny_mask", mask_encoding=encoding, in_channels=channels)
+    cfg = component_preset(AUTOENCODER_PRESETS, "tiny_mask", mask_encoding=encoding,
+                           in_channels=channels)
     mask = torch.arange(19, dtype=torch.uint8).repeat(2, 64, 4)[:, :, :64]  # (2, 64, 64)
     x = mask_to_input(mask, cfg)
     assert x.shape == (2, channels, 64, 64)
@@ -101,32 +104,32 @@ def test_mask_encoding_round_trips_every_class(encoding: str) -> None:
 
 def test_grey_levels_are_the_authors_png_values_and_onehot_is_exclusive() -> None:
     mask = torch.tensor([[[0, 2, 18]]], dtype=torch.uint8)
-    grey = mask_to_input(mask, autoencoder_preset("mask_grey"))
+    grey = mask_to_input(mask, GREY_MASK)
     torch.testing.assert_close(grey[0, 0, 0], torch.tensor([0.0, 20 / 255, 180 / 255]))
     assert GREY_LEVEL_STEP == pytest.approx(10 / 255)
-    onehot = mask_to_input(mask, autoencoder_preset("mask"))
+    onehot = mask_to_input(mask, AUTOENCODER_PRESETS["mask"])
     assert torch.equal(onehot.sum(dim=1), torch.ones(1, 1, 3))
     assert onehot[0, 18, 0, 2] == 1 and onehot[0, 2, 0, 1] == 1
 
 
 def test_grey_decoding_rounds_to_the_nearest_level() -> None:
-    cfg = autoencoder_preset("mask_grey")
+    cfg = GREY_MASK
     recon = torch.tensor([3.4, 3.6, 40.0, -1.0]).mul(GREY_LEVEL_STEP).reshape(1, 1, 1, 4)
     assert decode_to_mask(recon, cfg).tolist() == [[[3, 4, 18, 0]]]
 
 
 def test_mask_to_input_rejects_out_of_range_and_float_masks() -> None:
-    cfg = autoencoder_preset("mask")
+    cfg = AUTOENCODER_PRESETS["mask"]
     with pytest.raises(ValueError, match=r"\[0, 19\)"):
         mask_to_input(torch.full((1, 4, 4), 19, dtype=torch.uint8), cfg)
     with pytest.raises(ValueError, match="integer"):
         mask_to_input(torch.zeros(1, 4, 4), cfg)
     with pytest.raises(ConfigError):
-        mask_to_input(torch.zeros(1, 4, 4, dtype=torch.uint8), autoencoder_preset("sketch"))
+        mask_to_input(torch.zeros(1, 4, 4, dtype=torch.uint8), AUTOENCODER_PRESETS["sketch"])
 
 
 def test_sketch_helpers_binarise_and_threshold_at_logit_zero() -> None:
-    cfg = autoencoder_preset("tiny_sketch")
+    cfg = AUTOENCODER_PRESETS["tiny_sketch"]
     x = sketch_to_input(torch.tensor([[[0, 250, 3]]], dtype=torch.uint8), cfg)
     assert x.tolist() == [[[[0.0, 1.0, 1.0]]]]
     assert decode_to_sketch(torch.tensor([[[[-0.1, 0.1, 5.0]]]])).tolist() == [[[0, 1, 1]]]

@@ -8,8 +8,9 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
-from mm2latent.models.clip_towers import ClipEmbedder, clip_config, clip_preprocess
+from mm2latent.models.clip_towers import ClipEmbedder, clip_preprocess
 from mm2latent.models.pil_resize import pil_resize_crop
+from mm2latent.presets import CLIP_PRESETS
 from mm2latent.seeding import seeded_init
 
 
@@ -63,7 +64,7 @@ def test_resize_without_crop_equals_pillow_resize():
 
 
 def test_encode_image_of_uint8_uses_the_exact_pixels():
-    cfg = clip_config("tiny")
+    cfg = CLIP_PRESETS["tiny"]
     with seeded_init(0):
         emb = ClipEmbedder(cfg)
     arr = _images(2, 80, 96, seed=9)

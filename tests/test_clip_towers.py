@@ -15,15 +15,16 @@ from PIL import Image
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
 from mm2latent.models.clip_towers import (
-    CLIP_PRESETS, ClipEmbedder, build_open_clip, clip_config, clip_preprocess, resized_size,
+    ClipEmbedder, build_open_clip, clip_preprocess, resized_size,
     tokenize,
 )
+from mm2latent.presets import CLIP_PRESETS, component_preset
 from mm2latent.seeding import seeded_init
 from tests.fabricate_clip import (
     farl_mim_shapes, openai_clip_shapes, write_farl_pth, write_openai_jit,
 )
 
-TINY = clip_config("tiny")
+TINY = CLIP_PRESETS["tiny"]
 TEXTS = ["a smiling woman with bangs", "an old man with eyeglasses"]
 FC_KEY = "visual.transformer.resblocks.1.mlp.c_fc.weight"
 
@@ -74,11 +75,11 @@ def test_tiny_build_is_deterministic_in_the_seed():
 
 def test_bad_config_and_unknown_preset_raise_config_error():
     with pytest.raises(ConfigError, match="patch_size"):
-        clip_config("tiny", image_size=70)
+        component_preset(CLIP_PRESETS, "tiny", image_size=70)
     with pytest.raises(ConfigError, match="vision_heads"):
-        clip_config("tiny", vision_heads=3)
+        component_preset(CLIP_PRESETS, "tiny", vision_heads=3)
     with pytest.raises(ConfigError, match="tiny"):
-        clip_config("vit-h")
+        component_preset(CLIP_PRESETS, "vit-h")
 
 
 # ---------------------------------------------------------------- FaRL loader
@@ -154,7 +155,7 @@ def test_wrong_shape_names_key_and_both_shapes(tmp_path, farl_file):
 
 def test_deeper_config_rejects_a_shallower_file(farl_file):
     with pytest.raises(CheckpointError, match=r"visual\.transformer\.resblocks\.2\.attn"):
-        load_farl(farl_file[0], clip_config("tiny", vision_layers=3))
+        load_farl(farl_file[0], component_preset(CLIP_PRESETS, "tiny", vision_layers=3))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random", "no_state_dict"])

@@ -39,11 +39,13 @@ def thread_run(tmp_path_factory) -> dict[str, str]:
     return digests
 
 
-def _synth(out: Path, **kw):
+def _synth(out: Path, max_workers: int = 1, **kw):
     from flows.synth_data import synth_data
+    from mm2latent.synth.params import parse_params
 
-    return synth_data(preset="tiny", n_samples=N, samples_per_shard=PER_SHARD, out=str(out),
-                      task_runner="dask", **kw)
+    params = parse_params(preset="tiny", n_samples=N, samples_per_shard=PER_SHARD, out=str(out),
+                          max_workers=max_workers)
+    return synth_data(params, task_runner="dask", **kw)
 
 
 def test_local_cluster_of_two_processes_matches_threads(prefect_harness, thread_run, tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.deca import (
-    DecaConfig,
+    DecaCfg,
     FlameEncoder,
     ffhq_crop_for_deca,
     flame_encoder_from_checkpoint,
@@ -19,7 +19,7 @@ from mm2latent.checkpoint_io import expected_shapes
 from mm2latent.seeding import seeded_init
 from tests.fabricate_encoders import official_deca_shapes, write_deca_checkpoint
 
-TINY = DecaConfig(base_width=8, regressor_width=64)
+TINY = DecaCfg(base_width=8, regressor_width=64)
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,11 @@ def faces():
     return torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("cfg", [DecaConfig(), TINY], ids=["official", "tiny"])
+@pytest.mark.parametrize("cfg", [DecaCfg(), TINY], ids=["official", "tiny"])
 def test_key_set_and_shapes_match_the_official_resnet_encoder(cfg):
     shapes = official_deca_shapes(cfg)
     assert expected_shapes(FlameEncoder(cfg)) == shapes
-    if cfg == DecaConfig():
+    if cfg == DecaCfg():
         assert shapes["layers.0.weight"] == (1024, 2048)
         assert shapes["layers.2.weight"] == (236, 1024)
         # torchvision ResNet-50 (25,557,032) less its fc (2,049,000) + the 2-layer regressor
@@ -156,9 +156,9 @@ def test_input_checks_and_config_errors(model):
     with pytest.raises(ValueError, match="height must be 224"):
         model(torch.zeros(1, 3, 256, 224))
     with pytest.raises(ConfigError, match="img_size"):
-        DecaConfig(img_size=256)
+        DecaCfg(img_size=256)
     with pytest.raises(ConfigError, match="base_width"):
-        DecaConfig(base_width=0)
+        DecaCfg(base_width=0)
 
 
 def test_seeded_tiny_build_is_deterministic():

@@ -37,12 +37,12 @@ def test_two_registries_on_one_dataset_keep_their_own_embeddings(tmp_path):
         cfg = autoencoder_train_cfg("mask", epochs=1, batch_size=4, val_fraction=0.0, seed=seed)
         runs = str(tmp_path / out)
         reports.append(autoencoder_run(dataset, runs, join(runs, "registry"), AE, cfg))
-    tags = [r["record"]["extra"]["embeddings"] for r in reports]
-    assert [r["record"]["version"] for r in reports] == [1, 1]  # same tag in each registry...
+    tags = [r.record.extra["embeddings"] for r in reports]
+    assert [r.record.version for r in reports] == [1, 1]  # same tag in each registry...
     assert tags[0] != tags[1]  # ...but the embeddings live apart
     for report, tag in zip(reports, tags):
         _, vectors = read_embeddings(dataset, tag, "mask")
-        np.testing.assert_allclose(vectors, _encoded(report["record"]["checkpoint_url"], dataset),
+        np.testing.assert_allclose(vectors, _encoded(report.record.checkpoint_url, dataset),
                                    rtol=1e-5, atol=1e-6)
 
 
@@ -52,10 +52,10 @@ def test_embeddings_of_a_rewritten_shard_are_refused_then_redone(tmp_path):
     cfg = autoencoder_train_cfg("mask", epochs=1, batch_size=4, val_fraction=0.0)
     report = autoencoder_run(dataset, str(tmp_path / "runs"), str(tmp_path / "runs" / "registry"),
                              AE, cfg)
-    tag, checkpoint = report["record"]["extra"]["embeddings"], report["record"]["checkpoint_url"]
+    tag, checkpoint = report.record.extra["embeddings"], report.record.checkpoint_url
     write_learnable_shard(dataset, 0, [0, 1, 2, 3], members=("mask",))  # new tar bytes
     with pytest.raises(TrainingError, match="stale mask embeddings: shard 0 was rewritten"):
         read_embeddings(dataset, tag, "mask")
     again = write_embeddings(dataset, "mask", checkpoint, tag)
-    assert again["written"] == [0] and again["skipped"] == [1]
+    assert again.written == (0,) and again.skipped == (1,)
     assert read_embeddings(dataset, tag, "mask")[0].tolist() == list(range(8))

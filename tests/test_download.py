@@ -7,13 +7,14 @@ import os
 
 import pytest
 
-from mm2latent.download import DownloadConfig, download, part_path, sha256_file
 from mm2latent.errors import DownloadError, WeightsIntegrityError
+from storage.digests import file_sha256 as sha256_file
+from storage.download import DownloadCfg, download, part_path
 from tests.loopback_http import LoopbackServer
 
 BLOB = os.urandom(300_000) + bytes(range(256)) * 100  # 325,600 bytes, several chunks
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
-FAST = DownloadConfig(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
+FAST = DownloadCfg(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +57,7 @@ def test_retry_inside_one_call_resumes_and_reports_progress(server, tmp_path):
         calls.append((done, total))
         server.state.mode = "normal"  # the next request is served in full
 
-    cfg = DownloadConfig(timeout=5.0, retries=1, retry_wait=0.0, chunk_size=16_384)
+    cfg = DownloadCfg(timeout=5.0, retries=1, retry_wait=0.0, chunk_size=16_384)
     result = download(server.url("w.bin"), dest, None, None, config=cfg, progress=flaky_then_fine)
     assert server.state.ranges == [None, "bytes=50000-"]
     assert result.attempts == 2 and result.sha256 == BLOB_SHA
@@ -102,7 +103,7 @@ def test_complete_part_is_verified_without_transfer_on_416(server, tmp_path):
 
 
 def test_http_404_is_final_and_names_the_url(server, tmp_path):
-    cfg = DownloadConfig(timeout=5.0, retries=3, retry_wait=0.0)
+    cfg = DownloadCfg(timeout=5.0, retries=3, retry_wait=0.0)
     with pytest.raises(DownloadError, match="HTTP 404") as info:
         download(server.url("absent.bin"), tmp_path / "a.bin", None, None, config=cfg)
     assert server.url("absent.bin") in str(info.value)

@@ -11,17 +11,17 @@ import torch
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.e4e import (
     BottleneckIRSE,
-    E4EConfig,
+    E4ECfg,
     E4EEncoder,
     SEModule,
-    e4e_config,
     e4e_encoder_from_checkpoint,
     load_e4e_encoder,
 )
 from mm2latent.checkpoint_io import expected_shapes
+from mm2latent.presets import E4E_PRESETS, component_preset
 from tests.fabricate_encoders import official_e4e_encoder_shapes, write_e4e_checkpoint
 
-TINY = e4e_config("tiny")
+TINY = E4E_PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def _copy(ckpt):
     return {**ckpt, "state_dict": dict(ckpt["state_dict"])}
 
 
-@pytest.mark.parametrize("cfg", [E4EConfig(), TINY, e4e_config("tiny", w_dim=512,
+@pytest.mark.parametrize("cfg", [E4ECfg(), TINY, component_preset(E4E_PRESETS, "tiny", w_dim=512,
                                                                  stylegan_size=64)],
                          ids=["ffhq1024", "tiny", "tiny-w512"])
 def test_key_set_and_shapes_match_the_official_encoder(cfg):
@@ -53,7 +53,7 @@ def test_key_set_and_shapes_match_the_official_encoder(cfg):
     shapes = expected_shapes(module)
     assert shapes.pop("latent_avg") == (cfg.n_styles, cfg.w_dim)
     assert shapes == {f"encoder.{k}": v for k, v in official_e4e_encoder_shapes(cfg).items()}
-    if cfg == E4EConfig():
+    if cfg == E4ECfg():
         assert cfg.n_styles == 18
         assert shapes["encoder.styles.17.convs.10.weight"] == (512, 512, 3, 3)  # 64 -> 1: 6 convs
         assert "encoder.styles.2.convs.8.weight" not in shapes  # 16 -> 1: 4 convs
@@ -151,7 +151,7 @@ def test_se_module_gates_channels():
 
 
 def test_shortcuts_subsample_or_project():
-    cfg = E4EConfig(base_width=16)
+    cfg = E4ECfg(base_width=16)
     same = BottleneckIRSE(16, 16, 2, cfg).eval()
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
@@ -212,11 +212,11 @@ def test_truncated_and_wrong_files(tmp_path, ckpt_file):
 
 
 def test_config_rules():
-    assert E4EConfig(stylegan_size=256).n_styles == 14
-    assert math.prod(E4EConfig().stage_depths) == 64 * 128 * 256 * 512
+    assert E4ECfg(stylegan_size=256).n_styles == 14
+    assert math.prod(E4ECfg().stage_depths) == 64 * 128 * 256 * 512
     with pytest.raises(ConfigError, match="se_reduction"):
-        E4EConfig(base_width=8)
+        E4ECfg(base_width=8)
     with pytest.raises(ConfigError, match="power of two"):
-        E4EConfig(input_size=200)
+        E4ECfg(input_size=200)
     with pytest.raises(ConfigError, match="valid"):
-        e4e_config("tiny", widht=3)
+        component_preset(E4E_PRESETS, "tiny", widht=3)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent.errors import CheckpointError, ConfigError
-from mm2latent.models.face_parser import (BiSeNet, BiSeNetCfg, FacerFarlCfg, bisenet_config,
+from mm2latent.models.face_parser import (BiSeNet, BiSeNetCfg, FacerFarlCfg,
                                           load_bisenet, load_facer_farl)
 from mm2latent.models.face_parser.alignment import (FfhqAlignCfg, ffhq_template_matrix,
                                                     warp_from_template, warp_to_template)
@@ -17,11 +17,12 @@ from mm2latent.models.face_parser.labels import (BISENET_CLASSES, BISENET_TO_CEL
                                                  CELEBAMASK_HQ_CLASSES, FACER_CELEBM_CLASSES,
                                                  FACER_CELEBM_TO_CELEBAMASK_LUT, PALETTE,
                                                  build_lut, colorize)
+from mm2latent.presets import BISENET_PRESETS, component_preset
 from mm2latent.seeding import seeded_init
 from tests.fabricate_parsers import (fabricate_bisenet_state, official_bisenet_shapes,
                                      write_bisenet_checkpoint, write_facer_farl_script)
 
-TINY_WIDTH = 8  # bisenet_config("tiny").base_width
+TINY_WIDTH = 8  # BISENET_PRESETS["tiny"].base_width
 
 
 def celebamask_name(lut: np.ndarray, source_id: int) -> str:
@@ -89,14 +90,14 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", ["official", "tiny"])
 def test_bisenet_keys_and_shapes_equal_the_official_layout(preset):
-    cfg = bisenet_config(preset)
+    cfg = component_preset(BISENET_PRESETS, preset)
     ours = {k: tuple(v.shape) for k, v in BiSeNet(cfg).state_dict().items()}
     assert ours == dict(official_bisenet_shapes(cfg.base_width, 19))
     assert "cp.resnet.conv1.weight" in ours and "conv_out.conv.conv.weight" in ours
 
 
 def test_loaded_tensors_round_trip(tiny_ckpt):
-    model = load_bisenet(tiny_ckpt, bisenet_config("tiny"))
+    model = load_bisenet(tiny_ckpt, BISENET_PRESETS["tiny"])
     state = torch.load(tiny_ckpt, weights_only=True)
     for key in ("cp.arm16.conv_atten.weight", "ffm.conv2.weight",
                 "cp.resnet.layer3.0.downsample.1.running_var"):
@@ -105,7 +106,7 @@ def test_loaded_tensors_round_trip(tiny_ckpt):
 
 
 def test_parse_shapes_dtypes_and_remap(tiny_ckpt):
-    model = load_bisenet(tiny_ckpt, bisenet_config("tiny"))
+    model = load_bisenet(tiny_ckpt, BISENET_PRESETS["tiny"])
     images = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
     result = model.parse(images)
     assert result.labels.shape == (2, 40, 48) and result.labels.dtype == torch.uint8
@@ -119,7 +120,7 @@ def test_parse_shapes_dtypes_and_remap(tiny_ckpt):
 
 
 def test_changing_the_main_head_changes_output_but_aux_heads_do_not(tiny_ckpt):
-    cfg = bisenet_config("tiny")
+    cfg = BISENET_PRESETS["tiny"]
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     base = load_bisenet(tiny_ckpt, cfg)(images)
     for key, should_change in (("conv_out.conv_out.weight", True), ("cp.arm32.bn_atten.bias", True),
@@ -136,7 +137,7 @@ def test_missing_key_names_file_and_key(tiny_ckpt):
     del state["ffm.conv1.weight"]
     path = write_bisenet_checkpoint(tiny_ckpt.parent / "missing.pth", state=state)
     with pytest.raises(CheckpointError, match="ffm.conv1.weight") as info:
-        load_bisenet(path, bisenet_config("tiny"))
+        load_bisenet(path, BISENET_PRESETS["tiny"])
     assert str(path) in str(info.value)
 
 
@@ -146,24 +147,24 @@ def test_misshaped_key_names_key_and_shapes(tiny_ckpt):
     path = write_bisenet_checkpoint(tiny_ckpt.parent / "misshaped.pth", state=state)
     shapes = r"conv_out.conv_out.weight.*\(18, 32, 1, 1\).*\(19, 32, 1, 1\)"
     with pytest.raises(CheckpointError, match=shapes):
-        load_bisenet(path, bisenet_config("tiny"))
+        load_bisenet(path, BISENET_PRESETS["tiny"])
 
 
 def test_full_size_file_into_tiny_config_is_a_shape_error(tmp_path):
     path = write_bisenet_checkpoint(tmp_path / "big.pth", width=16)
     with pytest.raises(CheckpointError, match="cp.resnet.conv1.weight"):
-        load_bisenet(path, bisenet_config("tiny"))
+        load_bisenet(path, BISENET_PRESETS["tiny"])
 
 
 def test_truncated_and_wrong_container_files(tiny_ckpt, tmp_path):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(tiny_ckpt.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="truncated.pth"):
-        load_bisenet(truncated, bisenet_config("tiny"))
+        load_bisenet(truncated, BISENET_PRESETS["tiny"])
     wrapped = tmp_path / "wrapped.pth"
     torch.save([fabricate_bisenet_state(TINY_WIDTH)], wrapped)
     with pytest.raises(CheckpointError, match="plain state_dict"):
-        load_bisenet(wrapped, bisenet_config("tiny"))
+        load_bisenet(wrapped, BISENET_PRESETS["tiny"])
     with pytest.raises(CheckpointError, match="does not exist"):
         load_bisenet(tmp_path / "absent.pth")
 
@@ -172,33 +173,33 @@ def test_counters_optional_but_extra_keys_refused(tiny_ckpt):
     state = fabricate_bisenet_state(TINY_WIDTH, seed=1)
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     path = write_bisenet_checkpoint(tiny_ckpt.parent / "counters.pth", state=state)
-    model = load_bisenet(path, bisenet_config("tiny"))
+    model = load_bisenet(path, BISENET_PRESETS["tiny"])
     assert torch.equal(model.state_dict()["ffm.conv1.weight"], state["ffm.conv1.weight"])
     state["sp.conv1.conv.weight"] = torch.zeros(1)
     path = write_bisenet_checkpoint(tiny_ckpt.parent / "extra.pth", state=state)
     with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\): sp.conv1.conv.weight"):
-        load_bisenet(path, bisenet_config("tiny"))
+        load_bisenet(path, BISENET_PRESETS["tiny"])
 
 
 def test_tiny_construction_is_seeded():
     with seeded_init(5):
-        a = BiSeNet(bisenet_config("tiny")).state_dict()
+        a = BiSeNet(BISENET_PRESETS["tiny"]).state_dict()
     with seeded_init(5):
-        b = BiSeNet(bisenet_config("tiny")).state_dict()
+        b = BiSeNet(BISENET_PRESETS["tiny"]).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_config_errors_list_valid_choices():
     with pytest.raises(ConfigError, match="official, tiny"):
-        bisenet_config("huge")
+        component_preset(BISENET_PRESETS, "huge")
     with pytest.raises(ConfigError, match="base_width"):
-        bisenet_config("tiny", width=3)
+        component_preset(BISENET_PRESETS, "tiny", width=3)
     with pytest.raises(ConfigError, match="19"):
         BiSeNetCfg(n_classes=11)
 
 
 def test_input_checks_name_the_problem(tiny_ckpt):
-    model = load_bisenet(tiny_ckpt, bisenet_config("tiny"))
+    model = load_bisenet(tiny_ckpt, BISENET_PRESETS["tiny"])
     with pytest.raises(ValueError, match="dim 1"):
         model.parse(torch.rand(1, 4, 32, 32))
     with pytest.raises(ValueError, match="255"):

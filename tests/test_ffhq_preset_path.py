@@ -18,11 +18,11 @@ import torch
 from mm2latent import model_loading, presets, weights
 from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
 from mm2latent.models.clip_loaders import load_farl
-from mm2latent.models.clip_towers import clip_config
-from mm2latent.models.deca import deca_config, load_deca_flame_encoder
+from mm2latent.models.deca import load_deca_flame_encoder
 from mm2latent.models.face_parser.facer_farl import load_facer_farl
 from mm2latent.models.stylegan2.checkpoints import load_nvidia_pickle
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
+from mm2latent.presets import CLIP_PRESETS, DECA_PRESETS
 from mm2latent.seeding import seeded_init
 from mm2latent.synth import run, stages
 from mm2latent.synth.params import parse_params
@@ -34,8 +34,8 @@ from tests.fabricate_stylegan2 import write_nvidia_pickle
 
 SMALL_G = GeneratorCfg(z_dim=512, w_dim=512, img_resolution=32, mapping_layers=2,
                        channel_base=512, channel_max=32)
-TINY_FARL = clip_config("tiny")
-TINY_DECA = deca_config("tiny")
+TINY_FARL = CLIP_PRESETS["tiny"]
+TINY_DECA = DECA_PRESETS["tiny"]
 
 
 def _sha256(path) -> str:

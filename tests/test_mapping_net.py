@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -18,16 +19,19 @@ from mm2latent.models.mapping_net import (
     apply_edit,
     edit_direction,
     load_official_mapping_net,
-    mapping_preset,
     pseudo_text_embedding,
 )
 from mm2latent.seeding import seeded_init
 from tests.fabricate_mapping import official_mapping_state, write_lightning_checkpoint
 
 
-def build(seed: int = 0, name: str = "tiny", **overrides: object) -> MappingNet:
+# A small net for tests (the presets use the paper's size, MappingNetCfg()).
+TINY = MappingNetCfg(text_dim=32, spatial_dim=32, hidden_dim=32, depth=4, w_dim=16)
+
+
+def build(seed: int = 0, base: MappingNetCfg = TINY, **overrides: object) -> MappingNet:
     with seeded_init(seed):
-        return MappingNet(mapping_preset(name, **overrides))
+        return MappingNet(dataclasses.replace(base, **overrides))
 
 
 def count(net: nn.Module, kind: type) -> int:
@@ -92,7 +96,7 @@ def test_equalized_linear_scales_stored_weights_by_one_over_sqrt_fan_in() -> Non
     x = torch.randn(3, 9)
     expected = x @ (layer.weight / 3.0).T + layer.bias
     torch.testing.assert_close(layer(x), expected)
-    net = build(0, "mask", use_batchnorm=False, dropout=0.0)
+    net = build(0, MappingNetCfg(), use_batchnorm=False, dropout=0.0)
     assert net.net[0].weight.std().item() == pytest.approx(1.0, abs=0.02)  # stored N(0, 1)
 
 
@@ -115,8 +119,6 @@ def test_bad_configs_are_config_errors() -> None:
         MappingNetCfg(output="s")
     with pytest.raises(ConfigError, match="depth"):
         MappingNetCfg(depth=0)
-    with pytest.raises(ConfigError, match="3dmm"):
-        mapping_preset("nope")
 
 
 # ---- official checkpoint -------------------------------------------------------------------

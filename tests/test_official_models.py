@@ -12,13 +12,14 @@ import torch.nn.functional as F
 
 from mm2latent import inference, model_loading, presets, weights
 from mm2latent.errors import CheckpointError, ConfigError
-from mm2latent.models.autoencoders import (OFFICIAL_STROKE_VALUE, autoencoder_preset,
+from mm2latent.models.autoencoders import (OFFICIAL_STROKE_VALUE,
                                            decode_to_mask, mask_to_input, official_variant,
                                            sketch_to_input)
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, FACER_CELEBM_CLASSES
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
 from mm2latent.models.official_models import (load_official_mask_autoencoder,
                                               load_official_sketch_autoencoder)
+from mm2latent.presets import AUTOENCODER_PRESETS
 from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.autoencoders import reconstruction_loss
 from mm2latent.training.config import autoencoder_train_cfg
@@ -106,7 +107,8 @@ def test_sketch_autoencoder_equals_the_authors_network_and_loss(sketch_file) -> 
 
 
 def test_official_inputs_are_facer_grey_levels_and_strokes_at_1_02() -> None:
-    mask_cfg, sketch_cfg = autoencoder_preset("mask_official"), autoencoder_preset("sketch_official")
+    mask_cfg = AUTOENCODER_PRESETS["mask_official"]
+    sketch_cfg = AUTOENCODER_PRESETS["sketch_official"]
     ids = torch.arange(19, dtype=torch.uint8).reshape(1, 1, 19)  # every CelebAMask-HQ class once
     grey = mask_to_input(ids, mask_cfg)[0, 0, 0]
     facer_ids = torch.round(grey * 255 / 10).long()
@@ -199,7 +201,8 @@ def test_generation_with_the_authors_models_uses_their_files(official_cache, mas
     # By hand: FaRL text, the authors' encoder on 256 px facer grey levels, their MappingNet.
     text = model.farl.encode_text(["a smiling woman"]).float()
     big = torch.from_numpy(mask).repeat_interleave(4, 0).repeat_interleave(4, 1)[None]
-    z, _ = authors_mask_forward(mask_file[1], mask_to_input(big, autoencoder_preset("mask_official")))
+    official_input = mask_to_input(big, AUTOENCODER_PRESETS["mask_official"])
+    z, _ = authors_mask_forward(mask_file[1], official_input)
     mapping = model_loading.load_weights("mm2latent.mapping-mask-official").eval()
     torch.testing.assert_close(w, mapping(text, z), rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="train mapping"):
@@ -253,7 +256,7 @@ def test_official_recipe_trains_registers_and_embeds_a_tiny_sketch_autoencoder(t
     cfg = autoencoder_train_cfg("sketch", "official", epochs=2, batch_size=4, val_fraction=0.0)
     report = autoencoder_run(str(tmp_path / "ds"), str(tmp_path / "runs"),
                              str(tmp_path / "runs" / "registry"), ae_cfg, cfg)
-    model = load_autoencoder(report["record"]["checkpoint_url"])
+    model = load_autoencoder(report.record.checkpoint_url)
     assert model.cfg == ae_cfg and hasattr(model.encoder, "naivenet1")
     assert model.decoder.final_conv1.out_channels == 2
-    assert report["embeddings"]["url"]
+    assert report.embeddings.url

@@ -98,8 +98,8 @@ def test_retrain_on_missing_dataset_says_nothing_to_do(prefect_harness, tmp_path
                     return_state=True)
     assert state.is_completed()
     result = state.result()
-    assert not result["retrained"]
-    assert result["reason"].startswith("nothing to do") and "no complete shards" in result["reason"]
+    assert not result.retrained
+    assert result.reason.startswith("nothing to do") and "no complete shards" in result.reason
 
 
 @pytest.mark.parametrize("runner, address, problem", [

@@ -79,7 +79,8 @@ def _shrunk_prefect_yaml(tmp_path: Path) -> Path:
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
     fixture = tmp_path / "fixture"
-    small = {("synth-data", "tiny"): {"n_samples": 8, "samples_per_shard": 4, "out": data},
+    small = {("synth-data", "tiny"): {"params": {"preset": "tiny", "n_samples": 8,
+                                                 "samples_per_shard": 4, "out": data}},
              ("retrain", "tiny"): {"dataset": data, "out": runs, "ae_epochs": 1,
                                    "mapping_epochs": 1, "batch_size": 4},
              ("benchmark", "tiny"): {

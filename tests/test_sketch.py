@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mm2latent.errors import ConfigError
-from mm2latent.models.sketch import SketchCfg, extract_sketch, sketch_config
+from mm2latent.models.sketch import SketchCfg, extract_sketch
+from mm2latent.presets import SKETCH_PRESETS, component_preset
 
 NATIVE = SketchCfg(resolution=None)  # official settings, no resize
 
@@ -54,7 +55,7 @@ def test_float_tensor_input_matches_uint8_and_is_deterministic():
     rng = np.random.default_rng(0)
     image = (rng.random((2, 48, 48, 3)) * 255).round().astype(np.uint8)
     tensor = torch.from_numpy(image).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
-    cfg = sketch_config("tiny")
+    cfg = SKETCH_PRESETS["tiny"]
     from_numpy = extract_sketch(image, cfg)
     from_tensor = extract_sketch(tensor, cfg)
     assert isinstance(from_tensor, torch.Tensor) and from_tensor.dtype == torch.uint8
@@ -91,4 +92,4 @@ def test_bad_inputs_and_configs():
     with pytest.raises(ConfigError, match="low_threshold"):
         SketchCfg(low_threshold=300)
     with pytest.raises(ConfigError, match="official, tiny"):
-        sketch_config("huge")
+        component_preset(SKETCH_PRESETS, "huge")

@@ -16,12 +16,12 @@ import torch
 from mm2latent.checkpoint_io import read_torch_checkpoint
 from mm2latent.errors import CheckpointError
 from mm2latent.models.clip_loaders import load_farl, load_openai_clip
-from mm2latent.models.clip_towers import clip_config
-from mm2latent.models.deca import DecaConfig, load_deca_flame_encoder
-from mm2latent.models.e4e import e4e_config, load_e4e_encoder
+from mm2latent.models.deca import DecaCfg, load_deca_flame_encoder
+from mm2latent.models.e4e import load_e4e_encoder
 from mm2latent.models.stylegan2.checkpoints import (load_e4e_decoder, load_generator,
                                                     load_nvidia_pickle, load_rosinality)
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
+from mm2latent.presets import CLIP_PRESETS, E4E_PRESETS
 from mm2latent.seeding import seeded_init
 from tests.fabricate_clip import openai_clip_shapes, random_state, write_farl_pth
 from tests.fabricate_encoders import deca_checkpoint, e4e_checkpoint
@@ -31,7 +31,7 @@ from tests.fabricate_stylegan2 import (nvidia_init_kwargs, rosinality_state_dict
 # 32 px, 4 mapping layers: to_rgbs.0 (8 px) ... to_rgbs.2 (32 px)
 CFG = GeneratorCfg(z_dim=16, w_dim=16, img_resolution=32, mapping_layers=4, channel_base=256,
                    channel_max=16, conv_clamp=None)
-CLIP_TINY = clip_config("tiny")
+CLIP_TINY = CLIP_PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def test_nvidia_pickle_with_tensors_beyond_its_init_kwargs_is_refused(G, tmp_pat
         load_nvidia_pickle(path)
 
 
-E4E_TINY = e4e_config("tiny")
-DECA_TINY = DecaConfig(base_width=8, regressor_width=64)
+E4E_TINY = E4E_PRESETS["tiny"]
+DECA_TINY = DecaCfg(base_width=8, regressor_width=64)
 
 
 @pytest.mark.parametrize("build,entry,key,load", [

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from mm2latent.errors import ConfigError
-from mm2latent.models.stylegan2 import PRESETS, Generator, GeneratorCfg
+from mm2latent.models.stylegan2 import Generator, GeneratorCfg
+from mm2latent.presets import GENERATOR_PRESETS
 from mm2latent.seeding import seeded_init
 
-TINY = PRESETS["tiny"]
+TINY = GENERATOR_PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")

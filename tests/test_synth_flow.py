@@ -9,9 +9,10 @@ from fsspec.core import url_to_fs
 
 from flows.synth_data import synth_data
 from mm2latent.dataset_report import inspect_dataset
-from mm2latent.errors import ConfigError, MissingWeightsError
+from mm2latent.errors import MissingWeightsError, ParameterError
 from mm2latent.models.face_parser.base import ParseResult
 from mm2latent.synth import shard
+from mm2latent.synth.params import parse_params
 from storage.dataset_index import read_shard_stats, shard_url
 from storage.fs import join
 from storage.manifest import read_manifest
@@ -57,8 +58,8 @@ def _files(url: str) -> dict[str, bytes]:
 
 def test_flow_on_memory_records_failed_annotations_and_resumes(prefect_harness, mem_url,
                                                                no_face_for_some):
-    kwargs = dict(preset="tiny", n_samples=5, samples_per_shard=3, seed=1, out=mem_url)
-    summary = synth_data(**kwargs)
+    params = parse_params(preset="tiny", n_samples=5, samples_per_shard=3, seed=1, out=mem_url)
+    summary = synth_data(params)
     assert (summary.samples, summary.ok, summary.failures, summary.shards) == (5, 3, 2, 2)
     assert summary.makes_faces is False
     assert no_face_for_some["batches"] == 2
@@ -81,31 +82,32 @@ def test_flow_on_memory_records_failed_annotations_and_resumes(prefect_harness, 
     assert (report.ok, report.failed, report.error_kinds) == (3, 2, {"NoFaceFound": 2})
 
     # Rerunning the same command skips every complete shard and changes nothing.
-    assert synth_data(**kwargs) == summary
+    assert synth_data(params) == summary
     assert no_face_for_some["batches"] == 2
     assert _files(mem_url) == names
 
 
 @pytest.mark.parametrize("overrides, error, match", [
-    ({"n_samples": 0}, ConfigError, "n_samples"),
-    ({"samples_per_shard": 0}, ConfigError, "samples_per_shard"),
-    ({"preset": "nope"}, ConfigError, "Unknown preset 'nope'"),
+    ({"n_samples": 0}, ParameterError, "n_samples"),
+    ({"samples_per_shard": 0}, ParameterError, "samples_per_shard"),
+    ({"preset": "nope"}, ParameterError, "Unknown preset 'nope'"),
     ({"preset": "ffhq"}, MissingWeightsError, "mm2latent weights fetch"),
 ])
 def test_flow_rejects_bad_parameters_before_writing(prefect_harness, mem_url, no_face_for_some,
                                                     overrides, error, match):
+    # Fields as a deployment gives them (JSON): Prefect validates them into SynthDataParams.
     with pytest.raises(error, match=match):
-        synth_data(**({"preset": "tiny", "n_samples": 2, "out": mem_url} | overrides))
+        synth_data({"preset": "tiny", "n_samples": 2, "out": mem_url} | overrides)
     fs, root = url_to_fs(mem_url)
     assert not fs.exists(join(root, "dataset.json")) and not fs.exists(root)
     assert no_face_for_some["batches"] == 0
 
 
 def test_progress_counts_resumed_samples_first_then_batches(prefect_harness, mem_url):
-    kwargs = dict(preset="tiny", n_samples=5, samples_per_shard=3, batch_size=2, out=mem_url)
+    params = parse_params(preset="tiny", n_samples=5, samples_per_shard=3, batch_size=2, out=mem_url)
     calls: list[int] = []
-    synth_data(**kwargs, on_progress=calls.append)
+    synth_data(params, on_progress=calls.append)
     assert calls[0] == 0 and sum(calls) == 5 and len(calls) == 1 + 3  # batches 2+1, 2
     resumed: list[int] = []
-    synth_data(**kwargs, on_progress=resumed.append)
+    synth_data(params, on_progress=resumed.append)
     assert resumed == [5]

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from mm2latent.dataset_report import inspect_dataset
-from mm2latent.errors import ConfigError, DatasetError, MissingWeightsError
+from mm2latent.errors import DatasetError, MissingWeightsError, ParameterError
 from mm2latent.synth import run, shard
 from mm2latent.synth.params import parse_params
 from mm2latent.synth.stages import sample_seed
@@ -267,14 +267,14 @@ def test_rerun_with_the_same_content_parameters_resumes(reference, tmp_path):
                                            ({"samples_per_shard": 0}, "samples_per_shard"),
                                            ({"batch_size": -1}, "batch_size"),
                                            ({"modalities": ("mask", "depth")}, "modalities")])
-def test_bad_parameters_raise_config_error_naming_the_field(values, field, tmp_path):
-    with pytest.raises(ConfigError, match=field):
+def test_bad_parameters_raise_parameter_error_naming_the_field(values, field, tmp_path):
+    with pytest.raises(ParameterError, match=field):
         make_params(tmp_path / "out", **values)
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_preset_fails_before_any_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"'nope'.*ffhq, ffhq-official, tiny"):
+    with pytest.raises(ParameterError, match=r"'nope'.*ffhq, ffhq-official, tiny"):
         run.plan(make_params(tmp_path / "out", preset="nope"))
     assert not (tmp_path / "out").exists()
 

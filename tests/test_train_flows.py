@@ -45,26 +45,26 @@ def test_retrain_trains_all_then_nothing_then_again_after_new_shards(prefect_har
     kwargs = dict(out=str(out), autoencoders=["mask"], mappings=["mask"],
                   ae_epochs=1, mapping_epochs=1, batch_size=4)
     first = retrain(str(data), **kwargs)
-    assert first["retrained"]
-    assert [(r["name"], r["version"]) for r in first["records"]] == [("mask-ae", 1), ("mapping-mask", 1)]
-    embeddings = first["records"][0]["extra"]["embeddings"]  # named by the checkpoint digest
+    assert first.retrained
+    assert [(r.name, r.version) for r in first.records] == [("mask-ae", 1), ("mapping-mask", 1)]
+    embeddings = first.records[0].extra["embeddings"]  # named by the checkpoint digest
     assert embeddings.startswith("mask-ae-") and len(embeddings) == len("mask-ae-") + 12
     assert (data / "embeddings" / embeddings / "shard-000000.parquet").exists()
-    mapping = first["records"][1]
-    assert mapping["extra"]["embeddings_version"] == "mask-ae-v1"
-    assert mapping["extra"]["embeddings"] == embeddings
-    run_dir = Path(mapping["checkpoint_url"]).parent
+    mapping = first.records[1]
+    assert mapping.extra["embeddings_version"] == "mask-ae-v1"
+    assert mapping.extra["embeddings"] == embeddings
+    run_dir = Path(mapping.checkpoint_url).parent
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run_dir / "summary.json").read_text())["num_samples"] == PER_SHARD
 
     second = retrain(str(data), **kwargs)
-    assert not second["retrained"] and second["reason"].startswith("nothing to do")
+    assert not second.retrained and second.reason.startswith("nothing to do")
 
     _copy_shards(tiny_dataset, data, [1])
     third = retrain(str(data), **kwargs)
-    assert third["retrained"] and "1 new shard(s)" in third["reason"]
-    assert [r["version"] for r in third["records"]] == [2, 2]
-    assert third["records"][1]["extra"]["embeddings_version"] == "mask-ae-v2"
+    assert third.retrained and "1 new shard(s)" in third.reason
+    assert [r.version for r in third.records] == [2, 2]
+    assert third.records[1].extra["embeddings_version"] == "mask-ae-v2"
     assert sorted(p.name for p in (out / "registry" / "mask-ae").iterdir()) == [
         "v000001.json", "v000002.json"]
 
@@ -110,12 +110,12 @@ def test_retrain_works_on_one_snapshot_while_the_dataset_grows(prefect_harness, 
     kwargs = dict(out=str(out), autoencoders=["mask"], mappings=["mask"],
                   ae_epochs=1, mapping_epochs=1, batch_size=4)
     first = retrain(str(data), **kwargs)
-    assert first["retrained"]
-    ae, mapping = first["records"]
-    assert ae["extra"]["shards"] == mapping["extra"]["shards"] == [0]  # the snapshot, not [0, 1]
-    assert ae["extra"]["raw_dataset_hash"] == mapping["extra"]["raw_dataset_hash"]
+    assert first.retrained
+    ae, mapping = first.records
+    assert ae.extra["shards"] == mapping.extra["shards"] == [0]  # the snapshot, not [0, 1]
+    assert ae.extra["raw_dataset_hash"] == mapping.extra["raw_dataset_hash"]
     assert len(hashes) == 1  # shards listed and hashed once for the whole run
     monkeypatch.setattr(pipeline, "write_embeddings", embed)
     second = retrain(str(data), **kwargs)  # the next run picks the new shard up
-    assert second["retrained"] and "1 new shard(s)" in second["reason"]
-    assert second["records"][1]["extra"]["shards"] == [0, 1]
+    assert second.retrained and "1 new shard(s)" in second.reason
+    assert second.records[1].extra["shards"] == [0, 1]

@@ -41,27 +41,27 @@ def test_reconstruction_loss_falls_by_a_clear_margin(shapes_url, tmp_path, modal
     with torch.no_grad():
         untrained = reconstruction_loss(build_autoencoder(ae_cfg, cfg.seed).eval(), maps).item()
     summary = train_autoencoder(shapes_url, str(tmp_path), ae_cfg, cfg)
-    assert summary["num_samples"] == 32
-    assert summary["history"][-1]["val_loss"] < 0.4 * untrained, (untrained, summary["history"])
+    assert summary.num_samples == 32
+    assert summary.history[-1].val_loss < 0.4 * untrained, (untrained, summary.history)
 
 
 def test_embeddings_are_written_per_shard_and_match_the_encoder(shapes_url, tmp_path):
     cfg = autoencoder_train_cfg("mask", epochs=1, batch_size=8)
     summary = train_autoencoder(shapes_url, str(tmp_path / "run"), TINY.mask_ae, cfg)
-    report = write_embeddings(shapes_url, "mask", summary["checkpoint_url"], "mask-ae-v7", batch_size=5)
-    assert report["written"] == [0, 1] and report["dim"] == 512
+    report = write_embeddings(shapes_url, "mask", summary.checkpoint_url, "mask-ae-v7", batch_size=5)
+    assert report.written == (0, 1) and report.dim == 512
     with open(embeddings_url(shapes_url, "mask-ae-v7", 1), "rb") as f:
         table = pq.read_table(io.BytesIO(f.read()))
     assert table["key"].to_pylist()[0] == "000000016" and table.num_rows == 16
     indices, vectors = read_embeddings(shapes_url, "mask-ae-v7", "mask")
     _, maps = data.load_spatial(shapes_url, "mask", 64)
-    model = load_autoencoder(summary["checkpoint_url"])
+    model = load_autoencoder(summary.checkpoint_url)
     with torch.no_grad():
         expected = model.encode(to_network_input(maps[20:21], model.cfg))[0].numpy()
     assert indices.tolist() == list(range(32))
     np.testing.assert_allclose(vectors[20], expected, rtol=1e-5, atol=1e-6)
-    again = write_embeddings(shapes_url, "mask", summary["checkpoint_url"], "mask-ae-v7")
-    assert again["written"] == [] and again["skipped"] == [0, 1]
+    again = write_embeddings(shapes_url, "mask", summary.checkpoint_url, "mask-ae-v7")
+    assert again.written == () and again.skipped == (0, 1)
 
 
 def test_dataset_without_the_modality_is_a_clear_error(mem_url, tmp_path):  # noqa: F811
@@ -85,7 +85,7 @@ def test_real_png_directory_joins_training_and_bad_files_are_named(shapes_url, t
     assert maps.shape == (3, 64, 64) and (ids < 0).all() and len(set(ids.tolist())) == 3
     cfg = autoencoder_train_cfg("mask", epochs=1, batch_size=16)
     summary = train_autoencoder(shapes_url, str(tmp_path / "run"), TINY.mask_ae, cfg, real_dir=str(real))
-    assert summary["num_samples"] == 32 + 3
+    assert summary.num_samples == 32 + 3
     Image.fromarray(np.full((8, 8, 3), 40, np.uint8)).save(real / "colour.png")
     with pytest.raises(Mm2LatentError, match=r"colour.png: a mask must be a single-channel"):
         data.load_png_dir(str(real), "mask", 64)

@@ -41,25 +41,25 @@ def test_mapping_loss_falls_by_a_clear_margin_on_learnable_vectors(tmp_path):
     job = mapping_job(_arrays(128), dataclasses.replace(NET, dropout=0.0), cfg)
     untrained = evaluate(job, cfg.seed)["val_loss"]
     summary = fit(job, cfg, str(tmp_path), "h")
-    val = [row["val_loss"] for row in summary["history"]]
+    val = [row.val_loss for row in summary.history]
     assert val[-1] < 0.6 * untrained, (untrained, val)
-    assert summary["metrics"]["val_loss"] == min(val)
-    assert (tmp_path / summary["history"][-1]["checkpoint"]).exists()
+    assert summary.metrics.val_loss == min(val)
+    assert (tmp_path / summary.history[-1].checkpoint).exists()
 
 
 def test_resume_gives_the_same_weights_and_optimizer_as_an_uninterrupted_run(tmp_path):
     cfg = _cfg()  # PTEG and dropout on: both RNG streams must be restored
     full = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "a"), "h")
     part = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "b"), "h", stop_after_epoch=2)
-    assert part["epochs_done"] == 2 and not part["finished"]
+    assert part.epochs_done == 2 and not part.finished
     resumed = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "b"), "h", resume=True)
-    a, b = load_checkpoint(full["last_checkpoint_url"]), load_checkpoint(resumed["last_checkpoint_url"])
-    assert a["step"] == b["step"] == resumed["history"][-1]["step"]
+    a, b = load_checkpoint(full.last_checkpoint_url), load_checkpoint(resumed.last_checkpoint_url)
+    assert a["step"] == b["step"] == resumed.history[-1].step
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     for pid, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][pid]["exp_avg"])
-    assert [r["val_loss"] for r in full["history"]] == [r["val_loss"] for r in resumed["history"]]
+    assert [r.val_loss for r in full.history] == [r.val_loss for r in resumed.history]
 
 
 def test_nan_loss_raises_and_leaves_earlier_checkpoints_untouched(tmp_path):
@@ -89,9 +89,9 @@ def test_resume_refuses_a_changed_config_or_dataset_and_existing_runs_need_resum
 def test_early_stopping_stops_after_patience_and_reports_the_best_epoch(tmp_path):
     cfg = _cfg(epochs=10, lr=1e-9, patience=2, min_delta=1.0)  # nothing can improve by 1.0
     summary = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path), "h")
-    assert summary["stopped_early"] and summary["epochs_done"] == 3
-    assert summary["best_epoch"] == 0
-    assert summary["checkpoint_url"].endswith(summary["history"][0]["checkpoint"])
+    assert summary.stopped_early and summary.epochs_done == 3
+    assert summary.best_epoch == 0
+    assert summary.checkpoint_url.endswith(summary.history[0].checkpoint)
 
 
 def test_cosine_schedule_and_caller_rng_are_respected(tmp_path):
@@ -100,10 +100,10 @@ def test_cosine_schedule_and_caller_rng_are_respected(tmp_path):
     state = torch.get_rng_state()
     summary = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path), "h")
     assert torch.equal(torch.get_rng_state(), state)
-    lrs = [row["lr"] for row in summary["history"]]
+    lrs = [row.lr for row in summary.history]
     expected = [1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
     assert lrs == pytest.approx(expected)
-    model, ckpt = load_trained_model(summary["last_checkpoint_url"], _mapping_from_extra)
+    model, ckpt = load_trained_model(summary.last_checkpoint_url, _mapping_from_extra)
     assert not model.training and ckpt["extra_config"]["mapping_net"]["depth"] == 3
 
 

@@ -24,8 +24,8 @@ def test_flame_mapping_trains_from_parquet_and_its_checkpoint_reloads(mem_url, t
     write_learnable_dataset(mem_url, n_shards=2, per_shard=8)
     cfg = MappingTrainCfg(modality="flame", epochs=2, batch_size=4, lr=1e-2)
     summary = train_mapping(mem_url, str(tmp_path), NET, cfg)
-    assert summary["num_samples"] == 16 and summary["embeddings_version"] is None
-    net = load_mapping_net(summary["checkpoint_url"])
+    assert summary.num_samples == 16 and summary.embeddings_version is None
+    net = load_mapping_net(summary.checkpoint_url)
     arrays = load_mapping_arrays(mem_url, "flame", None)
     vec = learnable_vectors(3)
     assert np.allclose(arrays["farl"][3], vec["farl"], atol=1e-6)  # row 3 is sample 3
@@ -74,6 +74,6 @@ def test_pteg_switch_changes_training_and_batchnorm_drops_single_row_batches(mem
     for pteg in (True, False):
         cfg = MappingTrainCfg(modality="flame", epochs=1, batch_size=4, val_fraction=0.0, pteg=pteg)
         summary = train_mapping(mem_url, str(tmp_path / str(pteg)), NET, cfg)
-        losses[pteg] = summary["metrics"]["train_loss"]
-        assert summary["history"][0]["step"] == 2  # the single-row batch was skipped (BatchNorm)
+        losses[pteg] = summary.metrics.train_loss
+        assert summary.history[0].step == 2  # the single-row batch was skipped (BatchNorm)
     assert losses[True] != losses[False]

@@ -37,9 +37,9 @@ def test_resume_with_changed_settings_is_refused_naming_the_fields(tmp_path):
     with pytest.raises(TrainingError, match=r"cannot resume.*batch_size: 8 -> 4, lr: 0.01 -> 0.05"):
         mapping_run(dataset, out, registry, NET, changed, resume=True)
     report = mapping_run(dataset, out, registry, NET, cfg, resume=True)  # same settings: resumes
-    assert report["summary"]["epochs_done"] == 3 and len(report["summary"]["history"]) == 3
+    assert report.summary.epochs_done == 3 and len(report.summary.history) == 3
     fresh = mapping_run(dataset, out, registry, NET, changed)  # without --resume: a new run
-    assert fresh["summary"]["run_url"] != report["summary"]["run_url"]
+    assert fresh.summary.run_url != report.summary.run_url
 
 
 def _arrays(n: int = 48) -> dict[str, np.ndarray]:
@@ -59,15 +59,15 @@ def test_only_the_last_k_and_the_best_checkpoints_stay_and_resume_is_exact(tmp_p
     cfg = MappingTrainCfg(modality="flame", epochs=6, batch_size=16, lr=1.0, schedule="none",
                           val_fraction=0.25, seed=5, keep_checkpoints=keep)
     full = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "a"), "h")
-    history = full["history"]
-    assert full["best_epoch"] == 3
-    expected = {r["checkpoint"] for r in history[-keep:]} | {
-        r["checkpoint"] for r in history if r["epoch"] == full["best_epoch"]}
+    history = full.history
+    assert full.best_epoch == 3
+    expected = {r.checkpoint for r in history[-keep:]} | {
+        r.checkpoint for r in history if r.epoch == full.best_epoch}
     assert _ckpts(tmp_path / "a") == sorted(expected)
     part = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "b"), "h", stop_after_epoch=4)
-    assert len(_ckpts(tmp_path / "b")) <= keep + 1 and not part["finished"]
+    assert len(_ckpts(tmp_path / "b")) <= keep + 1 and not part.finished
     resumed = fit(mapping_job(_arrays(), NET, cfg), cfg, str(tmp_path / "b"), "h", resume=True)
-    a, b = load_checkpoint(full["last_checkpoint_url"]), load_checkpoint(resumed["last_checkpoint_url"])
+    a, b = load_checkpoint(full.last_checkpoint_url), load_checkpoint(resumed.last_checkpoint_url)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert _ckpts(tmp_path / "b") == _ckpts(tmp_path / "a")

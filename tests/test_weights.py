@@ -14,14 +14,15 @@ from typer.testing import CliRunner
 
 from flows.cli_weights import weights_app
 from mm2latent import weights
-from mm2latent.download import DownloadConfig, part_path
 from mm2latent.errors import (DownloadError, MissingWeightsError, UnknownWeightsError,
                               WeightsIntegrityError)
+from storage.atomic import is_temp_name
+from storage.download import DownloadCfg, part_path
 from tests.loopback_http import LoopbackServer
 
 BLOB = os.urandom(200_000)
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
-FAST = DownloadConfig(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
+FAST = DownloadCfg(timeout=5.0, retries=0, retry_wait=0.0, chunk_size=16_384)
 UNPUBLISHED = "farl.ep16"            # registry entry without a published sha256
 PUBLISHED = "clip.vit-b-32-openai"   # registry entry with a published sha256
 MANUAL = "e4e.ffhq-encode"           # Google-Drive-only entry
@@ -155,15 +156,15 @@ def test_published_digest_mismatch_keeps_nothing(monkeypatch, server, tmp_path):
     assert not part_path(weights.cache_path(PUBLISHED, tmp_path)).exists()
     _point_at(monkeypatch, PUBLISHED, server.url("blob.bin"), sha256=BLOB_SHA)
     assert weights.fetch(PUBLISHED, tmp_path, config=FAST).read_bytes() == BLOB
-    assert UNPUBLISHED not in weights.load_recorded(tmp_path)["entries"]
+    assert UNPUBLISHED not in weights.load_recorded(tmp_path).entries
 
 
 def test_resolve_trusts_stamp_but_rehashes_after_any_edit(monkeypatch, server, tmp_path):
     _point_at(monkeypatch, UNPUBLISHED, server.url("blob.bin"))
     path = weights.fetch(UNPUBLISHED, tmp_path, config=FAST)
     hashed: list[Path] = []
-    real = weights.sha256_file
-    monkeypatch.setattr(weights, "sha256_file", lambda p: hashed.append(p) or real(p))
+    real = weights.file_sha256
+    monkeypatch.setattr(weights, "file_sha256", lambda p: hashed.append(p) or real(p))
     for _ in range(3):
         weights.resolve(UNPUBLISHED, tmp_path)
     assert hashed == []  # unchanged (size, mtime_ns, ctime_ns): no rehash
@@ -199,7 +200,7 @@ def test_recorded_digest_binds_refetch_until_force(monkeypatch, server, tmp_path
     assert not path.exists()
     weights.fetch(UNPUBLISHED, tmp_path, force=True, config=FAST)
     new_sha = hashlib.sha256(server.state.files["blob.bin"]).hexdigest()
-    assert weights.load_recorded(tmp_path)["entries"][UNPUBLISHED]["sha256"] == new_sha
+    assert weights.load_recorded(tmp_path).entries[UNPUBLISHED].sha256 == new_sha
 
 
 def test_fetch_skips_download_when_cached_copy_is_good(monkeypatch, server, tmp_path):
@@ -243,18 +244,18 @@ def test_corrupt_recorded_json_names_file(tmp_path):
 def test_recorded_json_written_atomically(monkeypatch, server, tmp_path):
     _point_at(monkeypatch, UNPUBLISHED, server.url("blob.bin"))
     weights.fetch(UNPUBLISHED, tmp_path, config=FAST)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    leftovers = [p.name for p in tmp_path.iterdir() if is_temp_name(p.name)]
     assert leftovers == []
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
     before = (tmp_path / weights.RECORDED_FILE).read_text()
-    monkeypatch.setattr(weights.json, "dump", crash)
+    monkeypatch.setattr(os, "fsync", crash)  # the temp file is written, its commit fails
     with pytest.raises(OSError):
         weights.forget_recorded(UNPUBLISHED, tmp_path)
     assert (tmp_path / weights.RECORDED_FILE).read_text() == before
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if is_temp_name(p.name)] == []
 
 
 # --- CLI ---------------------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from mm2latent.benchmark.config import MetricNetsCfg
 from mm2latent.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, load_released
 from mm2latent.model_loading import build_component, load_weights
-from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg, clip_config
+from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.bisenet import BiSeNet
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.models.stylegan2.generator import Generator
-from mm2latent.presets import PRESETS, PresetCfg
+from mm2latent.presets import CLIP_PRESETS, PRESETS, PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training.autoencoders import load_autoencoder
 from mm2latent.training.mapping import load_mapping_net
@@ -70,7 +70,7 @@ def build_metric_nets(preset: PresetCfg, names: MetricNetsCfg, device: str,
         cache_dir: weights cache; None = the default.
         seeded: architectures of seeded (CLIP-score, CMMD) towers; None = the tiny tower.
     """
-    score_cfg, cmmd_cfg = seeded or (clip_config("tiny"), clip_config("tiny"))
+    score_cfg, cmmd_cfg = seeded or (CLIP_PRESETS["tiny"], CLIP_PRESETS["tiny"])
     built = {
         "clip_score": _load_or_seed(preset, "benchmark-clip-score", names.clip_score,
                                     lambda: ClipEmbedder(score_cfg), cache_dir),

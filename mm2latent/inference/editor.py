@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent.batching import invariant_forward
-from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.input_checks import check_map_size
-from mm2latent.inference.inputs import (Spatial, broadcast, check_beta, check_flame, check_images,
-                                        check_masks, check_sketches, check_texts)
+from mm2latent.inference.inputs import Spatial, broadcast, check_beta, check_images, check_texts
+from mm2latent.modalities.network_input import VectorInput
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
@@ -26,8 +27,6 @@ from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed
 from mm2latent.synth import stages
-from mm2latent.training.autoencoders import to_network_input
-from mm2latent.training.data import resize_map
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:
@@ -59,12 +58,16 @@ class Mm2LatentGenerator:
         autoencoder: the mask / sketch autoencoder the MappingNet was trained with; None for flame.
         device: torch device of every network.
         cache_dir: weights cache for the lazily loaded networks; None = the default.
+        registry: the modalities; `modality`'s network input says how a raw condition is
+            checked and fed; None = default_registry().
     """
 
     def __init__(self, preset: PresetCfg, modality: str, generator: Generator, farl: ClipEmbedder,
                  mapping: MappingNet, autoencoder: SpatialAutoencoder | None,
-                 device: torch.device, cache_dir: Path | None = None) -> None:
+                 device: torch.device, cache_dir: Path | None = None,
+                 registry: ModalityRegistry | None = None) -> None:
         self.preset, self.modality, self.device, self.cache_dir = preset, modality, device, cache_dir
+        self.condition = (registry or default_registry()).condition(modality)
         self.generator, self.farl, self.mapping, self.autoencoder = generator, farl, mapping, autoencoder
         self._check_dims()
         self._e4e: E4EEncoder | None = None
@@ -73,7 +76,8 @@ class Mm2LatentGenerator:
     def _check_dims(self) -> None:
         """ConfigError when the registered models do not fit the preset's networks."""
         cfg = self.mapping.cfg
-        spatial = FLAME_DIM if self.autoencoder is None else self.autoencoder.cfg.bottleneck_dim
+        vector = isinstance(self.condition, VectorInput)  # a vector feeds the MappingNet as stored
+        spatial = self.condition.dim if vector else self.autoencoder.cfg.bottleneck_dim
         pairs = (("text_dim", cfg.text_dim, "FaRL embed_dim", self.farl.cfg.embed_dim),
                  ("spatial_dim", cfg.spatial_dim, f"{self.modality} embedding width", spatial),
                  ("w_dim", cfg.w_dim, "generator w_dim", self.generator.cfg.w_dim))
@@ -103,14 +107,14 @@ class Mm2LatentGenerator:
                 or flame codes (159,) / (B, 159). Maps are resized to the autoencoder's side as
                 in training (nearest for masks, area + re-binarise for sketches).
         """
-        if self.modality == "flame":
-            return check_flame(spatial).to(self.device)
-        maps = check_masks(spatial) if self.modality == "mask" else check_sketches(spatial)
+        if isinstance(self.condition, VectorInput):
+            return self.condition.check(spatial).to(self.device)  # (B, D)
+        maps = self.condition.check(spatial)  # (B, H, W)
         ae_cfg = self.autoencoder.cfg
         check_map_size(maps.shape, self.modality, min(ae_cfg.resolution, self.preset.store_size))
-        maps = torch.stack([resize_map(m, self.modality, ae_cfg.resolution) for m in maps])  # (B, R, R)
-        inputs = to_network_input(maps.to(self.device), ae_cfg)
-        # Padded like synth-data's stages so a lone map encodes as it did inside a batch.
+        maps = torch.stack([self.condition.resize(m, ae_cfg.resolution) for m in maps])  # (B, R, R)
+        inputs = self.condition.to_input(maps.to(self.device), ae_cfg)
+        # Batch-invariant like synth-data's stages: a lone map encodes as it did in a batch.
         return invariant_forward(self.autoencoder.encode, inputs)  # (B, D)
 
     @torch.no_grad()

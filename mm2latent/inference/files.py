@@ -13,13 +13,12 @@ from mm2latent.errors import ConfigError
 from mm2latent.inference.inputs import check_flame, check_masks, check_sketches
 from mm2latent.modalities.codecs import encode_png
 from storage.atomic import atomic_write_bytes
-from storage.fs import open_fs
+from storage.fs import read_file
 
 
 def _read_bytes(url: str, what: str) -> bytes:
-    fs, path = open_fs(url)
     try:
-        return fs.cat_file(path)
+        return read_file(url)
     except FileNotFoundError as e:
         raise ConfigError(f"{what} file {url} does not exist.") from e
 

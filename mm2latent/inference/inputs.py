@@ -5,22 +5,34 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from mm2latent.dims import FLAME_DIM, NUM_MASK_CLASSES
 from mm2latent.errors import ConfigError
+from mm2latent.modalities import flame, mask, sketch
+from mm2latent.modalities.network_input import Spatial
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 
-MODALITIES = ("mask", "sketch", "flame")
-Spatial = np.ndarray | torch.Tensor  # raw condition: mask ids, sketch 0/255 or flame vectors
+# The default registry's conditions ("mask", "sketch", "flame"); pass a registry for others.
+MODALITIES = default_registry().conditions
+check_masks = mask.check_masks        # (B, H, W) int64 ids from raw masks
+check_sketches = sketch.check_sketches  # (B, H, W) uint8 {0, 1} from raw 0/255 sketches
+check_flame = flame.NETWORK_INPUT.check  # (B, 159) float32 from raw (159,) / (B, 159) codes
 
 
-def check_modality(modality: str) -> str:
-    """`modality` if it is one of MODALITIES, else ConfigError listing them."""
-    if modality not in MODALITIES:
+def check_modality(modality: str, registry: ModalityRegistry | None = None) -> str:
+    """`modality` if it can condition a MappingNet, else ConfigError listing the registry's conditions."""
+    registry = registry or default_registry()
+    if modality not in registry.conditions:
         raise ConfigError(f"modality={modality!r} is not valid; choose one of "
-                          f"{', '.join(MODALITIES)}.")
+                          f"{', '.join(registry.conditions)}.")
     return modality
+
+
+def check_condition(modality: str, raw: Spatial, registry: ModalityRegistry | None = None
+                    ) -> torch.Tensor:
+    """A raw condition checked by its modality's network input: (B, H, W) maps or (B, D) vectors."""
+    return (registry or default_registry()).condition(check_modality(modality, registry)).check(raw)
 
 
 def check_texts(texts: Sequence[str], name: str = "texts") -> list[str]:
@@ -35,61 +47,6 @@ def check_texts(texts: Sequence[str], name: str = "texts") -> list[str]:
             raise ConfigError(f"{name}[{i}] is {text!r}; a caption must be a non-empty string, "
                               "e.g. 'a smiling woman with blond hair'.")
     return texts
-
-
-def _as_tensor(x: Spatial, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.array(x))  # a copy: arrays read from PNGs are read-only
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
-    raise ConfigError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
-
-
-def _batched_maps(x: Spatial, name: str) -> torch.Tensor:
-    """(B, H, W) from (H, W) or (B, H, W); ConfigError otherwise."""
-    t = _as_tensor(x, name)
-    if t.ndim == 2:
-        t = t.unsqueeze(0)  # (1, H, W)
-    if t.ndim != 3 or t.shape[0] == 0:
-        raise ConfigError(f"{name} must be (H, W) or (B, H, W) with B >= 1, got {tuple(t.shape)}.")
-    return t
-
-
-def check_masks(masks: Spatial) -> torch.Tensor:
-    """(B, H, W) int64 CelebAMask-HQ ids; ConfigError for floats or ids outside 0..18."""
-    t = _batched_maps(masks, "mask")
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ConfigError(f"mask must hold integer class ids 0..18, got dtype {t.dtype}.")
-    lo, hi = int(t.min()), int(t.max())
-    if lo < 0 or hi >= NUM_MASK_CLASSES:
-        raise ConfigError(f"mask labels span [{lo}, {hi}] but must lie in 0..18 (CelebAMask-HQ "
-                          "ids, 0 background). Fix: pass a label-id PNG, not colours or id*10 grey.")
-    return t.long()
-
-
-def check_sketches(sketches: Spatial) -> torch.Tensor:
-    """(B, H, W) uint8 in {0, 1} from 0/255 sketches; ConfigError for any other value."""
-    t = _batched_maps(sketches, "sketch")
-    bad = (t != 0) & (t != 255)
-    if bool(bad.any()):
-        found = sorted({float(v) for v in t[bad].unique()[:5].tolist()})
-        raise ConfigError(f"sketch must hold only 0 (background) and 255 (stroke); found values "
-                          f"{found}. Fix: threshold it, e.g. np.where(sketch >= 128, 255, 0).")
-    return (t == 255).to(torch.uint8)
-
-
-def check_flame(flame: Spatial) -> torch.Tensor:
-    """(B, 159) float32 3DMM codes from (159,) or (B, 159); ConfigError otherwise."""
-    t = _as_tensor(flame, "flame")
-    given = tuple(t.shape)
-    if t.ndim == 1:
-        t = t.unsqueeze(0)  # (1, 159)
-    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] != FLAME_DIM:
-        raise ConfigError(f"flame must be ({FLAME_DIM},) or (B, {FLAME_DIM}) (DECA shape 100 + "
-                          f"expression 50 + pose 6 + camera 3), got {given}.")
-    if not t.dtype.is_floating_point or not bool(torch.isfinite(t).all()):
-        raise ConfigError("flame must be finite floating-point values.")
-    return t.float()
 
 
 def check_beta(beta: float) -> float:

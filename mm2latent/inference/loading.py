@@ -11,6 +11,7 @@ import torch
 from mm2latent.errors import ConfigError
 from mm2latent.inference.editor import Mm2LatentGenerator
 from mm2latent.inference.inputs import check_modality
+from mm2latent.modalities.registry import default_registry
 from mm2latent.model_loading import build_component, load_weights
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
@@ -51,7 +52,7 @@ def load_registered(registry_url: str, modality: str
                           f"train mapping --modality {modality} --out {registry_url}`.")
     tags = {record.name: record.tag}
     autoencoder = None
-    if modality != "flame":
+    if modality in default_registry().maps:  # a vector condition (flame) has no autoencoder
         ae_record = _record_for_tag(registry, record.extra.get("embeddings_version"), ae_name(modality))
         if ae_record is None:
             raise ConfigError(f"{registry.index_url}: no {ae_name(modality)!r} registered. Fix: "

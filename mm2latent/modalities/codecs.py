@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -47,14 +49,21 @@ def decode_image(data: bytes, mode: str) -> np.ndarray:
         return np.asarray(im.convert(mode))
 
 
-def vector_codec(name: str):
+def decode_vector(data: bytes) -> torch.Tensor:
+    """float32 tensor of `.npy` bytes (read with allow_pickle=False)."""
+    return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class VectorEncoder:
+    """Encodes a float32 vector as the tar member `<name>.npy` (a class, so specs pickle)."""
+
+    name: str  # the modality's name; the member extension is `<name>.npy`
+
+    def __call__(self, value: np.ndarray, _image_format: str) -> tuple[str, bytes]:
+        return f"{self.name}.npy", encode_npy(np.asarray(value, dtype=np.float32))
+
+
+def vector_codec(name: str) -> tuple[VectorEncoder, Callable[[bytes], torch.Tensor]]:
     """(encode, decode) of a float32 vector stored as `<name>.npy`."""
-    ext = f"{name}.npy"
-
-    def encode(value: np.ndarray, _image_format: str) -> tuple[str, bytes]:
-        return ext, encode_npy(np.asarray(value, dtype=np.float32))
-
-    def decode(data: bytes) -> torch.Tensor:
-        return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32))
-
-    return encode, decode
+    return VectorEncoder(name), decode_vector

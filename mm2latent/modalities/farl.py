@@ -25,7 +25,14 @@ def _annotate(embedder, batch: SynthBatch) -> Annotation:
     return Annotation(stages.embed(embedder.encode_image, pixels).cpu().numpy())  # (B, 512)
 
 
+def _vector_dim(preset) -> int:
+    return preset.farl.embed_dim
+
+
+def _annotator_width(net) -> int:
+    return net.cfg.embed_dim
+
+
 SPEC = ModalitySpec(name="farl", exts=("farl.npy",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, component="farl",
-                    vector_dim=lambda preset: preset.farl.embed_dim,
-                    annotator_width=lambda net: net.cfg.embed_dim)
+                    vector_dim=_vector_dim, annotator_width=_annotator_width)

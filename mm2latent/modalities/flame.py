@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mm2latent.dims import FLAME_DIM
 from mm2latent.models.deca import ffhq_crop_for_deca
 from mm2latent.modalities.codecs import vector_codec
+from mm2latent.modalities.network_input import VectorInput
 from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
@@ -25,7 +27,19 @@ def _annotate(encoder, batch: SynthBatch) -> Annotation:
     return Annotation(stages.embed(encoder.flame159, crops).cpu().numpy())  # (B, 159)
 
 
+def _vector_dim(preset) -> int:
+    return preset.deca.flame159_dim
+
+
+def _annotator_width(net) -> int:
+    return net.cfg.flame159_dim
+
+
+# The MappingNet takes the 159 numbers themselves (no autoencoder).
+NETWORK_INPUT = VectorInput(name="flame", dim=FLAME_DIM,
+                            about="DECA shape 100 + expression 50 + pose 6 + camera 3")
+
 SPEC = ModalitySpec(name="flame", exts=("flame.npy",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, component="deca",
-                    vector_dim=lambda preset: preset.deca.flame159_dim,
-                    annotator_width=lambda net: net.cfg.flame159_dim)
+                    vector_dim=_vector_dim, annotator_width=_annotator_width,
+                    network_input=NETWORK_INPUT)

@@ -9,9 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mm2latent.errors import ConfigError
+from mm2latent.models.autoencoders import mask_to_input
 from mm2latent.models.face_parser.base import MIN_FACE_FRACTION
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
 from mm2latent.modalities.codecs import encode_png
+from mm2latent.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
 from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
@@ -68,6 +71,49 @@ class ClassFrequency:
         return "mask classes (pixel share): " + ", ".join(f"{n} {s:.3f}" for n, s in shares if s > 0)
 
 
+def _tile(labels: torch.Tensor) -> np.ndarray:
+    return colorize(labels.numpy())  # (H, W, 3)
+
+
+def check_masks(masks: Spatial) -> torch.Tensor:
+    """(B, H, W) int64 CelebAMask-HQ ids; ConfigError for floats or ids outside 0..18."""
+    t = batched_maps(masks, "mask")
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ConfigError(f"mask must hold integer class ids 0..18, got dtype {t.dtype}.")
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= NUM_CLASSES:
+        raise ConfigError(f"mask labels span [{lo}, {hi}] but must lie in 0..18 (CelebAMask-HQ "
+                          "ids, 0 background). Fix: pass a label-id PNG, not colours or id*10 grey.")
+    return t.long()
+
+
+def _to_map(labels: torch.Tensor) -> torch.Tensor:
+    return labels  # storage.readers already gives (H, W) ids
+
+
+def resize_labels(labels: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(H, W) label ids -> (R, R) uint8, nearest: ids are never blended."""
+    if labels.shape[-1] == resolution and labels.shape[-2] == resolution:
+        return labels.to(torch.uint8)
+    return interpolated(labels, resolution, "nearest").to(torch.uint8)  # (R, R)
+
+
+def read_label_png(payload: bytes, num_classes: int) -> np.ndarray:
+    """(H, W) uint8 ids of a single-channel label PNG; ValueError for colours or ids >= num_classes."""
+    with Image.open(io.BytesIO(payload)) as im:
+        if im.mode not in ("L", "P"):
+            raise ValueError(f"a mask must be a single-channel label PNG (class id per pixel), "
+                             f"found mode {im.mode}.")
+        array = np.asarray(im)  # (H, W)
+    if array.max(initial=0) >= num_classes:
+        raise ValueError(f"label {int(array.max())} >= {num_classes} classes; masks must hold "
+                         "CelebAMask-HQ ids 0..18, not colours or id * 10 grey levels.")
+    return array.astype(np.uint8)
+
+
+NETWORK_INPUT = MapInput(check=check_masks, to_map=_to_map, resize=resize_labels,
+                         read_png=read_label_png, to_input=mask_to_input, ae_lr=1e-3, dtype=torch.int64)
+
 SPEC = ModalitySpec(name="mask", exts=("mask.png",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, component="parser", stats=ClassFrequency,
-                    tile=lambda labels: colorize(labels.numpy()))  # (H, W, 3)
+                    tile=_tile, network_input=NETWORK_INPUT)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
+from PIL import Image
 
+from mm2latent.errors import ConfigError
+from mm2latent.models.autoencoders import sketch_to_input
 from mm2latent.modalities.codecs import decode_image, encode_png
+from mm2latent.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
 from mm2latent.modalities.spec import Annotation, ModalitySpec, SynthBatch
 from mm2latent.synth import stages
 
@@ -48,7 +54,43 @@ class EdgeDensity:
         return None if result is None else f"sketch edge density: {result:.4f}"
 
 
-# The sketch "annotator" is the preset's Canny settings: no network, no weights.
+def _build(preset, _cache_dir):
+    return preset.sketch  # the sketch "annotator" is the preset's Canny settings: no network
+
+
+def check_sketches(sketches: Spatial) -> torch.Tensor:
+    """(B, H, W) uint8 in {0, 1} from 0/255 sketches; ConfigError for any other value."""
+    t = batched_maps(sketches, "sketch")
+    bad = (t != 0) & (t != 255)
+    if bool(bad.any()):
+        found = sorted({float(v) for v in t[bad].unique()[:5].tolist()})
+        raise ConfigError(f"sketch must hold only 0 (background) and 255 (stroke); found values "
+                          f"{found}. Fix: threshold it, e.g. np.where(sketch >= 128, 255, 0).")
+    return (t == 255).to(torch.uint8)
+
+
+def _to_map(lines: torch.Tensor) -> torch.Tensor:
+    return lines[0] if lines.ndim == 3 else lines  # storage.readers gives (1, H, W)
+
+
+def resize_strokes(lines: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(H, W) {0,1} strokes -> (R, R) uint8: area average, then re-binarised at half coverage."""
+    if lines.shape[-1] == resolution and lines.shape[-2] == resolution:
+        return lines.to(torch.uint8)
+    return (interpolated(lines, resolution, "area") >= 0.5).to(torch.uint8)  # (R, R)
+
+
+def read_stroke_png(payload: bytes, _num_classes: int) -> np.ndarray:
+    """(H, W) uint8 {0, 1} of a PNG of white strokes (grey >= 128) on black."""
+    with Image.open(io.BytesIO(payload)) as im:
+        array = np.asarray(im.convert("L"))  # (H, W)
+    return (array >= 128).astype(np.uint8)
+
+
+NETWORK_INPUT = MapInput(check=check_sketches, to_map=_to_map, resize=resize_strokes,
+                         read_png=read_stroke_png, to_input=sketch_to_input, ae_lr=1e-2,
+                         dtype=torch.uint8)
+
 SPEC = ModalitySpec(name="sketch", exts=("sketch.png",), encode=_encode, decode=_decode,
-                    annotate=_annotate, build=lambda preset, _cache_dir: preset.sketch,
-                    stats=EdgeDensity, tile=_tile)
+                    annotate=_annotate, build=_build, stats=EdgeDensity, tile=_tile,
+                    network_input=NETWORK_INPUT)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mm2latent.errors import ConfigError
+from mm2latent.modalities.network_input import MapInput, VectorInput
 
 if TYPE_CHECKING:  # presets import model code; specs only need the type
     from mm2latent.presets import PresetCfg
@@ -65,6 +66,12 @@ class ModalitySpec:
         annotator_width: annotator -> width it outputs, checked against vector_dim(preset).
         stats: factory of a ModalityStats for `dataset inspect`; None = no decoded statistics.
         tile: decoded value -> (H, W, 3) uint8 picture for the contact sheet; None = no tile.
+        network_input: how training and inference feed it to a network: MapInput (an
+            autoencoder's input, the MappingNet takes the embedding) or VectorInput (the
+            MappingNet takes the vector); None = it conditions no network.
+
+    Every callable is a module-level function, class or frozen dataclass, never a lambda or
+    closure: registries are pickled to DataLoader workers started with `spawn`.
     """
 
     name: str
@@ -79,6 +86,7 @@ class ModalitySpec:
     annotator_width: Callable[[Any], int] | None = None
     stats: Callable[[], ModalityStats] | None = None
     tile: Callable[[Any], np.ndarray] | None = None
+    network_input: MapInput | VectorInput | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,31 @@ class ModalityRegistry:
     def selectable(self) -> tuple[str, ...]:
         """Names a run may choose with `modalities`, in registry order."""
         return tuple(s.name for s in self.specs if s.selectable)
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """Names a MappingNet can be conditioned on (maps and vectors), in registry order."""
+        return tuple(s.name for s in self.specs if s.network_input is not None)
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        """Names with an autoencoder (MapInput), in registry order."""
+        return tuple(s.name for s in self.specs if isinstance(s.network_input, MapInput))
+
+    def condition(self, name: str) -> MapInput | VectorInput:
+        """How `name` enters a network; ConfigError listing the condition names otherwise."""
+        spec = self._by_name.get(name)
+        if spec is None or spec.network_input is None:
+            raise ConfigError(f"modality={name!r} cannot condition a MappingNet; choose one of "
+                              f"{', '.join(self.conditions)}.")
+        return spec.network_input
+
+    def map_input(self, name: str) -> MapInput:
+        """The MapInput of `name`; ConfigError listing the autoencoder modalities otherwise."""
+        spec = self._by_name.get(name)
+        if spec is None or not isinstance(spec.network_input, MapInput):
+            raise ConfigError(f"autoencoder modality={name!r}; choose one of {', '.join(self.maps)}.")
+        return spec.network_input
 
     def get(self, name: str) -> ModalitySpec:
         """The spec called `name`; ConfigError listing the known names otherwise."""

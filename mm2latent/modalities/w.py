@@ -12,5 +12,9 @@ def _annotate(_annotator: None, batch: SynthBatch) -> Annotation:
     return Annotation(batch.w.float().cpu().numpy())  # (B, w_dim)
 
 
+def _vector_dim(preset) -> int:
+    return preset.generator.w_dim
+
+
 SPEC = ModalitySpec(name="w", exts=("w.npy",), encode=_encode, decode=_decode, annotate=_annotate,
-                    selectable=False, vector_dim=lambda preset: preset.generator.w_dim)
+                    selectable=False, vector_dim=_vector_dim)

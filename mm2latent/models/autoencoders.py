@@ -19,10 +19,11 @@ input and output channels, which only touches the first and last conv (a few tho
 `mask_encoding="grey"` reproduces the authors' input encoding.
 
 The authors' published checkpoints. `arch="official"` builds their exact module layout (see
-`autoencoders_official.py`) so their `.ckpt` files load by name; `AUTOENCODER_PRESETS`'s
-`mask_official` / `sketch_official` also reproduce their inputs: grey levels of FACER label ids
-(their masks come from facer `farl/celebm/448`, stored as facer id * 10), and sketch strokes at
-255 / 250 = 1.02 (their `Normalize(0, 250/255)` after ToTensor), not 1.0.
+`autoencoders_official.py`) so their `.ckpt` files load by name; the presets `mask_official`
+and `sketch_official` (mm2latent.presets.AUTOENCODER_PRESETS) also reproduce their inputs: grey
+levels of FACER label ids (their masks come from facer `farl/celebm/448`, stored as facer id *
+10), and sketch strokes at 255 / 250 = 1.02 (their `Normalize(0, 250/255)` after ToTensor), not
+1.0.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mm2latent.config_utils import resolve_preset
 from mm2latent.dims import LATENT_DIM, NUM_MASK_CLASSES
 from mm2latent.errors import ConfigError
 from mm2latent.models.autoencoders_official import SKETCH_HEAD_CHANNELS, build_official
@@ -128,32 +128,6 @@ class AutoencoderCfg:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(choices)}.")
-
-
-AUTOENCODER_PRESETS: dict[str, AutoencoderCfg] = {
-    "mask": AutoencoderCfg(),
-    "mask_grey": AutoencoderCfg(in_channels=1, mask_encoding="grey"),
-    "sketch": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True),
-    # The authors' released networks and inputs (Open-Debin/MM2Latent at 1d381a2).
-    "mask_official": AutoencoderCfg(in_channels=1, mask_encoding="grey", arch="official",
-                                    label_order="facer"),
-    "sketch_official": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True,
-                                      arch="official", stroke_value=OFFICIAL_STROKE_VALUE),
-    "tiny_mask": AutoencoderCfg(resolution=64, widths=(8, 16, 8)),
-    "tiny_sketch": AutoencoderCfg(
-        kind="sketch", resolution=64, in_channels=1, widths=(8, 16, 8), stem=True, batchnorm=True
-    ),
-}
-
-
-def autoencoder_preset(name: str, **overrides: object) -> AutoencoderCfg:
-    """A named autoencoder config, with fields replaced by `overrides`.
-
-    Args:
-        name: one of AUTOENCODER_PRESETS.
-        **overrides: AutoencoderCfg fields to replace.
-    """
-    return resolve_preset(AUTOENCODER_PRESETS, name, overrides)
 
 
 def official_variant(cfg: AutoencoderCfg) -> AutoencoderCfg:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from collections.abc import Mapping
 
 import torch
@@ -18,6 +17,8 @@ import torch
 from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
 from mm2latent.errors import CheckpointError
 from mm2latent.models.clip_towers import ClipEmbedder, ClipTowerCfg
+from storage.fs import is_file
+from storage.torch_files import load_torchscript
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,10 @@ def _read_openai_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     # We only read the archive's tensors and never run its graph: the TorchScript code is
     # traced with fp16 weights and device constants baked in, running it would give a second
     # inference path to keep equal to open_clip's, and fp32 open_clip works on any device.
-    if not os.path.isfile(path):
+    if not is_file(os.fspath(path)):
         raise CheckpointError(path, "file does not exist.", "Check the path or download it.")
     try:
-        with warnings.catch_warnings():
-            # torch deprecates TorchScript, but it is the format OpenAI published the weights in.
-            warnings.simplefilter("ignore", FutureWarning)
-            archive = torch.jit.load(path, map_location="cpu")
+        archive = load_torchscript(path)
     except Exception as jit_error:  # not TorchScript: maybe a plain state dict of that layout
         logger.debug("%s: not a TorchScript archive (%s); trying torch.load", path, jit_error)
     else:

@@ -14,7 +14,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import open_clip
 import torch
@@ -23,7 +22,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
-from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.config_utils import require_positive
 from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import ConfigError
 from mm2latent.models.image_checks import check_rgb_images
@@ -68,33 +67,6 @@ class ClipTowerCfg:
     def grid_size(self) -> int:
         """Patches per image side."""
         return self.image_size // self.patch_size
-
-
-CLIP_PRESETS: dict[str, ClipTowerCfg] = {
-    # FaRL-Base-Patch16 (ep16 / ep64) has exactly CLIP ViT-B/16's architecture.
-    "farl-b16": ClipTowerCfg(),
-    "clip-vit-b16": ClipTowerCfg(),
-    "clip-vit-b32": ClipTowerCfg(patch_size=32),
-    "clip-vit-l14-336": ClipTowerCfg(embed_dim=768, image_size=336, patch_size=14,
-                                     vision_width=1024, vision_layers=24, vision_heads=16,
-                                     text_width=768, text_heads=12),
-    # Test/CI size. Keeps embed_dim 512 (datasets store 512-d embeddings), the real tokenizer
-    # (vocab 49408, context 77) and heads = width // 64, so OpenAI-style shape inference gives
-    # back this exact config. ~7.6 M parameters, 6.3 M of them the token embedding.
-    "tiny": ClipTowerCfg(image_size=64, patch_size=16, vision_width=128, vision_layers=2,
-                         vision_heads=2, text_width=128, text_layers=2, text_heads=2),
-}
-
-
-def clip_config(preset: str = "farl-b16", **overrides: Any) -> ClipTowerCfg:
-    """Named ClipTowerCfg preset with field overrides.
-
-    Args:
-        preset: one of CLIP_PRESETS ("farl-b16", "clip-vit-b16", "clip-vit-b32",
-            "clip-vit-l14-336", "tiny").
-        **overrides: ClipTowerCfg fields to replace.
-    """
-    return resolve_preset(CLIP_PRESETS, preset, overrides)
 
 
 def tokenize(texts: Sequence[str], context_length: int = CONTEXT_LENGTH) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm2latent.checkpoint_io import describe_container, load_state_checked, read_torch_checkpoint
-from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.config_utils import require_positive
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.image_checks import check_rgb_images
 
@@ -51,7 +51,7 @@ FFHQ_DECA_CROP_SIZE = 0.794  # square side, fraction of the aligned image side
 
 
 @dataclass(frozen=True)
-class DecaConfig:
+class DecaCfg:
     """Architecture of E_flame; the default is the official DECA release."""
 
     base_width: int = 64  # channels of conv1 and of the first stage's bottlenecks; 64 = ResNet-50
@@ -69,7 +69,7 @@ class DecaConfig:
         require_positive(self, ("base_width", "regressor_width", "n_shape", "n_tex", "n_exp",
                                 "n_pose", "n_cam", "n_light"))
         if self.img_size != 224:
-            raise ConfigError(f"DecaConfig.img_size must be 224 (AvgPool2d(7) after a stride "
+            raise ConfigError(f"DecaCfg.img_size must be 224 (AvgPool2d(7) after a stride "
                               f"of 32), got {self.img_size}.")
 
     @property
@@ -92,23 +92,6 @@ class DecaConfig:
     def flame159_dim(self) -> int:
         """Width of the shape+exp+pose+cam vector (159 for DECA)."""
         return self.n_shape + self.n_exp + self.n_pose + self.n_cam
-
-
-DECA_PRESETS: dict[str, DecaConfig] = {
-    "official": DecaConfig(),
-    # Same block structure and key names, 1/8 of the widths; ~0.4 M parameters.
-    "tiny": DecaConfig(base_width=8, regressor_width=64),
-}
-
-
-def deca_config(preset: str = "official", **overrides: Any) -> DecaConfig:
-    """Named DecaConfig preset with field overrides.
-
-    Args:
-        preset: one of DECA_PRESETS ("official", "tiny").
-        **overrides: DecaConfig fields to replace.
-    """
-    return resolve_preset(DECA_PRESETS, preset, overrides)
 
 
 @dataclass(frozen=True)
@@ -159,7 +142,7 @@ class Bottleneck(nn.Module):
 class ResNet50Trunk(nn.Module):
     """ResNet-50 without its classifier; returns the 7x7-average-pooled feature."""
 
-    def __init__(self, cfg: DecaConfig) -> None:
+    def __init__(self, cfg: DecaCfg) -> None:
         super().__init__()
         w = cfg.base_width
         self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
@@ -187,7 +170,7 @@ class ResNet50Trunk(nn.Module):
 class FlameEncoder(nn.Module):
     """DECA's E_flame: images in [0, 1] at 224 px -> 236 FLAME/camera/light parameters."""
 
-    def __init__(self, cfg: DecaConfig) -> None:
+    def __init__(self, cfg: DecaCfg) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = ResNet50Trunk(cfg)
@@ -236,7 +219,7 @@ class FlameEncoder(nn.Module):
         return self.encode(images).flame159
 
 
-def split_code(code: torch.Tensor, cfg: DecaConfig) -> FlameCode:
+def split_code(code: torch.Tensor, cfg: DecaCfg) -> FlameCode:
     """Split a (B, code_dim) code in DECA's param_list order.
 
     Args:
@@ -290,7 +273,7 @@ def ffhq_crop_for_deca(images: torch.Tensor, out_size: int = 224) -> torch.Tenso
 
 
 def flame_encoder_from_checkpoint(
-    checkpoint: Any, path: str | os.PathLike[str], cfg: DecaConfig | None = None
+    checkpoint: Any, path: str | os.PathLike[str], cfg: DecaCfg | None = None
 ) -> FlameEncoder:
     """Build a FlameEncoder from an already-read `deca_model.tar` object.
 
@@ -299,7 +282,7 @@ def flame_encoder_from_checkpoint(
         path: where it came from (for messages).
         cfg: architecture; None = the official DECA release.
     """
-    cfg = cfg or DecaConfig()
+    cfg = cfg or DecaCfg()
     if not isinstance(checkpoint, dict) or "E_flame" not in checkpoint:
         raise CheckpointError(path, f"no 'E_flame' entry (found {describe_container(checkpoint)}).",
                               "Expected DECA's deca_model.tar: a dict with 'E_flame', "
@@ -313,7 +296,7 @@ def flame_encoder_from_checkpoint(
 
 
 def load_deca_flame_encoder(
-    path: str | os.PathLike[str], cfg: DecaConfig | None = None
+    path: str | os.PathLike[str], cfg: DecaCfg | None = None
 ) -> FlameEncoder:
     """Load E_flame from DECA's `deca_model.tar` (zip or legacy torch format), in eval mode.
 

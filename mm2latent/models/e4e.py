@@ -40,7 +40,7 @@ from torch import nn
 
 from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
                                      read_torch_checkpoint)
-from mm2latent.config_utils import require_positive, resolve_preset
+from mm2latent.config_utils import require_positive
 from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.image_checks import check_rgb_images
@@ -55,7 +55,7 @@ STYLE_LRELU_SLOPE = 0.01  # nn.LeakyReLU() default, as in GradualStyleBlock
 
 
 @dataclass(frozen=True)
-class E4EConfig:
+class E4ECfg:
     """Architecture of the e4e encoder; the default is the official FFHQ 1024 release."""
 
     stylegan_size: int = 1024  # generator resolution, px; n_styles = 2 log2(size) - 2 (18)
@@ -74,9 +74,9 @@ class E4EConfig:
         for name in ("stylegan_size", "input_size"):
             value = getattr(self, name)
             if value < 32 or value & (value - 1):
-                raise ConfigError(f"E4EConfig.{name} must be a power of two >= 32, got {value}.")
+                raise ConfigError(f"E4ECfg.{name} must be a power of two >= 32, got {value}.")
         if self.base_width < self.se_reduction:
-            raise ConfigError(f"E4EConfig.base_width ({self.base_width}) must be >= "
+            raise ConfigError(f"E4ECfg.base_width ({self.base_width}) must be >= "
                               f"se_reduction ({self.se_reduction}): the SE bottleneck would "
                               "have no channels.")
 
@@ -94,25 +94,6 @@ class E4EConfig:
     def stage_depths(self) -> tuple[int, ...]:
         """Output channels of the four IR-SE stages (64, 128, 256, 512)."""
         return tuple(self.base_width * 2**i for i in range(len(IR50_UNITS)))
-
-
-E4E_PRESETS: dict[str, E4EConfig] = {
-    "ffhq1024": E4EConfig(),
-    # 1/4 widths, 64-channel style convs and a 64 px input (~1/60 of the multiply-adds): same
-    # key names except that each style block has 2 fewer convs (its map is 4x smaller).
-    "tiny": E4EConfig(stylegan_size=256, w_dim=64, style_width=64, base_width=16,
-                      input_size=64),
-}
-
-
-def e4e_config(preset: str = "ffhq1024", **overrides: Any) -> E4EConfig:
-    """Named E4EConfig preset with field overrides.
-
-    Args:
-        preset: one of E4E_PRESETS ("ffhq1024", "tiny").
-        **overrides: E4EConfig fields to replace.
-    """
-    return resolve_preset(E4E_PRESETS, preset, overrides)
 
 
 class SEModule(nn.Module):
@@ -133,7 +114,7 @@ class SEModule(nn.Module):
 class BottleneckIRSE(nn.Module):
     """IR-SE unit: res_layer(x) + shortcut(x), stride on the second 3x3 conv."""
 
-    def __init__(self, in_ch: int, depth: int, stride: int, cfg: E4EConfig) -> None:
+    def __init__(self, in_ch: int, depth: int, stride: int, cfg: E4ECfg) -> None:
         super().__init__()
         if in_ch == depth:
             # 1x1 max-pool with a stride is plain subsampling: keep every stride-th pixel.
@@ -189,7 +170,7 @@ def _upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
 class Encoder4Editing(nn.Module):
     """The e4e network: normalised (B, 3, 256, 256) -> codes (B, n_styles, w_dim)."""
 
-    def __init__(self, cfg: E4EConfig) -> None:
+    def __init__(self, cfg: E4ECfg) -> None:
         super().__init__()
         self.cfg = cfg
         depths = cfg.stage_depths
@@ -264,7 +245,7 @@ class Encoder4Editing(nn.Module):
 class E4EEncoder(nn.Module):
     """Images in [0, 1] -> W+ latents of the StyleGAN2 generator e4e was trained with."""
 
-    def __init__(self, cfg: E4EConfig) -> None:
+    def __init__(self, cfg: E4ECfg) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder4Editing(cfg)
@@ -304,7 +285,7 @@ class E4EEncoder(nn.Module):
 
 
 def e4e_encoder_from_checkpoint(
-    checkpoint: Any, path: str | os.PathLike[str], cfg: E4EConfig | None = None
+    checkpoint: Any, path: str | os.PathLike[str], cfg: E4ECfg | None = None
 ) -> E4EEncoder:
     """Build an E4EEncoder from an already-read e4e checkpoint object.
 
@@ -313,7 +294,7 @@ def e4e_encoder_from_checkpoint(
         path: where it came from (for messages).
         cfg: architecture; None = the official FFHQ 1024 release.
     """
-    cfg = cfg or E4EConfig()
+    cfg = cfg or E4ECfg()
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         found = describe_container(checkpoint)
         raise CheckpointError(path, f"no 'state_dict' dict (found {found}).",
@@ -329,7 +310,7 @@ def e4e_encoder_from_checkpoint(
     return model.eval()
 
 
-def load_e4e_encoder(path: str | os.PathLike[str], cfg: E4EConfig | None = None) -> E4EEncoder:
+def load_e4e_encoder(path: str | os.PathLike[str], cfg: E4ECfg | None = None) -> E4EEncoder:
     """Load the e4e encoder and latent_avg from `e4e_ffhq_encode.pt`, in eval mode.
 
     Args:

@@ -36,8 +36,7 @@ from torch import nn
 
 from mm2latent.checkpoint_io import load_state_checked
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
-from mm2latent.config_utils import resolve_preset
-from mm2latent.dims import FLAME_DIM, LATENT_DIM
+from mm2latent.dims import LATENT_DIM
 from mm2latent.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,24 +82,6 @@ class MappingNetCfg:
     def out_dim(self) -> int:
         """Width of the last Linear layer (w_dim, or num_ws * w_dim for w+)."""
         return self.w_dim * (self.num_ws if self.output == "wplus" else 1)
-
-
-MAPPING_PRESETS: dict[str, MappingNetCfg] = {
-    "mask": MappingNetCfg(),
-    "sketch": MappingNetCfg(),
-    "3dmm": MappingNetCfg(spatial_dim=FLAME_DIM),  # DECA shape 100 + exp 50 + pose 6 + cam 3
-    "tiny": MappingNetCfg(text_dim=32, spatial_dim=32, hidden_dim=32, depth=4, w_dim=16),
-}
-
-
-def mapping_preset(name: str, **overrides: object) -> MappingNetCfg:
-    """A named MappingNet config, with fields replaced by `overrides`.
-
-    Args:
-        name: one of MAPPING_PRESETS.
-        **overrides: MappingNetCfg fields to replace.
-    """
-    return resolve_preset(MAPPING_PRESETS, name, overrides)
 
 
 class EqualizedLinear(nn.Linear):

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from mm2latent.checkpoint_io import load_state_checked
 from mm2latent.errors import CheckpointError
-from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder, autoencoder_preset
+from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
+from mm2latent.presets import AUTOENCODER_PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,12 @@ def load_official_autoencoder(path: str | os.PathLike[str], cfg: AutoencoderCfg)
 
     Args:
         path: local path or fsspec URL of the Lightning checkpoint.
-        cfg: an `arch="official"` config, e.g. autoencoder_preset("mask_official").
+        cfg: an `arch="official"` config, e.g. AUTOENCODER_PRESETS["mask_official"].
     """
     if cfg.arch != "official":
         raise CheckpointError(path, f"the authors' files need arch='official', got {cfg.arch!r}.",
-                              "Use autoencoder_preset('mask_official') or ('sketch_official').")
+                              "Use AUTOENCODER_PRESETS['mask_official'] or ['sketch_official'] "
+                              "(mm2latent.presets).")
     ckpt = read_lightning_checkpoint(path)
     state = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(_LOSS_MODULE_PREFIXES)}
     losses = sorted(set(ckpt.state_dict) - set(state))
@@ -59,9 +61,9 @@ def load_official_autoencoder(path: str | os.PathLike[str], cfg: AutoencoderCfg)
 
 def load_official_mask_autoencoder(path: Path) -> SpatialAutoencoder:
     """The authors' grey-level mask autoencoder (registry format `mm2latent-mask-ae-ckpt`)."""
-    return load_official_autoencoder(path, autoencoder_preset("mask_official"))
+    return load_official_autoencoder(path, AUTOENCODER_PRESETS["mask_official"])
 
 
 def load_official_sketch_autoencoder(path: Path) -> SpatialAutoencoder:
     """The authors' sketch autoencoder (registry format `mm2latent-sketch-ae-ckpt`)."""
-    return load_official_autoencoder(path, autoencoder_preset("sketch_official"))
+    return load_official_autoencoder(path, AUTOENCODER_PRESETS["sketch_official"])

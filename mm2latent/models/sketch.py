@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 import torch
 
-from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import ConfigError
 
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
@@ -57,19 +56,6 @@ class SketchCfg:
             problems.append(f"dilation must be >= 0, got {self.dilation}")
         if problems:
             raise ConfigError("SketchCfg: " + "; ".join(problems))
-
-
-PRESETS: dict[str, SketchCfg] = {"official": SketchCfg(), "tiny": SketchCfg(resolution=64)}
-
-
-def sketch_config(preset: str = "official", **overrides: object) -> SketchCfg:
-    """A preset SketchCfg with overrides; unknown presets or fields raise ConfigError.
-
-    Args:
-        preset: one of PRESETS ("official", "tiny").
-        **overrides: SketchCfg fields to change.
-    """
-    return resolve_preset(PRESETS, preset, overrides)
 
 
 def _to_uint8_nhwc(images: np.ndarray | torch.Tensor) -> np.ndarray:

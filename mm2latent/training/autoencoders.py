@@ -11,24 +11,26 @@ import torch
 
 from mm2latent.errors import TrainingError
 from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
-from mm2latent.models.autoencoders import (AutoencoderCfg, SpatialAutoencoder, mask_to_input,
-                                           sketch_to_input)
+from mm2latent.modalities.registry import default_registry
+from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.augment import random_affine_flip
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.input_checks import check_input_files
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.reports import TrainReport
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 
 logger = logging.getLogger(__name__)
 
 
 def to_network_input(maps: torch.Tensor, ae_cfg: AutoencoderCfg) -> torch.Tensor:
-    """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R)."""
-    if ae_cfg.kind == "mask":
-        return mask_to_input(maps, ae_cfg)
-    return sketch_to_input(maps, ae_cfg)
+    """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R).
+
+    The conversion is the MapInput.to_input of the modality the autoencoder is for (ae_cfg.kind).
+    """
+    return default_registry().map_input(ae_cfg.kind).to_input(maps, ae_cfg)
 
 
 def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor) -> torch.Tensor:
@@ -78,8 +80,9 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
                       cfg: AutoencoderTrainCfg, resume: bool = False,
                       on_progress: ProgressFn | None = None,
                       stop_after_epoch: int | None = None, real_dir: str | None = None,
-                      snapshot: ShardSnapshot | None = None) -> dict:
-    """Train one autoencoder on a dataset's complete shards (+ real PNGs); return fit's summary.
+                      snapshot: ShardSnapshot | None = None) -> TrainReport:
+    """Train one autoencoder on a dataset's complete shards (+ real PNGs); fit's report with
+    num_samples filled in.
 
     Args:
         dataset_url: synth-data dataset root.
@@ -96,17 +99,17 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
     snapshot = snapshot_for(dataset_url, snapshot)
     digest = snapshot.dataset_hash
     check_input_files(dataset_url, ("tar",), snapshot.shards)  # the maps below come from the tars
-    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards)
+    indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards,
+                                      cfg.modality_registry)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(
-            real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes)
+            real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes, cfg.modality_registry)
         indices = np.concatenate([indices, real_ids])
         maps = torch.cat([maps, real_maps])  # (N + M, R, R)
         digest = hashlib.sha256(f"{digest}:{real_digest}".encode()).hexdigest()
     job = autoencoder_job(indices, maps, ae_cfg, cfg)
-    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
-    summary["num_samples"] = int(len(indices))
-    return summary
+    report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    return dataclasses.replace(report, num_samples=int(len(indices)))
 
 
 def _autoencoder_from_extra(extra: dict) -> SpatialAutoencoder:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mm2latent.errors import ConfigError
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 
 SCHEDULES = ("cosine", "step", "none")
-AE_MODALITIES = ("mask", "sketch")
 RECIPES = ("ours", "official")
-MAPPING_MODALITIES = ("mask", "sketch", "flame")
 DISTANCES = ("mse", "l1")
-_NOT_RESULT = ("keep_checkpoints",)  # TrainCfg fields that do not change what is trained
+# TrainCfg fields that do not change what is trained (the registry's specs are code, not settings).
+_NOT_RESULT = ("keep_checkpoints", "modality_registry")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class TrainCfg:
     seed: int = 0  # seed of init, shuffling, dropout and PTEG noise
     device: str = "cpu"  # torch device; bit-exact reproducibility is promised on CPU only
     keep_checkpoints: int = 2  # epoch checkpoints kept besides the best one (the last k)
+    # Modalities a trainer may name, and how each becomes a network input; None = default_registry().
+    modality_registry: ModalityRegistry | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.keep_checkpoints < 1:
@@ -66,8 +69,14 @@ class TrainCfg:
         Housekeeping fields (_NOT_RESULT) are left out: changing them neither names a new run
         directory nor blocks a resume.
         """
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_RESULT}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in _NOT_RESULT}  # every result field is a plain number or str
         return {"type": type(self).__name__, **fields}
+
+    @property
+    def modalities(self) -> ModalityRegistry:
+        """The registry `modality` is looked up in."""
+        return self.modality_registry or default_registry()
 
     def digest(self) -> str:
         """sha256 of the JSON form: names a run directory for this exact config."""
@@ -79,15 +88,13 @@ class TrainCfg:
 class AutoencoderTrainCfg(TrainCfg):
     """Training of the mask (MSE) or sketch (binary cross-entropy) autoencoder."""
 
-    modality: str = "mask"  # "mask" or "sketch"; the architecture comes from the preset
+    modality: str = "mask"  # a MapInput modality ("mask", "sketch"); architecture from the preset
     recipe: str = "ours"  # "ours" or "official" (the authors' networks, inputs and schedule)
     augment: bool = False  # the authors' random affine + flip on training batches
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.modality not in AE_MODALITIES:
-            raise ConfigError(
-                f"autoencoder modality={self.modality!r}; choose one of {', '.join(AE_MODALITIES)}.")
+        self.modalities.map_input(self.modality)  # ConfigError listing the map modalities
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe={self.recipe!r}; choose one of {', '.join(RECIPES)}.")
 
@@ -96,7 +103,9 @@ class AutoencoderTrainCfg(TrainCfg):
 class MappingTrainCfg(TrainCfg):
     """Training of one MappingNet: [pseudo text ; spatial embedding] -> w."""
 
-    modality: str = "mask"  # spatial input: "mask" / "sketch" (AE embeddings) or "flame" (3DMM)
+    # Condition: a MapInput modality (its AE embedding: "mask", "sketch") or a VectorInput one
+    # (the stored vector: "flame").
+    modality: str = "mask"
     cosine_weight: float = 10.0  # lambda of loss = dist + lambda * (1 - cos); paper: 10
     distance: str = "mse"  # distance term: "mse" (paper) or "l1"
     pteg: bool = True  # pseudo text embedding y = norm(f + e/|e|); False feeds f itself
@@ -104,9 +113,9 @@ class MappingTrainCfg(TrainCfg):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.modality not in MAPPING_MODALITIES:
+        if self.modality not in self.modalities.conditions:
             raise ConfigError(f"mapping modality={self.modality!r}; choose one of "
-                              f"{', '.join(MAPPING_MODALITIES)}.")
+                              f"{', '.join(self.modalities.conditions)}.")
         if self.distance not in DISTANCES:
             raise ConfigError(f"distance={self.distance!r}; choose one of {', '.join(DISTANCES)}.")
         if self.cosine_weight < 0:
@@ -114,19 +123,22 @@ class MappingTrainCfg(TrainCfg):
 
 
 def autoencoder_train_cfg(modality: str, recipe: str = "ours",
+                          modality_registry: ModalityRegistry | None = None,
                           **overrides: object) -> AutoencoderTrainCfg:
-    """The authors' optimiser setup for one autoencoder (lr 1e-3 mask, 1e-2 sketch) + overrides.
+    """The authors' optimiser setup for one autoencoder (its MapInput.ae_lr) + overrides.
 
     Args:
-        modality: "mask" or "sketch".
+        modality: a map modality of the registry ("mask" or "sketch" by default).
         recipe: "ours" (cosine schedule, no augmentation) or "official" (the authors' recipe:
             constant lr, random affine + flip; the network follows from the recipe too).
+        modality_registry: where `modality` is looked up; None = default_registry().
         **overrides: AutoencoderTrainCfg fields to replace; None values are ignored.
     """
     official = recipe == "official"
-    base = AutoencoderTrainCfg(modality=modality, lr=1e-2 if modality == "sketch" else 1e-3,
-                               recipe=recipe, augment=official,
-                               schedule="none" if official else "cosine")
+    lr = (modality_registry or default_registry()).map_input(modality).ae_lr
+    base = AutoencoderTrainCfg(modality=modality, lr=lr, recipe=recipe, augment=official,
+                               schedule="none" if official else "cosine",
+                               modality_registry=modality_registry)
     return replace_cfg(base, overrides)
 
 

@@ -8,21 +8,20 @@ between the splits (a random permutation of 0..N-1 would reshuffle everything wh
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.nn import functional as F
 
 from mm2latent.dims import NUM_MASK_CLASSES
 from mm2latent.errors import DatasetError, TrainingError
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.seeding import derive_seed
 from storage.dataset_index import complete_shards, read_shard_stats
-from storage.fs import open_fs
+from storage.fs import join, list_names, read_file
 from storage.readers import iter_samples, read_vectors
 
 logger = logging.getLogger(__name__)
@@ -101,16 +100,18 @@ def gather(tensors: Mapping[str, torch.Tensor], positions: torch.Tensor) -> dict
     return {name: t.index_select(0, positions) for name, t in tensors.items()}
 
 
-def resize_map(x: torch.Tensor, modality: str, resolution: int) -> torch.Tensor:
-    """(H, W) uint8 label map / {0,1} sketch -> (resolution, resolution) uint8."""
-    if x.shape[-1] == resolution and x.shape[-2] == resolution:
-        return x.to(torch.uint8)
-    grid = x.float()[None, None]  # (1, 1, H, W)
-    if modality == "mask":  # labels: nearest, never blend ids
-        out = F.interpolate(grid, size=(resolution, resolution), mode="nearest")
-    else:  # strokes: area average, then re-binarise at half coverage
-        out = (F.interpolate(grid, size=(resolution, resolution), mode="area") >= 0.5).float()
-    return out[0, 0].to(torch.uint8)  # (R, R)
+def resize_map(x: torch.Tensor, modality: str, resolution: int,
+               registry: ModalityRegistry | None = None) -> torch.Tensor:
+    """(H, W) map of a MapInput modality (label ids, {0,1} strokes) -> (resolution, resolution) uint8.
+
+    Args:
+        x: the map.
+        modality: its modality; the spec's MapInput.resize says how (nearest for masks, area
+            average + re-binarise for sketches).
+        resolution: the side to resize to.
+        registry: where `modality` is looked up; None = default_registry().
+    """
+    return (registry or default_registry()).map_input(modality).resize(x, resolution)
 
 
 def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None = None) -> int:
@@ -132,7 +133,8 @@ def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None
 
 
 def load_spatial(dataset_url: str, modality: str, resolution: int,
-                 shards: Sequence[int] | None = None) -> tuple[np.ndarray, torch.Tensor]:
+                 shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None
+                 ) -> tuple[np.ndarray, torch.Tensor]:
     """(indices (N,), uint8 (N, R, R)) of every sample's mask ids or {0,1} sketch, in index order.
 
     Held in memory at the autoencoder's resolution: N * R * R bytes (30k samples at 256 px:
@@ -140,19 +142,19 @@ def load_spatial(dataset_url: str, modality: str, resolution: int,
 
     Args:
         dataset_url: the dataset root (complete shards only).
-        modality: "mask" or "sketch".
+        modality: a MapInput modality of `registry` ("mask" or "sketch" by default).
         resolution: the autoencoder's input side; stored maps are resized to it.
         shards: the run's shard snapshot; None = every complete shard now.
+        registry: the modalities; None = default_registry().
     """
+    map_input = (registry or default_registry()).map_input(modality)
     check_modality(dataset_url, modality, shards)
     indices, maps = [], []
     samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
-                           split_by_worker=False, shards=shards)
+                           split_by_worker=False, shards=shards, registry=registry)
     for sample in samples:
-        value = sample[modality]
-        value = value[0] if value.ndim == 3 else value  # sketches come as (1, H, W)
         indices.append(sample["index"])
-        maps.append(resize_map(value, modality, resolution))
+        maps.append(map_input.resize(map_input.to_map(sample[modality]), resolution))
     if not maps:
         raise TrainingError(f"{dataset_url}: empty dataset (no {modality} samples in the "
                             "complete shards).")
@@ -164,26 +166,8 @@ def load_spatial(dataset_url: str, modality: str, resolution: int,
     return np.asarray(indices)[order], stacked[torch.as_tensor(order)]
 
 
-def _decode_real_png(url: str, payload: bytes, modality: str, num_classes: int) -> torch.Tensor:
-    """(H, W) uint8 ids (mask: single-channel label PNG) or {0,1} strokes (sketch: white >= 128)."""
-    try:
-        with Image.open(io.BytesIO(payload)) as im:
-            if modality == "mask" and im.mode not in ("L", "P"):
-                raise TrainingError(f"{url}: a mask must be a single-channel label PNG (class id "
-                                    f"per pixel), found mode {im.mode}.")
-            array = np.asarray(im if modality == "mask" else im.convert("L"))
-    except OSError as e:
-        raise TrainingError(f"{url}: not a readable PNG ({e}).") from e
-    if modality == "sketch":
-        return torch.from_numpy((array >= 128).astype(np.uint8))  # (H, W) white strokes
-    if array.max(initial=0) >= num_classes:
-        raise TrainingError(f"{url}: label {int(array.max())} >= {num_classes} classes; masks "
-                            "must hold CelebAMask-HQ ids 0..18, not colours or id * 10 grey levels.")
-    return torch.from_numpy(array.astype(np.uint8))  # (H, W)
-
-
-def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int = NUM_MASK_CLASSES
-                 ) -> tuple[np.ndarray, torch.Tensor, str]:
+def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int = NUM_MASK_CLASSES,
+                 registry: ModalityRegistry | None = None) -> tuple[np.ndarray, torch.Tensor, str]:
     """(ids (N,), uint8 (N, R, R), sha256) of every `*.png` directly under `dir_url`, by name.
 
     For training autoencoders on real masks/sketches besides the synthetic ones. ids are
@@ -193,21 +177,25 @@ def load_png_dir(dir_url: str, modality: str, resolution: int, num_classes: int 
 
     Args:
         dir_url: directory URL (local, memory://, s3://).
-        modality: "mask" (label-id PNGs) or "sketch" (white strokes on black).
+        modality: a MapInput modality: "mask" (label-id PNGs) or "sketch" (white strokes on
+            black) by default; its MapInput.read_png reads each file.
         resolution: the autoencoder's input side.
         num_classes: mask classes; larger ids are an error.
+        registry: the modalities; None = default_registry().
     """
-    fs, root = open_fs(dir_url)
-    paths = sorted(p for p in fs.glob(root.rstrip("/") + "/*.png"))
-    if not paths:
+    map_input = (registry or default_registry()).map_input(modality)
+    names = [n for n in list_names(dir_url) if n.endswith(".png")]
+    if not names:
         raise TrainingError(f"{dir_url}: no *.png files; expected one {modality} per file.")
     digest = hashlib.sha256()
     ids, maps = [], []
-    for path in paths:
-        name = path.rsplit("/", 1)[-1]
-        payload = fs.cat_file(path)
+    for name in names:
+        payload = read_file(join(dir_url, name))
         digest.update(name.encode() + b"\0" + hashlib.sha256(payload).digest())
         ids.append(-1 - derive_seed("real", name))
-        raw = _decode_real_png(f"{dir_url}/{name}", payload, modality, num_classes)
-        maps.append(resize_map(raw, modality, resolution))
+        try:
+            raw = torch.from_numpy(map_input.read_png(payload, num_classes))  # (H, W) uint8
+        except (OSError, ValueError) as e:  # OSError: Pillow cannot read it at all
+            raise TrainingError(f"{dir_url}/{name}: {e}") from e
+        maps.append(map_input.resize(raw, resolution))
     return np.asarray(ids, dtype=np.int64), torch.stack(maps), digest.hexdigest()  # (N, R, R)

@@ -5,6 +5,7 @@ The files (layout in storage/embeddings.py) let MappingNet training read vectors
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
@@ -13,8 +14,12 @@ import torch
 
 from mm2latent.batching import invariant_forward
 from mm2latent.errors import TrainingError
+from mm2latent.modalities.network_input import MapInput
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.training import data
-from mm2latent.training.autoencoders import load_autoencoder, to_network_input
+from mm2latent.training.autoencoders import load_autoencoder
+from mm2latent.training.reports import EmbeddingsReport
 from storage.dataset_index import complete_shards, read_shard_stats
 from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
                                 table_source, write_embedding_table)
@@ -48,18 +53,20 @@ def shard_tar_sha256(dataset_url: str, shard: int) -> str:
 
 
 @torch.no_grad()
-def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int) -> np.ndarray:
+def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int, map_input: MapInput
+                ) -> np.ndarray:
     """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
     model = load_autoencoder(checkpoint_url)
-    # Padded like synth-data's stages: a short last batch encodes as it would in a full one.
-    out = [invariant_forward(model.encode, to_network_input(maps[i:i + batch_size], model.cfg))
+    # Batch-invariant like synth-data's stages: a short last batch encodes as in a full one.
+    out = [invariant_forward(model.encode, map_input.to_input(maps[i:i + batch_size], model.cfg))
            for i in range(0, len(maps), batch_size)]
     return torch.cat(out).numpy()  # (N, D)
 
 
 def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, version: str,
                      batch_size: int = 64, on_progress: Callable[[int], None] | None = None,
-                     shards: Sequence[int] | None = None) -> dict:
+                     shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None
+                     ) -> EmbeddingsReport:
     """Encode every sample of each complete shard; write one parquet per shard (atomically).
 
     Shards whose parquet already exists for this version and was computed from the shard's
@@ -68,27 +75,28 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
 
     Args:
         dataset_url: the dataset root.
-        modality: "mask" or "sketch"; also the vector column's name.
+        modality: a MapInput modality ("mask" or "sketch" by default); also the vector column's name.
         checkpoint_url: the trained autoencoder (a `fit` checkpoint).
         version: embeddings directory name, e.g. "mask-ae-v1".
         batch_size: samples per forward pass (does not change the values).
         on_progress: called with the number of samples of each shard written.
         shards: the run's shard snapshot; None = every complete shard now.
+        registry: the modalities; None = default_registry().
 
     Returns:
-        {"url": version directory, "written": [shard...], "skipped": [shard...], "dim": D}.
+        EmbeddingsReport: the version directory, shards written and skipped, the width D.
     """
     shards = complete_shards(dataset_url) if shards is None else list(shards)
     todo = [s for s in shards if embedding_source(embeddings_url(dataset_url, version, s))
             != shard_tar_sha256(dataset_url, s)]
-    result = {"url": embeddings_url(dataset_url, version), "written": todo,
-              "skipped": [s for s in shards if s not in todo], "dim": None}
+    result = EmbeddingsReport(url=embeddings_url(dataset_url, version), written=tuple(todo),
+                              skipped=tuple(s for s in shards if s not in todo))
     if not todo:
         return result
+    map_input = (registry or default_registry()).map_input(modality)
     model_res = load_autoencoder(checkpoint_url).cfg.resolution
-    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards)
-    vectors = _encode_all(checkpoint_url, maps, batch_size)  # (N, D)
-    result["dim"] = int(vectors.shape[1])
+    indices, maps = data.load_spatial(dataset_url, modality, model_res, shards, registry)
+    vectors = _encode_all(checkpoint_url, maps, batch_size, map_input)  # (N, D)
     manifest = read_vectors(dataset_url, ("key", "shard"), shards)
     if not np.array_equal(manifest["index"], indices):
         raise TrainingError(f"{dataset_url}: the tars and manifests list different samples; "
@@ -99,8 +107,8 @@ def write_embeddings(dataset_url: str, modality: str, checkpoint_url: str, versi
                               indices[rows], modality, vectors[rows])
         if on_progress is not None:
             on_progress(len(rows))
-    logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result["url"])
-    return result
+    logger.info("wrote %s embeddings of %d shard(s) to %s", modality, len(todo), result.url)
+    return dataclasses.replace(result, dim=int(vectors.shape[1]))
 
 
 def read_embeddings(dataset_url: str, version: str, modality: str,

@@ -22,6 +22,7 @@ from torch import nn
 from mm2latent.errors import TrainingError
 from mm2latent.seeding import derive_seed
 from mm2latent.training.config import TrainCfg
+from mm2latent.training.reports import EpochMetrics, TrainReport
 from storage.checkpoints import (checkpoint_name, latest_checkpoint, load_checkpoint,
                                  prune_checkpoints, save_checkpoint)
 from storage.fs import join
@@ -71,17 +72,20 @@ class _State:
         self.noise = torch.Generator().manual_seed(derive_seed(cfg.seed, "noise"))
         self.epoch, self.step, self.bad_epochs = 0, 0, 0
         self.best_epoch, self.best_loss = -1, math.inf
-        self.history: list[dict] = []
+        self.history: list[EpochMetrics] = []
         self.stopped_early = False
 
     def to_checkpoint(self) -> dict:
+        # A dict, not a dataclass: torch.save writes it and `weights_only=True` loading admits
+        # only plain containers, tensors and scalars, so the checkpoint format stays as it was.
         return {
             "format": CHECKPOINT_FORMAT, "model": self.job.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch, "step": self.step,
             "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
             "config": self.cfg.to_dict(), "extra_config": self.job.extra_config,
-            "dataset_hash": self.dataset_hash, "history": self.history,
+            "dataset_hash": self.dataset_hash,
+            "history": [row.to_dict() for row in self.history],
             "best": {"epoch": self.best_epoch, "loss": self.best_loss, "bad_epochs": self.bad_epochs},
             "stopped_early": self.stopped_early,
         }
@@ -94,7 +98,7 @@ class _State:
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise.set_state(ckpt["rng"]["noise"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
-        self.history = list(ckpt["history"])
+        self.history = [EpochMetrics.from_dict(row) for row in ckpt["history"]]
         best = ckpt["best"]
         self.best_epoch, self.best_loss, self.bad_epochs = best["epoch"], best["loss"], best["bad_epochs"]
         self.stopped_early = ckpt["stopped_early"]
@@ -116,6 +120,17 @@ def _check_resumable(url: str, ckpt: dict, state: _State) -> None:
             raise TrainingError(f"{url}: cannot resume, {name} differs ({detail}). {fix}")
 
 
+def _add_losses(sums: dict[str, float], batch: Batch, loss: torch.Tensor,
+                parts: dict[str, torch.Tensor]) -> int:
+    """Add a batch's loss and parts, weighted by its size, to `sums`; return the size."""
+    n = len(next(iter(batch.values())))
+    for name, value in {"loss": loss, **parts}.items():
+        sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+    return n
+
+
+# Loss means are keyed by loss name ("train_loss", "val_cosine", ...): the parts come from each
+# trainer's loss_fn, so they are a mapping, which EpochMetrics.losses holds as it is.
 def _run_epoch(state: _State) -> dict[str, float]:
     """One pass over the training batches; mean loss and parts weighted by batch size."""
     job, sums, count = state.job, {}, 0
@@ -131,10 +146,7 @@ def _run_epoch(state: _State) -> dict[str, float]:
         loss.backward()
         state.optimizer.step()
         state.step += 1
-        n = len(next(iter(batch.values())))
-        count += n
-        for name, value in {"loss": loss, **parts}.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+        count += _add_losses(sums, batch, loss, parts)
     if count == 0:
         raise TrainingError(
             f"epoch {state.epoch} had no training batch (too few training samples for the batch "
@@ -145,7 +157,8 @@ def _run_epoch(state: _State) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(job: TrainJob, seed: int) -> dict[str, float]:
-    """Mean validation loss and parts (eval mode, fixed noise seed so epochs are comparable)."""
+    """Mean validation loss and parts by name, e.g. {"val_loss": ...} (eval mode, fixed noise
+    seed so epochs are comparable); empty without a validation split."""
     if job.val_batches is None:
         return {}
     was_training = job.model.training
@@ -155,10 +168,7 @@ def evaluate(job: TrainJob, seed: int) -> dict[str, float]:
     try:
         for batch in job.val_batches():
             loss, parts = job.loss_fn(batch, noise)
-            n = len(next(iter(batch.values())))
-            count += n
-            for name, value in {"loss": loss, **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+            count += _add_losses(sums, batch, loss, parts)
     finally:
         job.model.train(was_training)
     if count and not math.isfinite(sums["loss"]):
@@ -166,32 +176,31 @@ def evaluate(job: TrainJob, seed: int) -> dict[str, float]:
     return {f"val_{k}": v / count for k, v in sums.items()} if count else {}
 
 
-def _end_epoch(state: _State, metrics: dict[str, float], run_url: str) -> None:
-    """Record metrics, update early stopping, step the schedule, write the checkpoint."""
+def _end_epoch(state: _State, losses: dict[str, float], run_url: str) -> None:
+    """Record the epoch's row, update early stopping, step the schedule, write the checkpoint."""
     cfg = state.cfg
-    row = {"epoch": state.epoch, "step": state.step, "lr": state.optimizer.param_groups[0]["lr"],
-           **metrics, "checkpoint": checkpoint_name(state.step)}
+    row = EpochMetrics(epoch=state.epoch, step=state.step, lr=state.optimizer.param_groups[0]["lr"],
+                       losses=losses, checkpoint=checkpoint_name(state.step))
     state.history.append(row)
-    monitored = metrics.get("val_loss", metrics["train_loss"])
-    if monitored < state.best_loss - cfg.min_delta:
-        state.best_loss, state.best_epoch, state.bad_epochs = monitored, state.epoch, 0
+    if row.monitored < state.best_loss - cfg.min_delta:
+        state.best_loss, state.best_epoch, state.bad_epochs = row.monitored, state.epoch, 0
     else:
         state.bad_epochs += 1
     state.scheduler.step()
     state.epoch += 1
     state.stopped_early = cfg.patience > 0 and state.bad_epochs >= cfg.patience
-    save_checkpoint(join(run_url, row["checkpoint"]), state.to_checkpoint())
+    save_checkpoint(join(run_url, row.checkpoint), state.to_checkpoint())
     # Pruned only after the new file is in place: a crash here leaves one file too many, never
     # one too few. The newest is what a resume loads; the best is what gets registered.
-    keep = {r["checkpoint"] for r in state.history[-cfg.keep_checkpoints:]}
-    keep |= {r["checkpoint"] for r in state.history if r["epoch"] == state.best_epoch}
+    keep = {r.checkpoint for r in state.history[-cfg.keep_checkpoints:]}
+    keep |= {r.checkpoint for r in state.history if r.epoch == state.best_epoch}
     prune_checkpoints(run_url, keep)
-    logger.info("epoch %d/%d: %s", state.epoch, cfg.epochs, {k: round(v, 5) for k, v in metrics.items()})
+    logger.info("epoch %d/%d: %s", state.epoch, cfg.epochs, {k: round(v, 5) for k, v in losses.items()})
 
 
 def fit(job: TrainJob, cfg: TrainCfg, run_url: str, dataset_hash: str, resume: bool = False,
-        on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> dict:
-    """Train `job.model` for cfg.epochs (or until early stopping); return a JSON-able summary.
+        on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> TrainReport:
+    """Train `job.model` for cfg.epochs (or until early stopping); return the run's report.
 
     Args:
         job: model, loss and batch sources.
@@ -205,8 +214,8 @@ def fit(job: TrainJob, cfg: TrainCfg, run_url: str, dataset_hash: str, resume: b
             later); None = train to the end.
 
     Returns:
-        {run_url, checkpoint_url (best epoch), last_checkpoint_url, best_epoch, epochs_done,
-        stopped_early, finished, metrics (best epoch's row), history, dataset_hash}.
+        TrainReport: best and last checkpoint, best epoch, epochs done, whether it finished,
+        and the history (num_samples is left for the trainer to fill in).
     """
     # Leave the caller's global RNG as it was; dropout draws from a seeded/restored copy.
     with torch.random.fork_rng(devices=[]):
@@ -222,28 +231,25 @@ def fit(job: TrainJob, cfg: TrainCfg, run_url: str, dataset_hash: str, resume: b
             logger.info("resumed %s at epoch %d, step %d", latest, state.epoch, state.step)
         limit = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
         while state.epoch < limit and not state.stopped_early:
-            metrics = _run_epoch(state)
-            metrics.update(evaluate(job, cfg.seed))
-            _end_epoch(state, metrics, run_url)
+            losses = _run_epoch(state)
+            losses.update(evaluate(job, cfg.seed))
+            _end_epoch(state, losses, run_url)
             if on_progress is not None:
                 on_progress(1)
     return _summary(state, run_url)
 
 
-def _summary(state: _State, run_url: str) -> dict:
-    """JSON-able result of `fit`."""
+def _summary(state: _State, run_url: str) -> TrainReport:
+    """The report `fit` returns."""
     if not state.history:
         raise TrainingError(f"{run_url}: no epoch was trained (epochs={state.cfg.epochs}).")
-    best = next(r for r in state.history if r["epoch"] == state.best_epoch)
-    metrics = {k: v for k, v in best.items() if k not in ("checkpoint",)}
-    return {
-        "run_url": run_url, "checkpoint_url": join(run_url, best["checkpoint"]),
-        "last_checkpoint_url": join(run_url, state.history[-1]["checkpoint"]),
-        "best_epoch": state.best_epoch, "epochs_done": state.epoch,
-        "stopped_early": state.stopped_early,
-        "finished": state.stopped_early or state.epoch >= state.cfg.epochs,
-        "metrics": metrics, "history": list(state.history), "dataset_hash": state.dataset_hash,
-    }
+    best = next(r for r in state.history if r.epoch == state.best_epoch)
+    return TrainReport(
+        run_url=run_url, checkpoint_url=join(run_url, best.checkpoint),
+        last_checkpoint_url=join(run_url, state.history[-1].checkpoint),
+        best_epoch=state.best_epoch, epochs_done=state.epoch, stopped_early=state.stopped_early,
+        finished=state.stopped_early or state.epoch >= state.cfg.epochs,
+        history=tuple(state.history), dataset_hash=state.dataset_hash)
 
 
 def load_trained_model(url: str, build: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:

@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mm2latent.dims import FLAME_DIM
 from mm2latent.errors import DatasetError, TrainingError
 from mm2latent.losses import mapping_loss
+from mm2latent.modalities.network_input import VectorInput
+from mm2latent.modalities.registry import default_registry
+from mm2latent.modalities.spec import ModalityRegistry
 from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextCfg,
                                           pseudo_text_embedding)
 from mm2latent.seeding import derive_seed, seeded_init
@@ -28,6 +30,7 @@ from mm2latent.training.config import MappingTrainCfg
 from mm2latent.training.embeddings import read_embeddings
 from mm2latent.training.input_checks import check_input_files, check_vectors
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
+from mm2latent.training.reports import MappingTrainReport
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 from storage.readers import read_vectors
 
@@ -35,31 +38,41 @@ logger = logging.getLogger(__name__)
 
 
 def mapping_net_cfg(base: MappingNetCfg, modality: str, use_batchnorm: bool | None = None,
-                    dropout: float | None = None, depth: int | None = None) -> MappingNetCfg:
+                    dropout: float | None = None, depth: int | None = None,
+                    registry: ModalityRegistry | None = None) -> MappingNetCfg:
     """The preset's MappingNet config for `modality` with the ablation switches applied.
 
     Args:
         base: the preset's MappingNetCfg (e.g. get_preset("tiny").mapping).
-        modality: "mask", "sketch" (spatial_dim kept) or "flame" (spatial_dim = 159).
+        modality: a map ("mask", "sketch": spatial_dim kept) or a vector condition ("flame":
+            spatial_dim = its VectorInput.dim, 159).
         use_batchnorm: BatchNorm1d on the input (paper Table 3); None = the preset's.
         dropout: input Dropout probability, 0 = none; None = the preset's.
         depth: number of Linear layers (paper Table 2); None = the preset's.
+        registry: where `modality` is looked up; None = default_registry().
     """
     switches = {"use_batchnorm": use_batchnorm, "dropout": dropout, "depth": depth}
     cfg = dataclasses.replace(base, **{k: v for k, v in switches.items() if v is not None})
-    return dataclasses.replace(cfg, spatial_dim=FLAME_DIM) if modality == "flame" else cfg
+    condition = (registry or default_registry()).condition(modality)
+    if isinstance(condition, VectorInput):
+        return dataclasses.replace(cfg, spatial_dim=condition.dim)
+    return cfg
 
 
 def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str | None,
-                        shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+                        shards: Sequence[int] | None = None,
+                        registry: ModalityRegistry | None = None) -> dict[str, np.ndarray]:
     """{index (N,), farl (N, Dt) unit rows, spatial (N, Ds), w (N, Dw)} aligned by sample index.
 
     Args:
         dataset_url: dataset root.
-        modality: "mask", "sketch" or "flame".
-        embeddings_version: embeddings directory for mask/sketch (e.g. "mask-ae-v1"); unused for flame.
+        modality: a condition of `registry`: "mask", "sketch" or "flame" by default.
+        embeddings_version: embeddings directory for a map condition (e.g. "mask-ae-v1");
+            unused for a vector condition (flame), whose manifest column is read instead.
+        registry: the modalities; None = default_registry().
     """
-    columns = ("w", "farl", "flame") if modality == "flame" else ("w", "farl")
+    vector = isinstance((registry or default_registry()).condition(modality), VectorInput)
+    columns = ("w", "farl", modality) if vector else ("w", "farl")
     check_input_files(dataset_url, ("parquet",), shards)  # the vectors below come from the parquets
     try:
         arrays = read_vectors(dataset_url, ("shard", *columns), shards)
@@ -68,8 +81,8 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
     if len(arrays["index"]) == 0:
         raise TrainingError(f"{dataset_url}: empty dataset (no 'ok' samples in complete shards).")
     check_vectors(dataset_url, arrays, columns)
-    if modality == "flame":
-        arrays["spatial"] = arrays.pop("flame")
+    if vector:
+        arrays["spatial"] = arrays.pop(modality)
     else:
         if embeddings_version is None:
             raise TrainingError(f"a {modality} MappingNet needs autoencoder embeddings; pass the "
@@ -140,8 +153,8 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
 def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
                   embeddings_version: str | None = None, resume: bool = False,
                   on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None,
-                  snapshot: ShardSnapshot | None = None) -> dict:
-    """Train a MappingNet for cfg.modality; return fit's summary (+ num_samples, embeddings_version).
+                  snapshot: ShardSnapshot | None = None) -> MappingTrainReport:
+    """Train a MappingNet for cfg.modality; fit's report plus num_samples and embeddings_version.
 
     Args:
         dataset_url: dataset root (manifests with w, farl and, for flame, flame).
@@ -155,12 +168,15 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
         snapshot: the run's shards (see training/snapshot.py); None = take one now.
     """
     snapshot = snapshot_for(dataset_url, snapshot)
-    version = None if cfg.modality == "flame" else embeddings_version
-    arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards)
+    version = embeddings_version if cfg.modality in cfg.modalities.maps else None
+    arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards,
+                                 cfg.modality_registry)
     job = mapping_job(arrays, net_cfg, cfg)
     digest = mapping_data_hash(snapshot.dataset_hash, version)
-    summary = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
-    return summary | {"num_samples": int(len(arrays["index"])), "embeddings_version": version}
+    report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
+    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    fields["num_samples"] = int(len(arrays["index"]))
+    return MappingTrainReport(**fields, embeddings_version=version)
 
 
 def _mapping_from_extra(extra: dict) -> MappingNet:

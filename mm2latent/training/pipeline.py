@@ -23,7 +23,9 @@ from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_data_hash, train_mapping
 from mm2latent.training.plots import loss_curves_png
 from mm2latent.training.registry import ModelRecord, ModelRegistry
-from mm2latent.training.resume import check_resume_settings
+from mm2latent.training.reports import (AutoencoderReport, MappingReport, RetrainPlan,
+                                        TrainReport)
+from mm2latent.training.resume import SUMMARY_FILE, check_resume_settings
 from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 from storage.atomic import atomic_write_bytes
 from storage.checkpoints import checkpoint_sha256
@@ -50,29 +52,27 @@ def run_url_for(out_url: str, name: str, data_hash: str, cfg: TrainCfg, arch: ob
     return join(out_url, name, f"run-{data_hash[:12]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}")
 
 
-def _finish_run(summary: dict, name: str, dataset_url: str, registry_url: str, config: dict,
-                extra: dict) -> ModelRecord:
+def _finish_run(summary: TrainReport, name: str, dataset_url: str, registry_url: str,
+                config: dict, extra: dict) -> ModelRecord:
     """Write curves.png and summary.json into the run directory, then register the best epoch."""
-    run_url = summary["run_url"]
-    atomic_write_bytes(join(run_url, "curves.png"), loss_curves_png(summary["history"], name))
-    atomic_write_bytes(join(run_url, "summary.json"),
-                       (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(join(summary.run_url, "curves.png"), loss_curves_png(summary.history, name))
+    atomic_write_bytes(join(summary.run_url, SUMMARY_FILE), summary.to_json().encode())
     registry = ModelRegistry(registry_url)
     # Compared as the registry resolves locations: records hold them relative to the registry.
     checkpoint = resolve_location(registry_url, relative_location(registry_url,
-                                                                  summary["checkpoint_url"]))
+                                                                  summary.checkpoint_url))
     for record in registry.records(name):  # a re-run of a finished, registered run
         if record.checkpoint_url == checkpoint:
             return record
-    return registry.register(name, summary["checkpoint_url"], dataset_url, summary["dataset_hash"],
-                             metrics=summary["metrics"], config=config, extra=extra)
+    return registry.register(name, summary.checkpoint_url, dataset_url, summary.dataset_hash,
+                             metrics=summary.metrics_dict(), config=config, extra=extra)
 
 
 def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: AutoencoderCfg,
                     cfg: AutoencoderTrainCfg, resume: bool = False,
                     on_progress: ProgressFn | None = None, real_dir: str | None = None,
-                    snapshot: ShardSnapshot | None = None) -> dict:
-    """Train one autoencoder, register it and write its embeddings; a JSON-able report.
+                    snapshot: ShardSnapshot | None = None) -> AutoencoderReport:
+    """Train one autoencoder, register it and write its embeddings.
 
     Args:
         dataset_url: dataset root.
@@ -86,7 +86,7 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
         snapshot: the shards this run works on (one for every step of a run); None = take one.
 
     Returns:
-        {"record": registry record dict, "summary": fit summary, "embeddings": write report}.
+        AutoencoderReport: the registry record, the training report and the embeddings written.
     """
     name = ae_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
@@ -99,24 +99,26 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
                                 real_dir=real_dir, snapshot=snapshot)
-    if not summary["finished"]:
+    if not summary.finished:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     # Named after the weights, not the registry's version: two registries on one dataset (or
     # two models with the same version number) never share or overwrite each other's vectors.
-    embeddings_dir = f"{name}-{checkpoint_sha256(summary['checkpoint_url'])[:12]}"
+    embeddings_dir = f"{name}-{checkpoint_sha256(summary.checkpoint_url)[:12]}"
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "autoencoder": dataclasses.asdict(ae_cfg)},
                          {"shards": shards, "raw_dataset_hash": digest, "real_dir": real_dir,
                           "embeddings": embeddings_dir})
     embeddings = write_embeddings(dataset_url, cfg.modality, record.checkpoint_url,
-                                  record.extra.get("embeddings", embeddings_dir), shards=shards)
-    return {"record": dataclasses.asdict(record), "summary": summary, "embeddings": embeddings}
+                                  record.extra.get("embeddings", embeddings_dir), shards=shards,
+                                  registry=cfg.modality_registry)
+    return AutoencoderReport(record=record, summary=summary, embeddings=embeddings)
 
 
 def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: MappingNetCfg,
                 cfg: MappingTrainCfg, embeddings_version: str | None = None, resume: bool = False,
-                on_progress: ProgressFn | None = None, snapshot: ShardSnapshot | None = None) -> dict:
-    """Train and register one MappingNet; a JSON-able report {"record", "summary"}.
+                on_progress: ProgressFn | None = None,
+                snapshot: ShardSnapshot | None = None) -> MappingReport:
+    """Train and register one MappingNet; its registry record and training report.
 
     Args:
         dataset_url: dataset root.
@@ -131,7 +133,7 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         snapshot: the shards this run works on (one for every step of a run); None = take one.
     """
     ae_tag, version = None, None
-    if cfg.modality != "flame":
+    if cfg.modality in cfg.modalities.maps:  # a vector condition (flame) needs no autoencoder
         ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
@@ -141,13 +143,13 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
                             snapshot=snapshot)
-    if not summary["finished"]:
+    if not summary.finished:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
                          {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
                           "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash})
-    return {"record": dataclasses.asdict(record), "summary": summary}
+    return MappingReport(record=record, summary=summary)
 
 
 def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> tuple[str, str]:
@@ -172,7 +174,7 @@ def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> t
 
 
 def retrain_plan(dataset_url: str, registry_url: str, names: list[str],
-                 snapshot: ShardSnapshot | None = None) -> dict:
+                 snapshot: ShardSnapshot | None = None) -> RetrainPlan:
     """Whether models `names` are out of date: the dataset has shards the last models did not see.
 
     Args:
@@ -181,13 +183,14 @@ def retrain_plan(dataset_url: str, registry_url: str, names: list[str],
         snapshot: the retrain run's shards; None = take one now.
 
     Returns:
-        {"needed": bool, "reason": str, "new_shards": [...], "dataset_hash": str}.
+        RetrainPlan: whether to retrain, why, the shards not yet seen and the snapshot's hash.
     """
     if snapshot is None and not complete_shards(dataset_url):
         # A scheduled run before the first synth-data is not a failure.
-        return {"needed": False, "dataset_hash": None, "new_shards": [],
-                "reason": f"nothing to do: {dataset_url} has no complete shards yet (missing, "
-                          "or synth-data has not finished a shard); run synth-data into it first."}
+        return RetrainPlan(needed=False,
+                           reason=f"nothing to do: {dataset_url} has no complete shards yet "
+                                  "(missing, or synth-data has not finished a shard); run "
+                                  "synth-data into it first.")
     snapshot = snapshot_for(dataset_url, snapshot)
     shards, digest = list(snapshot.shards), snapshot.dataset_hash
     registry = ModelRegistry(registry_url)
@@ -199,11 +202,11 @@ def retrain_plan(dataset_url: str, registry_url: str, names: list[str],
         if record is None or raw != digest:
             stale.append((name, sorted(set(shards) - seen), record is None))
     if not stale:
-        return {"needed": False, "dataset_hash": digest, "new_shards": [],
-                "reason": f"nothing to do: {', '.join(names)} are up to date with the "
-                          f"{len(shards)} complete shard(s) of {dataset_url}."}
+        return RetrainPlan(needed=False, dataset_hash=digest,
+                           reason=f"nothing to do: {', '.join(names)} are up to date with the "
+                                  f"{len(shards)} complete shard(s) of {dataset_url}.")
     new = sorted({s for _, shard_list, _ in stale for s in shard_list})
     parts = [f"{n} ({'never trained' if missing else f'{len(s)} new shard(s)' if s else 'shards changed'})"
              for n, s, missing in stale]
-    return {"needed": True, "dataset_hash": digest, "new_shards": new,
-            "reason": "retraining: " + "; ".join(parts) + "."}
+    return RetrainPlan(needed=True, reason="retraining: " + "; ".join(parts) + ".",
+                       new_shards=tuple(new), dataset_hash=digest)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
+from mm2latent.training.reports import EpochMetrics
+
 _COLOURS = {"train_loss": (31, 119, 180), "val_loss": (255, 127, 14)}
 _SIZE = (640, 400)  # width, height in pixels
 _MARGIN = (60, 20, 20, 40)  # left, top, right, bottom
@@ -23,11 +25,11 @@ def _scale(values: list[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def loss_curves_png(history: Sequence[dict], title: str = "") -> bytes:
+def loss_curves_png(history: Sequence[EpochMetrics], title: str = "") -> bytes:
     """PNG bytes of train/val loss against epoch (log y axis) from `fit`'s history rows.
 
     Args:
-        history: rows with "epoch" and "train_loss" / "val_loss" (either may be absent).
+        history: `fit`'s rows; a loss a row lacks (val_loss without a split) is not drawn.
         title: text drawn at the top left.
     """
     width, height = _SIZE
@@ -35,9 +37,9 @@ def loss_curves_png(history: Sequence[dict], title: str = "") -> bytes:
     image = Image.new("RGB", _SIZE, "white")
     draw = ImageDraw.Draw(image)
     draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
-    series = {k: [(r["epoch"], r[k]) for r in history if k in r] for k in _COLOURS}
+    series = {k: [(r.epoch, r.losses[k]) for r in history if k in r.losses] for k in _COLOURS}
     low, high = _scale([v for points in series.values() for _, v in points])
-    last_epoch = max((r["epoch"] for r in history), default=0) or 1
+    last_epoch = max((r.epoch for r in history), default=0) or 1
 
     def xy(epoch: float, value: float) -> tuple[float, float]:
         x = left + (width - left - right) * epoch / last_epoch

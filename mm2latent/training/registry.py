@@ -20,10 +20,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from mm2latent.errors import TrainingError
 from storage.exclusive import create_exclusive
-from storage.fs import join, open_fs
+from storage.fs import join, list_names, read_file
 from storage.locations import relative_location, resolve_location
 
 
@@ -72,65 +73,35 @@ class ModelRegistry:
     def _record_url(self, name: str, version: int) -> str:
         return join(self.url, name, f"v{version:06d}.json")
 
-    def _parse(self, url: str, raw: bytes) -> dict:
-        try:
-            doc = json.loads(raw)
-            if doc.get("format") != REGISTRY_FORMAT:
-                raise ValueError(f"format {doc.get('format')!r}, expected {REGISTRY_FORMAT}")
-            return doc
-        except (ValueError, AttributeError) as e:
-            raise TrainingError(f"{url}: unreadable model registry ({e}). Fix: restore "
-                                "it from a backup or point --registry elsewhere.") from e
-
-    def _legacy(self) -> dict[str, list[dict]]:
-        """Records of the older single-file layout (empty when there is none)."""
+    def _legacy(self) -> dict[str, list[ModelRecord]]:
+        """Records of the older single-file layout by name (empty when there is none)."""
         url = join(self.url, REGISTRY_FILE)
-        fs, path = open_fs(url)
         try:
-            raw = fs.cat_file(path)
+            raw = read_file(url)
         except FileNotFoundError:
             return {}
-        models = self._parse(url, raw).get("models")
+        models = _json_object(url, raw).get("models")
         if not isinstance(models, dict):
-            raise TrainingError(f"{url}: unreadable model registry (no 'models'). Fix: restore "
-                                "it from a backup or point --registry elsewhere.")
-        return models
+            raise _unreadable(url, "no 'models'")
+        return {name: [_stored_record(url, doc) for doc in docs] for name, docs in models.items()}
 
     def _versions(self, name: str) -> list[int]:
         """Version numbers with a record file under `<registry>/<name>/`, ascending."""
-        fs, root = open_fs(join(self.url, name))
-        fs.invalidate_cache(root)  # another process may have registered since the last listing
-        try:
-            entries = fs.ls(root, detail=False)
-        except FileNotFoundError:
-            return []
-        found = (_RECORD_RE.match(e.rstrip("/").rsplit("/", 1)[-1]) for e in entries)
+        found = (_RECORD_RE.match(entry) for entry in list_names(join(self.url, name)))
         return sorted(int(m.group(1)) for m in found if m)
-
-    def _to_record(self, doc: dict) -> ModelRecord:
-        fields = {f.name for f in dataclasses.fields(ModelRecord)}
-        values = {k: v for k, v in doc.items() if k in fields}
-        values["checkpoint_url"] = resolve_location(self.url, values["checkpoint_url"])
-        return ModelRecord(**values)
 
     def records(self, name: str) -> list[ModelRecord]:
         """Every version of `name`, oldest first (empty if none)."""
-        docs = {d["version"]: d for d in self._legacy().get(name, [])}
+        stored = {r.version: r for r in self._legacy().get(name, [])}
         for version in self._versions(name):
             url = self._record_url(name, version)
-            fs, path = open_fs(url)
-            docs[version] = self._parse(url, fs.cat_file(path))
-        return [self._to_record(docs[v]) for v in sorted(docs)]
+            stored[version] = _stored_record(url, _json_object(url, read_file(url)))
+        return [dataclasses.replace(stored[v], checkpoint_url=resolve_location(
+            self.url, stored[v].checkpoint_url)) for v in sorted(stored)]
 
     def names(self) -> list[str]:
         """Registered model names, sorted."""
-        fs, root = open_fs(self.url)
-        fs.invalidate_cache(root)
-        try:
-            entries = fs.ls(root, detail=False)
-        except FileNotFoundError:
-            entries = []
-        dirs = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries}
+        dirs = list_names(self.url)
         return sorted(set(self._legacy()) | {d for d in dirs if self._versions(d)})
 
     def latest(self, name: str) -> ModelRecord | None:
@@ -152,7 +123,7 @@ class ModelRegistry:
                  extra: dict | None = None) -> ModelRecord:
         """Add the next version of `name`; safe against concurrent registrations (see module doc)."""
         stored = relative_location(self.url, checkpoint_url)
-        legacy = [d["version"] for d in self._legacy().get(name, [])]
+        legacy = [r.version for r in self._legacy().get(name, [])]
         version = max([0, *legacy, *self._versions(name)]) + 1
         while True:
             record = ModelRecord(
@@ -166,3 +137,31 @@ class ModelRegistry:
             version += 1  # another run claimed this number first: take the next one
         logger.info("registered %s (%s)", record.tag, checkpoint_url)
         return dataclasses.replace(record, checkpoint_url=resolve_location(self.url, stored))
+
+
+def _unreadable(url: str, problem: object) -> TrainingError:
+    return TrainingError(f"{url}: unreadable model registry ({problem}). Fix: restore it from a "
+                         "backup or point --registry elsewhere.")
+
+
+def _json_object(url: str, raw: bytes) -> dict[str, Any]:
+    """The JSON object in registry file `url`, checked for this layout's format number."""
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != REGISTRY_FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}, expected {REGISTRY_FORMAT}")
+        return doc
+    except (ValueError, AttributeError) as e:
+        raise _unreadable(url, e) from e
+
+
+def _stored_record(url: str, doc: object) -> ModelRecord:
+    """A record as stored in file `url` (checkpoint location not yet resolved); unknown keys,
+    such as the file's format number, are ignored."""
+    if not isinstance(doc, dict):
+        raise _unreadable(url, f"a record is a {type(doc).__name__}, not an object")
+    names = {f.name for f in dataclasses.fields(ModelRecord)}
+    try:
+        return ModelRecord(**{k: v for k, v in doc.items() if k in names})
+    except TypeError as e:  # a required field is missing
+        raise _unreadable(url, e) from e

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mm2latent.errors import TrainingError
 from storage.checkpoints import latest_checkpoint, load_checkpoint
-from storage.fs import basename, dirname, join, open_fs
+from storage.fs import basename, dirname, exists, join, list_names
 
 SUMMARY_FILE = "summary.json"  # written when a run finished (pipeline._finish_run)
 
@@ -19,17 +19,11 @@ def _unfinished_siblings(run_url: str) -> list[str]:
     """Run directories beside `run_url` for the same data that hold checkpoints but no summary."""
     parent, name = dirname(run_url), basename(run_url)
     prefix = name.rsplit("-", 1)[0] + "-"  # "run-<data hash>-"
-    fs, root = open_fs(parent)
-    fs.invalidate_cache(root)
-    try:
-        entries = sorted(fs.ls(root, detail=False))
-    except FileNotFoundError:
-        return []
     found = []
-    for entry in entries:
-        sibling = join(parent, entry.rstrip("/").rsplit("/", 1)[-1])
-        if (basename(sibling).startswith(prefix) and basename(sibling) != name
-                and not fs.exists(join(root, basename(sibling), SUMMARY_FILE))
+    for entry in list_names(parent):
+        sibling = join(parent, entry)
+        if (entry.startswith(prefix) and entry != name
+                and not exists(join(sibling, SUMMARY_FILE))
                 and latest_checkpoint(sibling) is not None):
             found.append(sibling)
     return found

@@ -7,12 +7,12 @@ per-image non-background fraction (`face_found()` marks images where no face was
 """
 
 from mm2latent.models.face_parser.base import MIN_FACE_FRACTION, FaceParser, ParseResult
-from mm2latent.models.face_parser.bisenet import BiSeNet, BiSeNetCfg, bisenet_config, load_bisenet
+from mm2latent.models.face_parser.bisenet import BiSeNet, BiSeNetCfg, load_bisenet
 from mm2latent.models.face_parser.facer_farl import FacerFarlCfg, FacerFarlParser, load_facer_farl
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, PALETTE, colorize
 
 __all__ = [
     "CELEBAMASK_HQ_CLASSES", "MIN_FACE_FRACTION", "PALETTE", "BiSeNet", "BiSeNetCfg", "FaceParser",
-    "FacerFarlCfg", "FacerFarlParser", "ParseResult", "bisenet_config", "colorize",
+    "FacerFarlCfg", "FacerFarlParser", "ParseResult", "colorize",
     "load_bisenet", "load_facer_farl",
 ]

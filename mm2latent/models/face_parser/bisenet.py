@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm2latent.checkpoint_io import load_state_checked, read_torch_checkpoint
-from mm2latent.config_utils import resolve_preset
 from mm2latent.errors import CheckpointError, ConfigError
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.labels import BISENET_CLASSES, BISENET_TO_CELEBAMASK_LUT
@@ -50,22 +49,6 @@ class BiSeNetCfg:
         if self.base_width < 4 or self.base_width % 4:
             raise ConfigError(f"BiSeNetCfg.base_width must be a multiple of 4 (>= 4), "
                               f"got {self.base_width}")
-
-
-PRESETS: dict[str, BiSeNetCfg] = {
-    "official": BiSeNetCfg(),
-    "tiny": BiSeNetCfg(input_size=64, base_width=8),
-}
-
-
-def bisenet_config(preset: str = "official", **overrides: object) -> BiSeNetCfg:
-    """A preset config with `dataclasses.replace` overrides; unknown names raise ConfigError.
-
-    Args:
-        preset: one of PRESETS ("official", "tiny").
-        **overrides: BiSeNetCfg fields to change.
-    """
-    return resolve_preset(PRESETS, preset, overrides)
 
 
 class ConvBNReLU(nn.Module):

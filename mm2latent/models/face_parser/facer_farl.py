@@ -15,7 +15,6 @@ order x 10; this project stores CelebAMask-HQ order instead.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ from mm2latent.models.face_parser.alignment import (FfhqAlignCfg, ffhq_template_
                                                     warp_from_template, warp_to_template)
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.face_parser.labels import FACER_CELEBM_CLASSES, FACER_CELEBM_TO_CELEBAMASK_LUT
+from storage.torch_files import load_torchscript
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,7 @@ def load_facer_farl(path: object, cfg: FacerFarlCfg | None = None) -> FacerFarlP
         cfg: alignment and class count; None = the official setup.
     """
     try:
-        with warnings.catch_warnings():
-            # TorchScript is deprecated upstream, but it is the only format facer ships
-            warnings.simplefilter("ignore", FutureWarning)
-            net = torch.jit.load(path, map_location="cpu")
+        net = load_torchscript(path)
     except FileNotFoundError as e:
         raise CheckpointError(path, "file not found.") from e
     except (RuntimeError, ValueError, OSError) as e:

@@ -17,7 +17,6 @@ import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-import fsspec
 import torch
 
 from mm2latent.checkpoint_io import (check_key_sets, describe_container, load_state_checked,
@@ -31,6 +30,7 @@ from mm2latent.models.stylegan2.nvidia_pickle import (
     read_network_pickle,
 )
 from mm2latent.seeding import seeded_init
+from storage.fs import open_read
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +58,11 @@ _MAPPING_FIXED: dict[str, Any] = {"num_layers": None, "lr_multiplier": None, "w_
 @contextlib.contextmanager
 def _open(path: PathLike) -> Iterator[BinaryIO]:
     """Open a local path or fsspec URL for binary reading; a missing file is a CheckpointError."""
-    fs, fs_path = fsspec.core.url_to_fs(os.fspath(path))
-    try:
-        f = fs.open(fs_path, "rb")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise CheckpointError(path, f"cannot open the file: {e}") from e
-    with f:
+    with contextlib.ExitStack() as stack:
+        try:
+            f = stack.enter_context(open_read(os.fspath(path)))
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            raise CheckpointError(path, f"cannot open the file: {e}") from e
         yield f
 
 

@@ -62,15 +62,6 @@ class GeneratorCfg:
             raise ConfigError(f"conv_clamp must be > 0 or None; got {self.conv_clamp}")
 
 
-PRESETS: dict[str, GeneratorCfg] = {
-    "ffhq1024": GeneratorCfg(conv_clamp=256.0),  # NVIDIA ffhq.pkl (stylegan2-ada-pytorch)
-    "ffhq1024-rosinality": GeneratorCfg(),  # rosinality / e4e checkpoints: no clamp
-    "tiny": GeneratorCfg(
-        z_dim=64, w_dim=64, img_resolution=64, mapping_layers=2, channel_base=1024, channel_max=64
-    ),
-}
-
-
 def _check_shape(name: str, t: torch.Tensor, expected: tuple[int | None, ...]) -> None:
     """Raise ValueError naming the first dimension of `t` that differs from `expected` (None = any)."""
     if t.ndim != len(expected):

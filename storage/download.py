@@ -3,15 +3,16 @@
 The bytes stream into `<dest>.part`. An interrupted transfer leaves that file behind and the
 next call resumes it with an HTTP Range request; a server that ignores Range (answers 200
 instead of 206) makes us start again from byte 0. Size and sha256 are checked on the complete
-`.part` BEFORE it is renamed over `dest` with `os.replace`, so `dest` only ever holds a file
+`.part` BEFORE it is moved over `dest` by `storage.atomic.publish` (fsync, rename, directory
+fsync: the commit every atomic write in the project uses), so `dest` only ever holds a file
 that passed the checks, and an existing good `dest` survives a failed or corrupt download.
+Local files only: the weights cache is a local directory.
 
 The library never prints: callers pass a `progress(done_bytes, total_bytes_or_None)` callback.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mm2latent.errors import ConfigError, DownloadError, WeightsIntegrityError
+from storage.atomic import publish
+from storage.digests import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ _CONTENT_RANGE_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")  # sent with HTTP 4
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
+class DownloadCfg:
     """Network settings for `download`."""
 
     timeout: float = 30.0       # seconds without data before a socket read fails; > 0
@@ -48,7 +51,7 @@ class DownloadConfig:
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.retries < 0 or self.retry_wait < 0 or self.chunk_size <= 0:
             raise ConfigError(
-                f"DownloadConfig needs timeout > 0, retries >= 0, retry_wait >= 0 and "
+                f"DownloadCfg needs timeout > 0, retries >= 0, retry_wait >= 0 and "
                 f"chunk_size > 0; got {self}.")
 
 
@@ -72,22 +75,13 @@ def part_path(dest: Path) -> Path:
     return dest.with_suffix(dest.suffix + ".part")
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Return the hex sha256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(
     url: str,
     dest: Path,
     expected_sha256: str | None,
     expected_size: int | None,
     *,
-    config: DownloadConfig = DownloadConfig(),
+    config: DownloadCfg = DownloadCfg(),
     progress: ProgressFn | None = None,
 ) -> DownloadResult:
     """Download `url` to `dest`, resuming a left-over `.part`, verifying before the rename.
@@ -146,7 +140,7 @@ def _verify_and_install(url: str, part: Path, dest: Path, expected_sha256: str |
         )
     # Hash from disk rather than while streaming: a resumed file's first bytes came from an
     # earlier process, and one sequential read is cheap next to the transfer itself.
-    digest = sha256_file(part, chunk_size)
+    digest = file_sha256(part, chunk_size)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         part.unlink()
         raise WeightsIntegrityError(
@@ -154,13 +148,11 @@ def _verify_and_install(url: str, part: Path, dest: Path, expected_sha256: str |
             f"({dest} left as it was). Re-run the fetch; if it persists the upstream file "
             "changed or the download is being tampered with."
         )
-    with open(part, "rb+") as f:  # flush to disk before the rename makes it visible
-        os.fsync(f.fileno())
-    os.replace(part, dest)
+    publish(os.fspath(part), os.fspath(dest))  # the same commit as every atomic write
     return DownloadResult(dest, digest, size, resumed_from, attempts)
 
 
-def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadConfig,
+def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadCfg,
               progress: ProgressFn | None) -> int:
     """Make one HTTP request and append to (or restart) `part`; return the resumed offset."""
     offset = part.stat().st_size if part.exists() else 0
@@ -191,7 +183,7 @@ def _transfer(url: str, part: Path, expected_size: int | None, config: DownloadC
 
 def _handle_unsatisfiable_range(error: urllib.error.HTTPError, url: str, part: Path,
                                 offset: int, expected_size: int | None,
-                                config: DownloadConfig, progress: ProgressFn | None) -> int:
+                                config: DownloadCfg, progress: ProgressFn | None) -> int:
     """Answer HTTP 416 to our Range: the `.part` is complete or too long for the file."""
     match = _CONTENT_RANGE_UNSATISFIED.match(error.headers.get("Content-Range", "") or "")
     error.close()
@@ -227,7 +219,7 @@ def _response_range(response: http.client.HTTPResponse, offset: int) -> tuple[in
 
 
 def _stream(response: http.client.HTTPResponse, part: Path, start: int, total: int | None,
-            config: DownloadConfig, progress: ProgressFn | None) -> None:
+            config: DownloadCfg, progress: ProgressFn | None) -> None:
     """Copy the response body into `part` from byte `start`, failing on a short body."""
     done = start
     with open(part, "ab" if start else "wb") as f:

@@ -1,0 +1,179 @@
+"""The options a user sets for a training run, declared once: type, default and help text.
+
+The CLI (`mm2latent train ...`) builds its flags from these models and the training flows take
+them as their parameters (flows/parameters.py spreads the fields into the flow's signature, so
+deployments and prefect.yaml still see one flat, documented parameter per option). Options left
+at None take the training config's default (mm2latent.training.config).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mm2latent.errors import ConfigError
+from mm2latent.input_checks import parse_list
+from mm2latent.modalities.registry import default_registry
+from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, TrainCfg,
+                                       autoencoder_train_cfg, replace_cfg)
+from mm2latent.training.registry import default_registry_url
+
+# The default registry's names (a constant: the registry is rebuilt, not shared).
+AE_MODALITIES: tuple[str, ...] = default_registry().maps  # modalities with an autoencoder
+MAPPING_MODALITIES: tuple[str, ...] = default_registry().conditions  # MappingNet conditions
+M = TypeVar("M", bound=BaseModel)
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_options(model: type[M], values: dict) -> M:
+    """`model(**values)`, with a validation failure turned into a ConfigError naming the option."""
+    try:
+        return model(**values)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or model.__name__}: {err['msg']}"
+                             for err in e.errors())
+        raise ConfigError(f"bad training option(s): {problems}. Fix: see `--help` for the valid "
+                          "values.") from e
+
+
+def _modality_list(value: object, valid: tuple[str, ...], name: str,
+                   allow_empty: bool = False) -> list[str]:
+    """A comma string (the CLI's form) or a list (a flow's) of modalities, checked."""
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    if allow_empty and not text.strip():
+        return []
+    return parse_list(text, valid, name)
+
+
+class DeviceAndBatch(BaseModel):
+    """The two settings every training entry point passes on to each model it trains."""
+
+    model_config = _FROZEN
+
+    batch_size: int | None = Field(None, description=f"Batch size (default {TrainCfg.batch_size}).")
+    device: str | None = Field(None, description="torch device (default cpu).")
+
+
+class TrainOverrides(DeviceAndBatch):
+    """Loop settings of one model (TrainCfg fields); None = the config's default."""
+
+    epochs: int | None = Field(None, description=f"Epochs (default {TrainCfg.epochs}).")
+    lr: float | None = Field(None, description="Adam learning rate (default per model).")
+    schedule: str | None = Field(None, description="lr schedule: cosine, step or none.")
+    weight_decay: float | None = Field(None, description="Adam weight decay (0 = none).")
+    val_fraction: float | None = Field(None, description="Held-out share of samples, by index.")
+    patience: int | None = Field(None, description="Early stopping patience in epochs (0 = off).")
+    seed: int | None = Field(None, description="Seed of init, shuffling and noise.")
+    keep_checkpoints: int | None = Field(
+        None, description=f"Epoch checkpoints kept besides the best (default {TrainCfg.keep_checkpoints}).")
+
+    def cfg_overrides(self) -> dict[str, object]:
+        """The TrainCfg fields set here (None values are skipped by replace_cfg)."""
+        return {name: getattr(self, name) for name in TrainOverrides.model_fields}
+
+
+class RunTarget(BaseModel):
+    """Where a training run reads and writes, and which architecture preset it builds."""
+
+    model_config = _FROZEN
+
+    dataset: str = Field(description="Dataset root (synth-data output): path, memory://, s3://.")
+    out: str = Field("runs", description="Root of the run directories (checkpoints, curves.png).")
+    registry: str | None = Field(None, description="Model registry directory (default <out>/registry).")
+    preset: str = Field("tiny", description="Architecture preset: tiny or ffhq.")
+
+    @property
+    def registry_url(self) -> str:
+        """The registry directory, `<out>/registry` unless one was given."""
+        return self.registry or default_registry_url(self.out)
+
+
+class TrainRunOptions(TrainOverrides, RunTarget):
+    """A run that trains models of one kind."""
+
+    resume: bool = Field(False, description="Continue the interrupted run of the same data and settings.")
+
+
+class AutoencoderOptions(TrainRunOptions):
+    """`mm2latent train autoencoders` and the train-autoencoders flow."""
+
+    modalities: list[str] = Field(["mask", "sketch"], description="Comma list of mask,sketch.")
+    real_masks: str | None = Field(
+        None, description="Directory of real label-id mask PNGs to train on as well.")
+    real_sketches: str | None = Field(
+        None, description="Directory of real sketch PNGs (white strokes on black) to train on as well.")
+    recipe: str = Field("ours", description="ours (default) or official: the authors' networks, grey "
+                        "facer-order mask input, strokes at 1.02, constant lr, random affine + flip.")
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _known(cls, value: object) -> list[str]:
+        return _modality_list(value, AE_MODALITIES, "--modalities")
+
+    def train_cfgs(self) -> list[AutoencoderTrainCfg]:
+        """One validated training config per chosen modality."""
+        return [autoencoder_train_cfg(m, self.recipe, **self.cfg_overrides()) for m in self.modalities]
+
+    def real_dir(self, modality: str) -> str | None:
+        """The directory of real PNGs for `modality`, if one was given."""
+        return {"mask": self.real_masks, "sketch": self.real_sketches}.get(modality)
+
+
+class MappingOptions(TrainRunOptions):
+    """`mm2latent train mapping` and the train-mapping flow."""
+
+    modality: str = Field("mask", description="Spatial input: mask, sketch or flame.")
+    embeddings: str | None = Field(
+        None, description="Embeddings version, e.g. mask-ae-v2 (default: latest registered autoencoder).")
+    cosine_weight: float | None = Field(None, description="lambda of the cosine term (default 10).")
+    pteg: bool = Field(True, description="Pseudo text embedding generation (--no-pteg: ablation).")
+    batchnorm: bool | None = Field(None, description="Input BatchNorm (default: preset).")
+    dropout: float | None = Field(None, description="Input dropout, 0 = none (default: preset).")
+    depth: int | None = Field(None, description="Linear layers (default: preset).")
+
+    def train_cfg(self) -> MappingTrainCfg:
+        """The validated training config of this MappingNet."""
+        overrides = {**self.cfg_overrides(), "cosine_weight": self.cosine_weight}
+        return replace_cfg(MappingTrainCfg(modality=self.modality, pteg=self.pteg), overrides)
+
+    def switches(self) -> dict[str, object]:
+        """Architecture ablations for mapping_net_cfg; None = the preset's."""
+        return {"use_batchnorm": self.batchnorm, "dropout": self.dropout, "depth": self.depth}
+
+
+class TrainChainOptions(DeviceAndBatch, RunTarget):
+    """Autoencoders, then MappingNets on their embeddings: the retrain flow's parameters and
+    the training steps of the pipeline flow."""
+
+    autoencoders: list[str] = Field(["mask", "sketch"],
+                                    description="Autoencoders to keep current (mask, sketch).")
+    mappings: list[str] = Field(["mask", "sketch", "flame"],
+                                description="MappingNets to keep current (mask, sketch, flame).")
+    ae_epochs: int | None = Field(None, description="Autoencoder epochs; None = default.")
+    mapping_epochs: int | None = Field(None, description="MappingNet epochs; None = default.")
+
+    @field_validator("autoencoders", mode="before")
+    @classmethod
+    def _known_autoencoders(cls, value: object) -> list[str]:
+        return _modality_list(value, AE_MODALITIES, "autoencoders", allow_empty=True)
+
+    @field_validator("mappings", mode="before")
+    @classmethod
+    def _known_mappings(cls, value: object) -> list[str]:
+        return _modality_list(value, MAPPING_MODALITIES, "mappings", allow_empty=True)
+
+    def _shared(self, epochs: int | None) -> dict[str, object]:
+        # resume=True: a chain interrupted by a crash continues its runs instead of failing.
+        shared = {"dataset": self.dataset, "out": self.out, "registry": self.registry_url,
+                  "preset": self.preset, "resume": True, "epochs": epochs,
+                  "batch_size": self.batch_size, "device": self.device}
+        return {k: v for k, v in shared.items() if v is not None}
+
+    def autoencoder_options(self) -> AutoencoderOptions:
+        """The train-autoencoders run of the chain (every autoencoder in `autoencoders`)."""
+        return AutoencoderOptions(**self._shared(self.ae_epochs), modalities=self.autoencoders)
+
+    def mapping_options(self, modality: str) -> MappingOptions:
+        """The train-mapping run of the chain for `modality`."""
+        return MappingOptions(**self._shared(self.mapping_epochs), modality=modality)
