@@ -1,10 +1,14 @@
-"""Which ops change their result with the batch size on this CPU (the probe behind batching.py).
+"""Which ops change their result with the batch size or thread count on this CPU, plain and
+under mm2latent.batching.batch_invariant() (the probe behind that module).
 
 Usage: python -m benchmarks.batch_invariance [--threads 2]
 
 For each op, at the shapes synth-data's networks use, row 0 of a batch of n is compared bitwise
-with row 0 computed alone; the batch sizes where it differs are printed. Kernel choices depend
-on the CPU, the BLAS/oneDNN build and the thread count, so rerun this on a new machine.
+with row 0 computed alone at one thread; the (threads, batch) pairs where it differs are
+printed, for the plain op and for the op under batch_invariant() (which must print none).
+Kernel choices depend on the CPU, the BLAS/oneDNN build and the thread count, so rerun this on
+a new machine: a pair listed under `invariant` means the routes of batching.py do not hold
+there.
 """
 
 from __future__ import annotations
@@ -17,15 +21,22 @@ import torch.nn.functional as F
 from open_clip.model import QuickGELU
 from open_clip.transformer import ResidualAttentionBlock
 
+from mm2latent.batching import batch_invariant
+
 SIZES = (1, 2, 3, 4, 5, 8, 12, 15, 16, 17, 32)
 
 
 def differing(fn: Callable[[torch.Tensor], torch.Tensor], make: Callable[[int], torch.Tensor],
-              sizes: tuple[int, ...] = SIZES) -> list[int]:
-    """Batch sizes n at which fn(x[:n])[0] differs bitwise from fn(x[:1])[0]."""
+              sizes: tuple[int, ...], thread_counts: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(threads, n) pairs at which fn(x[:n])[0] differs bitwise from fn(x[:1])[0] at 1 thread."""
     x = make(max(sizes))
-    alone = fn(x[:1])
-    return [n for n in sizes if not torch.equal(fn(x[:n])[:1], alone)]
+    torch.set_num_threads(1)
+    alone = fn(x[:1])[:1]
+    bad = []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        bad += [(threads, n) for n in sizes if not torch.equal(fn(x[:n])[:1], alone)]
+    return bad
 
 
 def _randn(*shape: int) -> Callable[[int], torch.Tensor]:
@@ -57,6 +68,10 @@ def probes() -> dict[str, tuple[Callable, Callable, tuple[int, ...]]]:
                                              _channels_last(512, 4, 4), small),
         "conv-transpose s2 512ch from 8x8": (lambda x: F.conv_transpose2d(x, conv, stride=2),
                                              _channels_last(512, 8, 8), small),
+        "conv-transpose s2 64ch from 128x128 (generator b256)": (
+            lambda x: F.conv_transpose2d(x, conv[:64, :64], stride=2), _channels_last(64, 128, 128), (1, 2)),
+        "to-RGB bmm over 4x4 positions": (
+            lambda x: torch.bmm(x, w512[None, :, :3].expand(len(x), -1, -1)), _randn(16, 512), SIZES),
         "linear 3072->768 over 197 tokens (ViT-B/16 MLP)": (
             lambda x: F.linear(x, mlp_out), _randn(197, 3072), (1, 2, 3, 4, 8)),
         "ViT-B block, 197 tokens (FaRL 224)": (block, _randn(197, 768), (1, 2, 3, 4)),
@@ -68,15 +83,23 @@ def probes() -> dict[str, tuple[Callable, Callable, tuple[int, ...]]]:
 def main() -> None:
     """Print, per op, the batch sizes whose row 0 differs from the op run on that row alone."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="highest torch intra-op thread count compared (1 .. this)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    thread_counts = tuple(range(1, args.threads + 1))
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}; (threads, batch) pairs whose row 0 differs from batch 1 "
+          f"at 1 thread; batches up to {max(SIZES)}, threads {list(thread_counts)}")
+    failures = 0
     for name, (fn, make, sizes) in probes().items():
-        bad = differing(fn, make, sizes)
-        print(f"{name:48s} differs at batch {bad}" if bad else f"{name:48s} same at {list(sizes)}",
+        plain = differing(fn, make, sizes, thread_counts)
+        with batch_invariant():
+            routed = differing(fn, make, sizes, thread_counts)
+        failures += bool(routed)
+        print(f"{name:48s} plain: {plain or 'none'}\n{'':48s} invariant: {routed or 'none'}",
               flush=True)
+    print("batch_invariant() held for every op" if not failures
+          else f"batch_invariant() did NOT hold for {failures} ops on this machine")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ What it measures, all in this process unless noted:
 Pipeline efficiency = pipeline samples/s / bare samples/s (target >= 0.85). Fixed costs (Prefect
 task bookkeeping, about 1 s per run; model builds) do not shrink with n, and `tiny` does 256
 samples of real work in under a second, so measure the steady state with shards of hundreds. The
-bare passes are plain batched forward passes; the pipeline pads short batches to 16 rows for
-batch invariance (mm2latent/batching.py), and that cost counts against its efficiency.
+bare passes are plain batched forward passes; the pipeline runs them under
+mm2latent.batching.invariant_forward for batch invariance, and that cost counts against its
+efficiency.
 Peak RSS: each of N and 4N runs in a fresh subprocess, which reports the highest RSS sampled
 (every 20 ms) during the run itself and its lifetime ru_maxrss (imports and the Prefect harness
 included); neither includes this process's models. The machine may be shared: the load average is
@@ -89,9 +90,10 @@ def bare_forward(n: int, batch_size: int) -> float:
         ws = g.mapping(z, 0.7)  # (B, num_ws, w_dim)
         images = g.synthesis(ws, noise_mode="const")  # (B, 3, R, R) in about [-1, 1]
         images01 = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).float() / 255  # (B, 3, R, R)
-        models.parser.parse(images01)
-        models.flame.flame159(ffhq_crop_for_deca(images01))
-        models.farl.encode_image(images01)
+        nets = models.annotators  # modality -> its network
+        nets["mask"].parse(images01)
+        nets["flame"].flame159(ffhq_crop_for_deca(images01))
+        nets["farl"].encode_image(images01)
 
     one(latents[0])  # warm-up: first calls allocate and pick kernels
     start = time.perf_counter()
@@ -221,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dask-workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--preset", choices=("tiny", "ffhq-arch"), default="tiny",
                         help="ffhq-arch: stage table on the paper's architectures (seeded weights)")
+    parser.add_argument("--min-shard", type=int, default=8,
+                        help="ffhq-arch: samples per shard at least (whole batches)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16],
                         help="batch sizes of the ffhq-arch stage table")
     parser.add_argument("--device", default="cpu", help="torch device of the ffhq-arch networks")

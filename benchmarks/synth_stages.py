@@ -5,15 +5,17 @@ at 1024 px, BiSeNet at its 512 px input, DECA's ResNet-50, FaRL ViT-B/16, Canny 
 stored 512 px): the paper's shapes and costs, no weight files, and images that are not faces.
 This benchmark registers it in its own process only.
 
-For each batch size, and in turn so that load from other processes hits all alike:
+For each batch size b, on a shard of whole batches of at least `--min-shard` samples (8 by
+default: a shard's fixed costs belong to the shard, not to the batch), and in turn so that load
+from other processes hits all alike:
 - bare: each stage's plain forward pass on the whole batch, with nothing added for batch
   invariance (mapping + synthesis, parser, Canny, DECA on its crop, FaRL, PNG encoding of the
   image, mask and sketch), timed stage by stage on the same models;
-- library: run.run_shard for one shard of one batch with those models (per-stage seconds come
+- library: run.run_shard for that shard with those models (per-stage seconds come
   from the shard's own stats);
 - flow: the synth-data Prefect flow for the same shard (models built before timing).
 Efficiency = sum of bare stages / path seconds (target >= 0.9); generate = stages.generate
-(the library's generate stage: per-sample mapping and synthesis, resize, quantisation) / bare
+(the library's generate stage: batch-invariant mapping and synthesis, resize, quantisation) / bare
 mapping + synthesis on the same batch. Medians over the repeats. `--clock cpu` times with this
 process's CPU time instead of wall time: on a machine shared with other jobs, run with
 `--threads 1` and `--clock cpu` to count the work done rather than the turns the scheduler gave
@@ -60,7 +62,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     from mm2latent.models.deca import ffhq_crop_for_deca
     from mm2latent.models.sketch import extract_sketch
     from mm2latent.synth import stages
-    from mm2latent.synth.encode import encode_png
+    from mm2latent.modalities.codecs import encode_png
 
     g, device, seconds = models.generator, models.device, {}
 
@@ -88,30 +90,42 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     return seconds
 
 
-def _params(batch: int, out: str, device: str) -> dict:
-    return dict(preset=PRESET, n_samples=batch, samples_per_shard=batch, batch_size=batch, seed=0,
+def bare_shard(models, n: int, batch: int, store_size: int, sketch_cfg, clock: Clock
+               ) -> dict[str, float]:
+    """bare_stages summed over samples 0..n-1 in batches of `batch`."""
+    total: dict[str, float] = {}
+    for start in range(0, n, batch):
+        part = bare_stages(models, list(range(start, min(start + batch, n))), store_size, sketch_cfg, clock)
+        total = {k: total.get(k, 0.0) + v for k, v in part.items()}
+    return total
+
+
+def _params(batch: int, out: str, device: str, n: int | None = None) -> dict:
+    n = n or batch
+    return dict(preset=PRESET, n_samples=n, samples_per_shard=n, batch_size=batch, seed=0,
                 out=out, modalities=list(MODALITIES), device=device)
 
 
-def library_stages(models, batch: int, out: str, device: str, clock: Clock
+def library_stages(models, batch: int, n: int, out: str, device: str, clock: Clock
                    ) -> tuple[float, dict[str, float]]:
-    """Seconds of run.run_shard for one batch, and its per-stage wall seconds (shard stats)."""
+    """Seconds of run.run_shard for one shard of n samples in batches of `batch`, and its
+    per-stage wall seconds (shard stats)."""
     from mm2latent.synth import run
     from mm2latent.synth.params import parse_params
 
-    params = parse_params(**_params(batch, out, device))
+    params = parse_params(**_params(batch, out, device, n))
     run.plan(params)
     start = clock()
     stats = run.run_shard(params, 0, models=models)
-    return clock() - start, stats["durations_s"]
+    return clock() - start, stats.durations_s
 
 
-def flow_seconds(batch: int, out: str, device: str, clock: Clock) -> float:
-    """Seconds of the synth-data flow for one batch (its cached models already built)."""
+def flow_seconds(batch: int, n: int, out: str, device: str, clock: Clock) -> float:
+    """Seconds of the synth-data flow for one shard of n samples (its cached models already built)."""
     from flows.synth_data import synth_data
     from mm2latent.synth.params import parse_params
 
-    params = parse_params(**_params(batch, out, device))  # validated before the run, as the CLI does
+    params = parse_params(**_params(batch, out, device, n))  # validated before the run, as the CLI does
     start = clock()
     synth_data(params)
     return clock() - start
@@ -125,24 +139,35 @@ def _warm_flow_models(device: str, out: str) -> None:
     _shared_models(parse_params(**_params(1, out, device)))
 
 
-def _print_table(batches: list[int], bare: dict, lib: dict, lib_stage: dict, flow: dict,
-                 clock_name: str) -> None:
+def shard_size(batch: int, min_shard: int) -> int:
+    """Samples per shard at this batch size: whole batches, at least min_shard samples.
+
+    A shard has fixed costs (parquet, stats marker, Prefect task state) that real shards of
+    hundreds of samples amortise; a one-batch shard at batch 1 would charge them all to one sample.
+    """
+    return batch * max(1, -(-min_shard // batch))
+
+
+def _print_table(batches: list[int], min_shard: int, bare: dict, lib: dict, lib_stage: dict,
+                 flow: dict, clock_name: str) -> None:
     """Seconds per sample per stage (medians) and the efficiency of each path."""
     med = statistics.median
     print(f"\n{clock_name} seconds per sample, medians over repeats (bare = plain batched forward passes)")
     print("batch  " + " ".join(f"{s:>9s}" for s in BARE_STAGES) + "  bare-sum   library      flow")
     for b in batches:
-        per = {s: med([r[s] for r in bare[b]]) / b for s in BARE_STAGES}
+        n = shard_size(b, min_shard)
+        per = {s: med([r[s] for r in bare[b]]) / n for s in BARE_STAGES}
         total = sum(per.values())
         row = f"{b:5d}  " + " ".join(f"{per[s]:9.3f}" for s in BARE_STAGES)
-        row += f"  {total:8.3f}  {med(lib[b]) / b:8.3f}"
-        row += f"  {med(flow[b]) / b:8.3f}" if flow[b] else "         -"
+        row += f"  {total:8.3f}  {med(lib[b]) / n:8.3f}"
+        row += f"  {med(flow[b]) / n:8.3f}" if flow[b] else "         -"
         print(row)
     print("\nefficiency = bare-sum / path (target >= 0.9); generate = library generate stage / bare synthesis")
     for b in batches:
         total = sum(med([r[s] for r in bare[b]]) for s in BARE_STAGES)
         generate = med([r["generate"] for r in bare[b]]) / med([r["synthesis"] for r in bare[b]])
-        stages = ", ".join(f"{k} {med([d[k] for d in lib_stage[b]]) / b:.3f}" for k in sorted(lib_stage[b][0]))
+        n = shard_size(b, min_shard)
+        stages = ", ".join(f"{k} {med([d[k] for d in lib_stage[b]]) / n:.3f}" for k in sorted(lib_stage[b][0]))
         line = f"batch {b:3d}: library {total / med(lib[b]):.3f}"
         line += f"  flow {total / med(flow[b]):.3f}" if flow[b] else "  flow -"
         print(line + f"  generate/bare synthesis {generate:.3f}   library stages (wall s/sample): {stages}")
@@ -171,17 +196,17 @@ def run_stages(args: argparse.Namespace) -> None:
         bare_stages(models, [0], preset.store_size, preset.sketch, clock)  # warm-up: first calls pick kernels
         for repeat in range(args.repeats):
             for b in args.batches:
-                bare[b].append(bare_stages(models, list(range(b)), preset.store_size, preset.sketch,
-                                           clock))
-                seconds, durations = library_stages(models, b, os.path.join(tmp, f"lib-{repeat}-{b}"),
+                n = shard_size(b, args.min_shard)
+                bare[b].append(bare_shard(models, n, b, preset.store_size, preset.sketch, clock))
+                seconds, durations = library_stages(models, b, n, os.path.join(tmp, f"lib-{repeat}-{b}"),
                                                     args.device, clock)
                 lib[b].append(seconds)
                 lib_stage[b].append(durations)
                 if with_flow:
-                    flow[b].append(flow_seconds(b, os.path.join(tmp, f"flow-{repeat}-{b}"), args.device,
-                                                clock))
+                    flow[b].append(flow_seconds(b, n, os.path.join(tmp, f"flow-{repeat}-{b}"),
+                                                args.device, clock))
                 bare_sum = sum(bare[b][-1][s] for s in BARE_STAGES)
-                print(f"repeat {repeat} batch {b}: bare-sum {bare_sum / b:.3f} s/sample, "
-                      f"library {lib[b][-1] / b:.3f}" + (f", flow {flow[b][-1] / b:.3f}" if with_flow else "")
+                print(f"repeat {repeat} batch {b} (shard of {n}): bare-sum {bare_sum / n:.3f} s/sample, "
+                      f"library {lib[b][-1] / n:.3f}" + (f", flow {flow[b][-1] / n:.3f}" if with_flow else "")
                       + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
-    _print_table(args.batches, bare, lib, lib_stage, flow, args.clock)
+    _print_table(args.batches, args.min_shard, bare, lib, lib_stage, flow, args.clock)

@@ -9,8 +9,9 @@ Both edits invert the photo with e4e to w+ and add beta * delta to every row of 
 
 Batch invariance: on the CPU a matrix multiply rounds differently for small batches, and e4e
 and the generator are not batch-invariant in the last bits. So the MappingNet and the FaRL
-image tower run padded (mm2latent.batching), and e4e and synthesis run one latent at a time:
-an image's edits depend only on that image, and beta = 0 gives the reconstruction bit for bit.
+image tower run under mm2latent.batching.invariant_forward, and e4e and synthesis run one
+latent at a time: an image's edits depend only on that image, and beta = 0 gives the
+reconstruction bit for bit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent_core.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
 from mm2latent.inference.editor import stored_pixels
@@ -65,10 +66,10 @@ class EditBatch:
 
 
 def _mapped(model: Mm2LatentGenerator, text: torch.Tensor, space: torch.Tensor) -> torch.Tensor:
-    """MappingNet(text, space) (B, w_dim), padded so a row does not depend on the batch."""
+    """MappingNet(text, space) (B, w_dim); a row does not depend on the rest of the batch."""
     split = text.shape[1]
     joined = torch.cat([text, space], dim=1)  # (B, text_dim + spatial_dim)
-    return run_padded(lambda x: model.mapping(x[:, :split], x[:, split:]), joined)
+    return invariant_forward(lambda x: model.mapping(x[:, :split], x[:, split:]), joined)
 
 
 @torch.no_grad()

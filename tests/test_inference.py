@@ -38,7 +38,7 @@ from mm2latent.training.config import MappingTrainCfg, autoencoder_train_cfg
 from mm2latent.training.mapping import load_mapping_net, mapping_net_cfg
 from mm2latent.training.pipeline import autoencoder_run, mapping_run
 from mm2latent.training.registry import ModelRegistry, default_registry_url
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 
 PRESET = get_preset("tiny")
 SEED = PRESET.init_seed
@@ -106,7 +106,7 @@ def test_w_is_mapping_of_farl_text_and_the_trained_with_autoencoder(registry, mo
     masks = _masks(2)
     with torch.no_grad():
         # Encoded as inside a full batch (inference pads short batches, as synth-data does).
-        spatial = run_padded(ae.encode, mask_to_input(torch.from_numpy(masks), ae.cfg))
+        spatial = invariant_forward(ae.encode, mask_to_input(torch.from_numpy(masks), ae.cfg))
         expected = net(farl.encode_text(captions), spatial)
         w = models["mask"].latents(captions, masks)
         other_ae = load_autoencoder(reg.get("mask-ae", 2).checkpoint_url)

@@ -1,9 +1,8 @@
 """synth-data at library level (run.plan / run.run_shard, no Prefect): determinism, resume,
 refusal of mismatched reuse, fail-fast parameter checks and the documented member formats.
 
-Every run uses the `tiny` preset and a handful of samples. Each stage pads its batch to
-batching.MIN_ROWS rows, so a run costs one padded forward pass per batch; the runs below are
-sized to keep the number of batches small.
+Every run uses the `tiny` preset and a handful of samples; the runs below are sized to keep
+the number of batches small.
 """
 
 from __future__ import annotations
@@ -99,9 +98,8 @@ def reference(tmp_path_factory) -> Path:
 # Determinism
 
 
-# stages.generate calls generator.synthesis on the unpadded batch, and the generator is not
-# batch-invariant below 8 rows (max |diff| ~4e-6 for 1 or 3 rows vs 16, enough to flip pixels by
-# one level and so change every annotation): wrapping it in run_padded again makes these pass.
+# Plain batched forward passes are not batch-invariant (a pixel flipping by one level changes
+# every annotation downstream): the stages run their networks under batching.invariant_forward.
 @pytest.mark.parametrize("samples_per_shard, batch_size, n_samples", [
     (7, 3, N), (4, 1, 2)])
 def test_samples_do_not_depend_on_shard_or_batch_size(reference, tmp_path, samples_per_shard,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import check_map_size
 from mm2latent.inference.inputs import Spatial, broadcast, check_beta, check_images, check_texts
@@ -114,8 +114,8 @@ class Mm2LatentGenerator:
         check_map_size(maps.shape, self.modality, min(ae_cfg.resolution, self.preset.store_size))
         maps = torch.stack([self.condition.resize(m, ae_cfg.resolution) for m in maps])  # (B, R, R)
         inputs = self.condition.to_input(maps.to(self.device), ae_cfg)
-        # Padded like synth-data's stages so a lone map encodes as it did inside a batch.
-        return run_padded(self.autoencoder.encode, inputs)  # (B, D)
+        # Batch-invariant like synth-data's stages: a lone map encodes as it did in a batch.
+        return invariant_forward(self.autoencoder.encode, inputs)  # (B, D)
 
     @torch.no_grad()
     def latents(self, texts: Sequence[str], spatial: Spatial) -> torch.Tensor:

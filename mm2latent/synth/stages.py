@@ -2,9 +2,10 @@
 
 No I/O and no globals: each stage takes models and arrays and returns arrays. Results for a
 sample depend only on (dataset seed, sample index, preset, weights), never on which other
-samples share its batch: every stage that runs a network with small-batch matrix multiplies
-goes through mm2latent.batching.run_padded (why: see that module). tests/test_synth_pipeline.py
-checks the whole pipeline byte for byte across batch and shard sizes.
+samples share its batch or how many threads run it: every stage that runs a network goes
+through mm2latent.batching.invariant_forward (why and how: see that module).
+tests/test_synth_pipeline.py checks the whole pipeline byte for byte across batch and shard
+sizes, tests/test_batch_invariance.py across thread counts at the paper's widths.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent.models.face_parser.base import FaceParser
 from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
@@ -44,9 +45,8 @@ def generate(generator: Generator, z: torch.Tensor, truncation_psi: float,
     The image is quantised the way StyleGAN2 saves its samples (x * 127.5 + 128, clamped),
     after an antialiased resize to `store_size` when that differs from the generator's.
     """
-    ws = run_padded(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
-    # Padded too: the style affines are matrix multiplies over the batch rows.
-    images = run_padded(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
+    ws = invariant_forward(lambda z_: generator.mapping(z_, truncation_psi), z)  # (B, num_ws, w_dim)
+    images = invariant_forward(lambda ws_: generator.synthesis(ws_, noise_mode="const"), ws)  # (B,3,R,R)
     return ws[:, 0], store_pixels(images, store_size)  # (B, w_dim), (B, S, S, 3)
 
 
@@ -69,14 +69,9 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction.
-
-    Not padded: parsers are convolutional (BiSeNet) or run their linear layers over every
-    token of every image (facer's ViT), so no matrix multiply sees a small batch, and the
-    parser is the costliest annotator at full size.
-    """
-    result = parser.parse(images01)
-    return result.labels, result.face_fraction
+    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction."""
+    labels = invariant_forward(lambda x: parser.parse(x).labels, images01)  # (B, H, W)
+    return labels, (labels != 0).float().mean(dim=(1, 2))
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
@@ -86,4 +81,4 @@ def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
 
 def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
     """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
-    return run_padded(encoder, images01).float()
+    return invariant_forward(encoder, images01).float()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mm2latent.batching import run_padded
+from mm2latent.batching import invariant_forward
 from mm2latent_core.errors import TrainingError
 from mm2latent_core.modalities.network_input import MapInput
 from mm2latent.modalities.registry import default_registry
@@ -57,8 +57,8 @@ def _encode_all(checkpoint_url: str, maps: torch.Tensor, batch_size: int, map_in
                 ) -> np.ndarray:
     """(N, D) embeddings of uint8 maps (N, R, R) by the checkpoint's autoencoder."""
     model = load_autoencoder(checkpoint_url)
-    # Padded like synth-data's stages: a short last batch encodes as it would in a full one.
-    out = [run_padded(model.encode, map_input.to_input(maps[i:i + batch_size], model.cfg))
+    # Batch-invariant like synth-data's stages: a short last batch encodes as in a full one.
+    out = [invariant_forward(model.encode, map_input.to_input(maps[i:i + batch_size], model.cfg))
            for i in range(0, len(maps), batch_size)]
     return torch.cat(out).numpy()  # (N, D)
 

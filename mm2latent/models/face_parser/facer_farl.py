@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mm2latent.batching import per_sample
 from mm2latent_core.errors import CheckpointError
 from mm2latent.models.face_parser.alignment import (FfhqAlignCfg, ffhq_template_matrix,
                                                     warp_from_template, warp_to_template)
@@ -67,7 +68,9 @@ class FacerFarlParser(FaceParser):
         size = self.cfg.align.template_size
         matrix = ffhq_template_matrix(h, w, self.cfg.align)
         warped = warp_to_template(images.float(), matrix, size)  # (B, 3, T, T)
-        logits = self._logits_of(self.net(warped), images.shape[0])  # (B, 19, h', w')
+        # One image per call: the script runs in C++, out of reach of batching.batch_invariant,
+        # and a fixed shape keeps each image's logits independent of its batch.
+        logits = per_sample(lambda one: self._logits_of(self.net(one), 1), warped)  # (B, 19, h', w')
         return warp_from_template(logits, matrix, size, (h, w))  # (B, 19, H, W)
 
 
