@@ -41,6 +41,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         argv = sys.argv[1:] if argv is None else argv
         os.execv(sys.executable, [sys.executable, "-m", "benchmarks.synth_data", *argv])
     _isolate_prefect(tempfile.mkdtemp(prefix="synth-bench-prefect-"))
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the Prefect test harness stops its server
+    # instead of leaving it running without a parent.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.child:
         _child(args)
         return
