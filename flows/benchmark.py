@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mm2latent.benchmark.config import BenchmarkCfg
 from mm2latent.benchmark.records import FinishedBenchmark
+from mm2latent.benchmark.run import resolve_out
 from storage.fs import join
 from tasks.benchmark import evaluate, finish, make_fixture, plan, reference
 
@@ -41,7 +42,8 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
         celebamask: CelebAMask-HQ root (holds CelebAMask-HQ-mask-anno/).
         captions: CelebA-Dialog captions_hq.json.
         reference_images: CMMD reference (folder / fsspec URL of images, or a synth-data dataset).
-        out: output folder; rerunning skips finished chunks.
+        out: output folder; rerunning skips finished chunks. "{models}" in it is replaced by
+            the evaluated models' tags (e.g. runs/x/{models} -> runs/x/mapping-mask-v3).
         models: the --out of `mm2latent train` (registry at <models>/registry).
         versions: mapping-mask versions ("latest", "3", "v3", "mapping-mask-v3") and / or
             "released" (the authors' models named by the preset, e.g. ffhq-official).
@@ -57,6 +59,7 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
                        chunk_size=chunk_size, device=device, parser=parser,
                        clip_model=clip_model, cmmd_model=cmmd_model,
                        reference_limit=reference_limit, cache=cache, ablation=ablation)
+    cfg = resolve_out(cfg)
     if fixture is not None:
         make_fixture(fixture, captions)
     started = plan(cfg)

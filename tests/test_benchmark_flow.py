@@ -216,3 +216,21 @@ def test_released_needs_a_preset_naming_the_authors_models(setup, released, tmp_
         "--versions", "latest,released"])
     assert result.exit_code == 2, result.output
     assert "names no released" in result.output and not os.path.exists(out)
+
+
+def test_a_models_placeholder_in_out_gives_each_new_version_its_own_folder(setup, tmp_path,
+                                                                          prefect_harness):
+    # benchmark/tiny runs after every retrain on "latest": with a fixed out, the run after a new
+    # version was registered refused the folder holding the previous version's run.
+    from flows.benchmark import benchmark
+
+    fixture, out = setup["fixture"], str(tmp_path / "{models}")
+    common = dict(celebamask=fixture.celebamask, captions=fixture.captions,
+                  reference_images=fixture.reference, out=out, models=setup["models"],
+                  n_pairs=2, chunk_size=1, cache=str(tmp_path / "cache"))
+    first = benchmark(versions=["1"], **common)
+    second = benchmark(versions=["latest"], **common)
+    assert (first.out, second.out) == (str(tmp_path / "mapping-mask-v1"), str(tmp_path / "mapping-mask-v2"))
+    for finished in (first, second):
+        assert bench.read_summary(finished.out) == finished.summary
+    assert not (tmp_path / "{models}").exists()

@@ -6,6 +6,8 @@ Prefect tasks pass only the config. `plan` checks every input before anything is
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -55,6 +57,21 @@ def models_of(cfg: BenchmarkCfg) -> list[EvaluatedModel]:
     """The run's models: registered versions and / or the preset's released ones."""
     return resolve_models(get_preset(cfg.preset), default_registry_url(cfg.models), cfg.versions,
                           cfg.ablation)
+
+
+MODELS_PLACEHOLDER = "{models}"  # in `out`: the evaluated models' tags, one folder per model set
+
+
+def resolve_out(cfg: BenchmarkCfg) -> BenchmarkCfg:
+    """cfg with "{models}" in `out` replaced by the tags of the models it evaluates.
+
+    A scheduled or triggered run with `out: runs/x/{models}` then benchmarks each new "latest"
+    version in its own folder instead of refusing the folder of the previous version.
+    """
+    if MODELS_PLACEHOLDER not in cfg.out:
+        return cfg
+    tags = "+".join(m.tag for m in models_of(cfg))
+    return dataclasses.replace(cfg, out=cfg.out.replace(MODELS_PLACEHOLDER, tags))
 
 
 def cache_url(cfg: BenchmarkCfg, part: str) -> str:
