@@ -79,6 +79,11 @@ def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float 
     return torch.add(bias * beta, _onednn_rows(a, b.t(), None), alpha=alpha)
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (M, K) @ weight (N, K).T (+ bias), through the invariant routes above."""
+    return _mm(x, weight.t()) if bias is None else _addmm(bias, x, weight.t())
+
+
 def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a (E, M, K) @ b (E, K, N), entry by entry."""
     if not _onednn_ok(a, b):
@@ -105,9 +110,8 @@ def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if not transposed and _onednn_ok(x, weight):
         return aten.mkldnn_convolution.default(x, weight, bias, padding, stride, dilation, groups)
     # PyTorch's own transposed convolution is a GEMM: fix its shape by taking one image at a time.
-    outs = [aten.convolution.default(x[i : i + 1], weight, bias, stride, padding, dilation,
-                                     transposed, output_padding, groups) for i in range(x.shape[0])]
-    return outs[0] if len(outs) == 1 else torch.cat(outs)
+    return per_sample(lambda xi: aten.convolution.default(xi, weight, bias, stride, padding, dilation,
+                                                          transposed, output_padding, groups), x)
 
 
 def _native_mha(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, embed_dim: int,
@@ -123,15 +127,11 @@ def _native_mha(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, emb
             "weights or cross-attention; only self-attention without them has an invariant "
             "route here. Add one in mm2latent/batching.py")
     b, t, _ = query.shape
-    head = embed_dim // num_heads
-    qkv = _addmm(qkv_bias, query.reshape(b * t, embed_dim), qkv_weight.t()) if qkv_bias is not None \
-        else _mm(query.reshape(b * t, embed_dim), qkv_weight.t())
-    q, k, v = qkv.view(b, t, 3, num_heads, head).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, hd)
+    qkv = _linear(query.reshape(b * t, embed_dim), qkv_weight, qkv_bias)  # (B * T, 3 * E)
+    q, k, v = qkv.view(b, t, 3, num_heads, embed_dim // num_heads).permute(2, 0, 3, 1, 4)
     attended = torch.nn.functional.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
     merged = attended.transpose(1, 2).reshape(b * t, embed_dim)
-    out = _addmm(proj_bias, merged, proj_weight.t()) if proj_bias is not None \
-        else _mm(merged, proj_weight.t())
-    return out.view(b, t, embed_dim), query.new_empty(0)
+    return _linear(merged, proj_weight, proj_bias).view(b, t, embed_dim), query.new_empty(0)
 
 
 def _refuse(name: str) -> Callable[..., torch.Tensor]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mm2latent.batching import invariant_forward
+from mm2latent.batching import invariant_forward, per_sample
 from mm2latent_core.errors import ConfigError
 from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
 from mm2latent.inference.editor import stored_pixels
@@ -100,13 +100,13 @@ def image_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch
 @torch.no_grad()
 def invert_each(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch.Tensor:
     """e4e w+ (B, num_ws, w_dim), one photo at a time (batch-invariant)."""
-    return torch.cat([model.invert(images01[i:i + 1]) for i in range(images01.shape[0])])
+    return per_sample(model.invert, images01)
 
 
 @torch.no_grad()
 def synthesize_each(model: Mm2LatentGenerator, w_plus: torch.Tensor) -> torch.Tensor:
     """(N, R, R, 3) uint8 images of w+ (N, num_ws, w_dim), one latent at a time."""
-    return torch.cat([model.synthesize(w_plus[i:i + 1]) for i in range(w_plus.shape[0])])
+    return per_sample(model.synthesize, w_plus)
 
 
 def _originals(images01: torch.Tensor, size: int) -> torch.Tensor:

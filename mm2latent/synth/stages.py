@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mm2latent.batching import invariant_forward
-from mm2latent.models.face_parser.base import FaceParser
+from mm2latent.models.face_parser.base import FaceParser, ParseResult
 from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.seeding import derive_seed
@@ -70,8 +70,8 @@ def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
 
 def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction."""
-    labels = invariant_forward(lambda x: parser.parse(x).labels, images01)  # (B, H, W)
-    return labels, (labels != 0).float().mean(dim=(1, 2))
+    result = ParseResult.of_labels(invariant_forward(lambda x: parser.parse(x).labels, images01))
+    return result.labels, result.face_fraction
 
 
 def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:

@@ -22,6 +22,11 @@ class ParseResult:
     labels: torch.Tensor  # (B, H, W) uint8, CelebAMask-HQ order, at the input image size
     face_fraction: torch.Tensor  # (B,) float32 in [0, 1]: share of non-background pixels
 
+    @classmethod
+    def of_labels(cls, labels: torch.Tensor) -> ParseResult:
+        """The result for label maps (B, H, W), with their non-background share."""
+        return cls(labels=labels, face_fraction=(labels != 0).float().mean(dim=(1, 2)))
+
     def face_found(self, min_fraction: float = MIN_FACE_FRACTION) -> torch.Tensor:
         """(B,) bool: True where at least `min_fraction` of the pixels are not background."""
         return self.face_fraction >= min_fraction
@@ -72,5 +77,4 @@ class FaceParser(nn.Module):
         check_rgb_images(images, check_range=True)
         source = self.source_logits(images).argmax(dim=1)  # (B, H, W) source ids
         labels = self.lut[source].to(torch.uint8)  # (B, H, W) CelebAMask-HQ ids
-        fraction = (labels != 0).float().mean(dim=(1, 2))  # (B,)
-        return ParseResult(labels=labels, face_fraction=fraction)
+        return ParseResult.of_labels(labels)
