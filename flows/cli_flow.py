@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from flows.interrupts import StopOnSignal, run_in_worker
+from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
 from flows.prefect_runtime import tied_prefect_server
 from mm2latent_core.errors import Mm2LatentError
 
@@ -35,7 +35,9 @@ class _UserErrorsOffConsole(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._error_types: set[str] = set()  # names of the user errors seen in this run
+        # Names of the user errors seen in this run; Interrupted's "Crash detected!" line too:
+        # the CLI says that it stopped.
+        self._error_types: set[str] = {Interrupted.__name__}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(_RUN_LOGGERS):
@@ -44,10 +46,10 @@ class _UserErrorsOffConsole(logging.Filter):
         if isinstance(error, Mm2LatentError):
             self._error_types.add(type(error).__name__)
             return False
-        # "Finished in state Failed('Task run encountered an exception: TrainingError: ...')"
+        # "Finished in state Failed('Flow run encountered an exception: TrainingError: ...')"
+        # (an INFO record) repeats the message the CLI prints.
         message = record.getMessage()
-        return not (record.levelno >= logging.WARNING
-                    and any(f"{name}: " in message for name in self._error_types))
+        return not any(f"{name}: " in message for name in self._error_types)
 
 
 @contextlib.contextmanager
