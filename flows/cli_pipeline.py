@@ -37,7 +37,11 @@ def pipeline_command(
     from flows.pipeline import pipeline
     from flows.runners import check_runner_choice
 
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(data, runs):
+        check_output_dir(data, "--data")
+        check_output_dir(runs, "--runs")
         check_runner_choice(task_runner, dask_address)
         if preset == "tiny":
             console(stderr=True).print("[yellow]Note:[/] preset 'tiny' runs random-weight "
