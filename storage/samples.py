@@ -2,8 +2,8 @@
 
 A reference `data/tiny#12` names sample 12 of the dataset at `data/tiny` (any fsspec URL);
 its shard is index // samples_per_shard from dataset.json, and only that shard's tar is read.
-Before it is read it is checked as every reader checks (storage/shard_check.py): dataset.json,
-stats files and sizes of the dataset (no shard bytes), then the sha256 of that one tar.
+Before it is read it is checked as every reader checks (storage/shard_check.py), limited to
+that shard: dataset.json, the shard's stats file, then the size and sha256 of its one tar.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import shard_url
 from storage.fs import join, open_fs
-from storage.shard_check import REPAIR_FIX, check_shard_files, checked_index, readable_shards
+from storage.shard_check import REPAIR_FIX, checked_index, checked_shard
 from storage.shard_writer import sample_key
 
 _REF = re.compile(r"^(?P<dataset>.+)#(?P<index>\d+)$")
@@ -33,10 +33,9 @@ def read_sample_members(dataset_url: str, index: int) -> dict[str, bytes]:
     if not 0 <= index < info.num_samples:
         raise DatasetError(f"{dataset_url}: no sample {index}; it holds samples 0..{info.num_samples - 1}.")
     shard = index // info.samples_per_shard
-    if shard not in readable_shards(dataset_url):
+    if not checked_shard(dataset_url, info, shard, ("tar",)):  # sha256 of this one shard only
         raise DatasetError(f"{dataset_url}: shard {shard} holding sample {index} is incomplete. "
                            "Fix: re-run the command that writes the dataset.")
-    check_shard_files(dataset_url, [shard], ("tar",))  # sha256 of this one shard only
     url = shard_url(dataset_url, shard, "tar")
     prefix = sample_key(index) + "."
     members: dict[str, bytes] = {}

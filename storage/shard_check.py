@@ -13,6 +13,8 @@ DatasetError that names the file and the fix:
   bytes.
 - `check_shard_files` (before reading a shard's tar or parquet): the sha256 of exactly the
   files the reader is about to read. Cost: one extra read of those files, nothing else.
+- `checked_shard` (a reader of one shard, e.g. a `DATASET#INDEX` reference): both steps limited
+  to that shard: dataset.json, its stats file, its size and sha256. Cost: no listing, one hash.
 
 synth-data's own rerun uses `damaged_shards` instead: it rewrites what is damaged rather than
 refusing it (complete_shards skips a garbled stats file there, so the shard is rebuilt).
@@ -126,6 +128,20 @@ def _listing(dataset_url: str) -> dict[str, int]:
             if e.get("type") != "directory"}
 
 
+def _parse_stats(dataset_url: str, name: str, data: bytes | Exception) -> ShardStats | None:
+    """The stats in `data` (None if the file is gone); DatasetError naming a garbled file."""
+    if isinstance(data, FileNotFoundError):
+        return None  # removed since the listing (a rerun redoing the shard): not complete
+    try:
+        if isinstance(data, Exception):
+            raise data
+        return ShardStats.model_validate_json(data)
+    except (ValidationError, ValueError, OSError) as e:
+        raise DatasetError(
+            f"{join(dataset_url, name)}: unreadable stats file ({str(e).splitlines()[0]}), so "
+            f"its shard cannot be checked. {REPAIR_FIX}") from e
+
+
 def _read_all_stats(dataset_url: str, names: list[str]) -> dict[int, ShardStats]:
     """{shard: stats} of the listed stats files; DatasetError naming a garbled one."""
     fs, root = open_fs(dataset_url)
@@ -134,19 +150,49 @@ def _read_all_stats(dataset_url: str, names: list[str]) -> dict[int, ShardStats]
     contents = {p.rstrip("/").rsplit("/", 1)[-1]: v for p, v in fetched.items()}
     found = {}
     for name in names:
-        data = contents.get(name, FileNotFoundError(name))
-        if isinstance(data, FileNotFoundError):
-            continue  # removed since the listing (a rerun redoing the shard): not complete
-        try:
-            if isinstance(data, Exception):
-                raise data
-            stats = ShardStats.model_validate_json(data)
-        except (ValidationError, ValueError, OSError) as e:
-            raise DatasetError(
-                f"{join(dataset_url, name)}: unreadable stats file ({str(e).splitlines()[0]}), so "
-                f"its shard cannot be checked. {REPAIR_FIX}") from e
-        found[int(name[len("shard-"):].split(".", 1)[0])] = stats
+        stats = _parse_stats(dataset_url, name, contents.get(name, FileNotFoundError(name)))
+        if stats is not None:
+            found[int(name[len("shard-"):].split(".", 1)[0])] = stats
     return found
+
+
+def _check_describes(dataset_url: str, index: DatasetIndex, shard: int, stats: ShardStats) -> None:
+    """DatasetError unless dataset.json plans `shard` and has the fingerprint it was written under."""
+    if shard >= len(index.shards) or stats.index_sha256 not in (None, index.fingerprint_sha256()):
+        raise DatasetError(
+            f"{join(dataset_url, DATASET_FILE)} does not describe "
+            f"{shard_name(shard, 'stats.json')}: dataset.json was edited or replaced after the "
+            "shard was written. Fix: restore it, or delete it and re-run the synth-data "
+            "command that made the dataset (it writes dataset.json again and keeps the "
+            "shards that match it).")
+
+
+def checked_shard(dataset_url: str, index: DatasetIndex, shard: int,
+                  parts: tuple[str, ...] = PARTS) -> bool:
+    """For a read of one shard (a `DATASET#INDEX` reference): False if it is not complete, else
+    True once its stats file, dataset.json's fingerprint, and the sizes and sha256 of `parts`
+    check out (DatasetError otherwise). Cost: one stats file and a hash of `parts`, no listing.
+
+    Args:
+        dataset_url: the dataset root.
+        index: its dataset.json, from checked_index.
+        shard: the shard about to be read.
+        parts: the files about to be read, of "tar" and "parquet".
+    """
+    name = shard_name(shard, "stats.json")
+    fs, path = open_fs(join(dataset_url, name))
+    try:
+        data: bytes | Exception = fs.cat_file(path)
+    except FileNotFoundError as e:
+        data = e
+    stats = _parse_stats(dataset_url, name, data)
+    if stats is None:
+        return False
+    _check_describes(dataset_url, index, shard, stats)
+    why = _file_damage(dataset_url, stats, parts, rehash=True)
+    if why is not None:
+        raise _damage_error(dataset_url, {shard: why})
+    return True
 
 
 def readable_shards(dataset_url: str, shards: Sequence[int] | None = None) -> list[int]:
@@ -172,16 +218,8 @@ def readable_shards(dataset_url: str, shards: Sequence[int] | None = None) -> li
         raise DatasetError(
             f"{join(dataset_url, unmarked[0])}: no stats file beside it (deleted, or the run "
             f"writing the shard was interrupted), so it cannot be checked. {REPAIR_FIX}")
-    planned = len(index.shards)
-    fingerprint = index.fingerprint_sha256()
     for shard, record in sorted(stats.items()):
-        if shard >= planned or record.index_sha256 not in (None, fingerprint):
-            raise DatasetError(
-                f"{join(dataset_url, DATASET_FILE)} does not describe "
-                f"{shard_name(shard, 'stats.json')}: dataset.json was edited or replaced after the "
-                "shard was written. Fix: restore it, or delete it and re-run the synth-data "
-                "command that made the dataset (it writes dataset.json again and keeps the "
-                "shards that match it).")
+        _check_describes(dataset_url, index, shard, record)
     wanted = sorted(stats) if shards is None else sorted(shards)
     absent = [s for s in wanted if s not in stats]
     if absent:

@@ -80,6 +80,12 @@ def _flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def _edit_index(ds: Path) -> None:
+    index = json.loads((ds / "dataset.json").read_text())
+    index["parameters"]["truncation"] = 0.5
+    (ds / "dataset.json").write_text(json.dumps(index))
+
+
 def _files(root: Path) -> dict:
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -107,6 +113,9 @@ def test_dataset_index_references_hash_only_their_shard(ds):
     assert load_condition("mask", f"{ds}#0").shape == (8, 8)  # shard 0 is intact
     with pytest.raises(DatasetError, match="shard-000001.tar has another sha256"):
         load_condition("mask", f"{ds}#2")  # generate --mask / edit --target-mask use this
+    _edit_index(ds)
+    with pytest.raises(DatasetError, match="dataset.json was edited or replaced"):
+        load_condition("mask", f"{ds}#0")
 
 
 @pytest.mark.parametrize("command", [["inspect"], ["grid", "--out", "{tmp}/g.png"],
@@ -129,12 +138,6 @@ def test_benchmark_reference_refuses_a_truncated_dataset(ds):
 
 
 # --- dataset.json and stats files --------------------------------------------------------
-
-
-def _edit_index(ds: Path) -> None:
-    index = json.loads((ds / "dataset.json").read_text())
-    index["parameters"]["truncation"] = 0.5
-    (ds / "dataset.json").write_text(json.dumps(index))
 
 
 @pytest.mark.parametrize("damage, expected", [
