@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -50,13 +51,15 @@ class ReadmeSession:
 
     workdir: Path
     env: dict[str, str]
-    block_timeout_s: float = 900.0  # a block that runs longer fails (and is stopped)
+    block_timeout_s: float = 1800.0  # a block that runs longer fails (and is stopped)
     ready_timeout_s: float = 300.0  # how long a background block may take to answer
     started: list[_Started] = field(default_factory=list)
 
-    def run(self, block: Block) -> float:
-        """Run `block` (or start it, for a background block); return the seconds it took."""
-        began = time.monotonic()
+    def run(self, block: Block) -> tuple[float, float]:
+        """Run `block` (or start it, for a background block); return the seconds it took on
+        the clock and in CPU (user + system of the block's processes, once they are reaped:
+        what it costs whatever else loads the machine)."""
+        began, cpu_began = time.monotonic(), _children_cpu_s()
         started = self._start(block)
         if block.background:
             self._wait_ready(started)
@@ -72,7 +75,7 @@ class ReadmeSession:
         if missing:
             raise BlockFailed(_report(started, "exit code 0, but expected output(s) missing: "
                                       + ", ".join(missing)))
-        return time.monotonic() - began
+        return time.monotonic() - began, _children_cpu_s() - cpu_began
 
     def _start(self, block: Block) -> _Started:
         logs = self.workdir / ".readme-test-logs"
@@ -104,6 +107,11 @@ class ReadmeSession:
         """Stop every process group this session started, newest first."""
         for started in reversed(self.started):
             _stop_group(started.proc)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _answers(address: str) -> bool:

@@ -71,11 +71,11 @@ def test_readme_block_runs_as_written(readme_session, block: Block):
     if failed:
         pytest.skip(f"builds on {failed[0].label}, which failed")
     try:
-        seconds = session.run(block)
+        seconds, cpu_s = session.run(block)
     except BlockFailed:
         failed.append(block)
         raise
-    print(f"{block.label}: {seconds:.1f} s")
+    print(f"{block.label}: {seconds:.1f} s, {cpu_s:.1f} s CPU")
 
 
 # --- The harness itself: it must catch a broken command, and name where it is.
@@ -114,7 +114,7 @@ def test_a_renamed_flag_fails_naming_block_line_and_command(tmp_path):
         (4, 18, "bash", None)]
     session = ReadmeSession(tmp_path, session_env(tmp_path / "home", ""))
     try:
-        assert session.run(blocks[0]) >= 0 and (tmp_path / "hello.txt").read_text() == "hello\n"
+        assert session.run(blocks[0])[0] >= 0 and (tmp_path / "hello.txt").read_text() == "hello\n"
         with pytest.raises(BlockFailed) as failure:
             session.run(blocks[3])
     finally:
