@@ -32,6 +32,7 @@ SHELL_BLOCKS = [b for b in BLOCKS if b.is_shell]
 def session_env(home: Path, api_url: str) -> dict[str, str]:
     """A reader's shell with the project installed (the venv's bin first on PATH), with every
     place a command keeps state moved under `home`."""
+    (home / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect makes only the last level
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FSSPEC_"))}
     env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
                PREFECT_HOME=str(home / "prefect"), PREFECT_API_URL=api_url,
