@@ -108,12 +108,10 @@ MM2LATENT = str(Path(sys.executable).parent / "mm2latent")
 
 
 @pytest.fixture(scope="module")
-def api_env(prefect_harness) -> dict[str, str]:
-    """The environment for CLI subprocesses: the session's Prefect server, so each command
-    skips starting a temporary one of its own."""
-    from prefect.settings import PREFECT_API_URL
-
-    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+def api_env() -> dict[str, str]:
+    """The environment for CLI subprocesses: as a user's, each command starts (and stops) its
+    own temporary Prefect server."""
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
