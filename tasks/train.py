@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mm2latent.models.autoencoders import official_variant
 from mm2latent.presets import get_preset
 from mm2latent.training import pipeline
+from mm2latent.training.autoencoders import preset_autoencoder
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_net_cfg
@@ -23,9 +23,8 @@ def train_autoencoder(options: AutoencoderOptions, cfg: AutoencoderTrainCfg,
                       on_progress: ProgressFn | None = None,
                       snapshot: ShardSnapshot | None = None) -> AutoencoderReport:
     """Train, register and embed with the autoencoder of `cfg` (one of options.train_cfgs())."""
-    ae_cfg = getattr(get_preset(options.preset), f"{cfg.modality}_ae")
-    if cfg.recipe == "official":
-        ae_cfg = official_variant(ae_cfg)
+    ae_cfg = preset_autoencoder(get_preset(options.preset), cfg.modality, cfg.recipe,
+                                cfg.modality_registry)
     report = pipeline.autoencoder_run(options.dataset, options.out, options.registry_url, ae_cfg,
                                       cfg, options.resume, on_progress,
                                       options.real_dir(cfg.modality), snapshot)

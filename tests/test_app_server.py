@@ -20,7 +20,7 @@ from flows.app.gate import BusyError, Gate
 from flows.app.server import AppState, create_app
 from mm2latent.editing import text_edit
 from mm2latent.interactive.models import ModelSet
-from mm2latent.interactive.palette import COLOURS
+from mm2latent.modalities.palette import COLOURS
 from mm2latent.interactive.uploads import UploadLimits
 from mm2latent.presets import get_preset
 from tests.fabricate_inference import seeded_model

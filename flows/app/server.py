@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from flows.app.gate import BusyError, Gate
 from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.interactive.models import PAINTABLE, ModelSet
-from mm2latent.interactive.palette import palette_json
+from mm2latent.modalities.palette import palette_json
 from mm2latent.interactive.provenance import EditInputs, GenerateInputs, png_data_url, provenance
 from mm2latent.interactive.sessions import (SessionCache, render, set_spatial_direction, set_text_direction,
                                             start_session)

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from mm2latent.alignment import check_looks_aligned
 from mm2latent_core.errors import ConfigError
 from mm2latent.inference import check_masks, check_sketches
-from mm2latent.interactive.palette import colours_to_ids
+from mm2latent.modalities.palette import colours_to_ids
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 
