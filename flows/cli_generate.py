@@ -83,6 +83,18 @@ def generate_command(
     console().print(f"[green]wrote[/] {out} ({n} image(s), {images.shape[2]} px, {modality})")
 
 
+def cli_modalities() -> ModalityRegistry:
+    """default_registry(), read once as the CLI starts; a bad MM2LATENT_MODALITIES plugin is
+    one red line and exit code 2 (this runs while the app is built, before typer does)."""
+    from mm2latent_core.errors import Mm2LatentError
+
+    try:
+        return default_registry()
+    except Mm2LatentError as e:
+        console(stderr=True).print(f"[red]error:[/] {e}", soft_wrap=True)
+        raise SystemExit(2) from None
+
+
 def add_inference_commands(app: typer.Typer, modalities: ModalityRegistry | None = None) -> None:
     """Mount `generate` and `edit` on the main CLI app, a condition option per modality.
 
