@@ -236,7 +236,7 @@ def test_load_model_set_shares_one_generator_and_farl(monkeypatch):
     from mm2latent_core.errors import ConfigError
     from mm2latent.interactive import models as models_module
 
-    def registered(url, modality):
+    def registered(url, modality, modalities=None):
         if modality == "flame":
             raise ConfigError("no 'mapping-flame' model registered")
         made = seeded_model(modality)

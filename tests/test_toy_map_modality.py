@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -218,6 +219,18 @@ def test_without_the_plugin_nothing_knows_shade(monkeypatch):
     assert "shade" not in default_registry()
     flags = CliRunner().invoke(_cli(), ["generate", "--help"], env={"COLUMNS": "200"}).output
     assert "--mask" in flags and "--flame" in flags and "--shade" not in flags
+    # The project's flags keep their help, now written once in each modality's spec.
+    assert re.search(r"--mask \S+ Label-id PNG \(CelebAMask-HQ ids 0\.\.18\), or DATASET#INDEX\.",
+                     _words(flags))
+    edit = _words(CliRunner().invoke(_cli(), ["edit", "--help"], env={"COLUMNS": "200"}).output)
+    assert ("Spatial edit toward this 3DMM code: a file, or a dataset sample as DATASET#INDEX "
+            "(e.g. data/tiny#3).") in edit and "--target-flame" in edit
+    assert "(mask, sketch or flame; default mask)" in edit
+
+
+def _words(help_text: str) -> str:
+    """The help's words in one line: without the table's borders and line breaks."""
+    return " ".join(help_text.replace("│", " ").split())
     monkeypatch.setenv(PLUGINS_ENV, "tests.toy_map:NAME")
     with pytest.raises(ConfigError, match="is a str, not a ModalitySpec"):
         default_registry()
