@@ -21,7 +21,7 @@ from flows.cli_app import app_command
 from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
-from flows.cli_generate import add_inference_commands
+from flows.cli_generate import add_inference_commands, cli_modalities
 from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
@@ -37,7 +37,7 @@ dataset_app = typer.Typer(help="Look at a synth-data dataset.", no_args_is_help=
 app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
-add_inference_commands(app)
+add_inference_commands(app, cli_modalities())  # condition flags: the registry at CLI start
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)

@@ -28,8 +28,6 @@ from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark
                             benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
                             registered_record)
 
-AUTOENCODED = default_registry().maps  # modalities whose MappingNet reads autoencoder embeddings
-
 
 @dataclass
 class PipelineRun:
@@ -62,7 +60,8 @@ def synth_step(run: PipelineRun) -> str:
 
 def autoencoder_step(run: PipelineRun) -> str:
     """Train the autoencoders the MappingNets need; record models and embeddings."""
-    wanted = [m for m in AUTOENCODED if m in run.mappings]
+    # modalities whose MappingNet reads autoencoder embeddings
+    wanted = [m for m in default_registry().maps if m in run.mappings]
     todo = autoencoders_to_train(
         run.training.model_copy(update={"autoencoders": wanted}).autoencoder_options()
     ) if wanted else []

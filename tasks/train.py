@@ -5,10 +5,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mm2latent.models.autoencoders import AutoencoderCfg, official_variant
+from mm2latent.models.autoencoders import AutoencoderCfg
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.presets import get_preset
 from mm2latent.training import pipeline
+from mm2latent.training.autoencoders import preset_autoencoder
 from mm2latent.training.config import AutoencoderTrainCfg
 from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_net_cfg
@@ -49,8 +50,8 @@ def _log_registered(tag: str, summary: TrainReport) -> None:
 
 def _autoencoder_cfg(options: AutoencoderOptions, cfg: AutoencoderTrainCfg) -> AutoencoderCfg:
     """The architecture of the autoencoder that `cfg` (one of options.train_cfgs()) trains."""
-    ae_cfg = getattr(get_preset(options.preset), f"{cfg.modality}_ae")
-    return official_variant(ae_cfg) if cfg.recipe == "official" else ae_cfg
+    return preset_autoencoder(get_preset(options.preset), cfg.modality, cfg.recipe,
+                              cfg.modality_registry)
 
 
 def _mapping_net_cfg(options: MappingOptions) -> MappingNetCfg:

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from flows.app.gate import BusyError, Gate
 from mm2latent_core.errors import ConfigError, Mm2LatentError
-from mm2latent.interactive.models import PAINTABLE, ModelSet
-from mm2latent.interactive.palette import palette_json
+from mm2latent.interactive.models import ModelSet
+from mm2latent.modalities.palette import palette_json
 from mm2latent.interactive.provenance import EditInputs, GenerateInputs, png_data_url, provenance
 from mm2latent.interactive.sessions import (SessionCache, render, set_spatial_direction, set_text_direction,
                                             start_session)
@@ -88,10 +88,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _paintable(modality: str) -> str:
-    if modality not in PAINTABLE:
+def _paintable(models: ModelSet, modality: str) -> str:
+    if modality not in models.paintable:
         raise ConfigError(f"modality {modality!r} cannot be painted or uploaded here; choose one of "
-                          f"{', '.join(PAINTABLE)}.")
+                          f"{', '.join(models.paintable)}.")
     return modality
 
 
@@ -103,8 +103,9 @@ def _condition_reply(modality: str, array) -> dict:
 
 
 def _painted(state: AppState, painted: Painted):
-    _paintable(painted.modality)
-    array = condition_from_raw(painted.data, painted.width, painted.height, painted.modality, state.limits)
+    map_input = state.models.registry.map_input(_paintable(state.models, painted.modality))
+    array = condition_from_raw(painted.data, painted.width, painted.height, painted.modality,
+                               map_input, state.limits)
     return array, _sha(array.tobytes())
 
 
@@ -142,7 +143,7 @@ def create_app(state: AppState) -> FastAPI:
     def info() -> dict:
         models = state.models
         return {"preset": models.preset.name, "makes_faces": models.preset.makes_faces,
-                "modalities": [m for m in models.models if m in PAINTABLE],
+                "modalities": [m for m in models.models if m in models.paintable],
                 "size": models.preset.store_size, "palette": palette_json(),
                 "max_bytes": state.limits.max_bytes, "max_side": state.limits.max_side,
                 "dataset": state.dataset}
@@ -157,7 +158,8 @@ def create_app(state: AppState) -> FastAPI:
         def load():
             from mm2latent.conditions import load_condition
 
-            return load_condition(_paintable(modality), sample_ref(index))
+            return load_condition(_paintable(state.models, modality), sample_ref(index),
+                                  state.models.registry)
         return JSONResponse(_condition_reply(modality, await run_in_threadpool(load)))
 
     @app.post("/api/sample-photo")
@@ -174,7 +176,8 @@ def create_app(state: AppState) -> FastAPI:
         data = await _body(request, state.limits, modality)
 
         def decode():
-            return condition_from_image(open_image(data, state.limits, modality), _paintable(modality))
+            map_input = state.models.registry.map_input(_paintable(state.models, modality))
+            return condition_from_image(open_image(data, state.limits, modality), modality, map_input)
         return JSONResponse(_condition_reply(modality, await run_in_threadpool(decode)))
 
     @app.post("/api/generate")

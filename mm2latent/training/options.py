@@ -19,9 +19,6 @@ from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, Tra
                                        autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
 
-# The default registry's names (a constant: the registry is rebuilt, not shared).
-AE_MODALITIES: tuple[str, ...] = default_registry().maps  # modalities with an autoencoder
-MAPPING_MODALITIES: tuple[str, ...] = default_registry().conditions  # MappingNet conditions
 M = TypeVar("M", bound=BaseModel)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -122,7 +119,7 @@ class AutoencoderOptions(TrainRunOptions):
     @field_validator("modalities", mode="before")
     @classmethod
     def _known(cls, value: object) -> list[str]:
-        return _modality_list(value, AE_MODALITIES, "--modalities")
+        return _modality_list(value, default_registry().maps, "--modalities")
 
     def train_cfgs(self) -> list[AutoencoderTrainCfg]:
         """One validated training config per chosen modality."""
@@ -169,12 +166,12 @@ class TrainChainOptions(DeviceAndBatch, RunTarget):
     @field_validator("autoencoders", mode="before")
     @classmethod
     def _known_autoencoders(cls, value: object) -> list[str]:
-        return _modality_list(value, AE_MODALITIES, "autoencoders", allow_empty=True)
+        return _modality_list(value, default_registry().maps, "autoencoders", allow_empty=True)
 
     @field_validator("mappings", mode="before")
     @classmethod
     def _known_mappings(cls, value: object) -> list[str]:
-        return _modality_list(value, MAPPING_MODALITIES, "mappings", allow_empty=True)
+        return _modality_list(value, default_registry().conditions, "mappings", allow_empty=True)
 
     def _shared(self, epochs: int | None) -> dict[str, object]:
         # A chain interrupted by a crash continues its runs instead of failing; new runs start.
