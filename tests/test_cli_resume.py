@@ -38,8 +38,10 @@ def test_resume_with_nothing_to_resume_is_refused_naming_the_run_and_the_fix(
     result = _cli(tmp_path, "train", *command, "--dataset", str(dataset), "--out", str(out),
                   "--epochs", "1", "--batch-size", "2", "--resume")
     assert result.returncode == 2, result.stdout + result.stderr
-    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stdout  # the CLI's one line (Prefect's own log aside)
+    # The CLI's one line goes to stderr, like every user error; stdout carries no second copy.
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
     assert errors[0].startswith("error: nothing to resume") and f"{out}/" in errors[0]
     assert "holds no checkpoint" in errors[0]
     assert errors[0].endswith("Fix: drop --resume to start a new run.")
