@@ -74,7 +74,7 @@ def synth_data_command(
     verify: Annotated[bool, typer.Option(help="Re-hash complete shards; redo damaged ones.")] = False,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
-    from flows.runners import check_runner_choice
+    from flows.runners import ProcessLocal, check_runner_choice
     from flows.synth_data import synth_data
     from mm2latent.input_checks import split_list
     from mm2latent.synth.params import parse_params
@@ -100,7 +100,7 @@ def synth_data_command(
                 bar = progress.add_task("synth-data", total=params.n_samples, rate="")
                 summary = run_flow(lambda on_progress: synth_data(
                     params, overwrite=overwrite, verify=verify, task_runner=task_runner,
-                    dask_address=dask_address, on_progress=on_progress),
+                    dask_address=dask_address, on_progress=ProcessLocal(on_progress)),
                     on_progress=_advancer(progress, bar))
                 progress.update(bar, completed=params.n_samples)
         except Interrupted as e:

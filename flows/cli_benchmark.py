@@ -53,7 +53,10 @@ def benchmark_command(
                   cmmd_model=cmmd_model, reference_limit=reference_limit, cache=cache,
                   ablation=ablation)
     versions = [v.strip() for value in model_version or ["latest"] for v in value.split(",")]
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(reference, out):
+        check_output_dir(out)
         plan = make_plan(BenchmarkCfg(reference=reference, versions=tuple(versions), **values))
         total = len(plan.selection.pairs) * len(plan.models)
         with progress_bar() as progress:

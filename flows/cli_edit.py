@@ -123,9 +123,11 @@ def export_command(
     out: Annotated[str, typer.Option(help="Directory to write image.png, mask.png, sketch.png, flame.npy, ...")] = "sample",
 ) -> None:
     """Export one sample's image, mask, sketch and 3DMM code as plain files (inputs for generate / edit)."""
+    from storage.path_checks import check_output_dir
     from storage.samples import export_sample
 
-    with user_errors():
+    with user_errors(dataset, out):
+        check_output_dir(out, inputs=[dataset])  # never into the dataset it reads
         written = export_sample(dataset, index, out)
     console().print(f"[green]wrote[/] {', '.join(written)}", soft_wrap=True)
 
@@ -147,7 +149,10 @@ def edit_dataset_command(
 
     values = dict(input=input, spec=spec, models=models, out=out, preset=preset,
                   samples_per_shard=samples_per_shard, device=device)
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(input, out):
+        check_output_dir(out, inputs=[input])
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
         summary = run_flow(lambda on_progress: edit_dataset(**values, overwrite=overwrite,
                                                             on_progress=on_progress))
@@ -160,7 +165,10 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
     """`generate --from rows.jsonl`: one image per row into shards at `out` (resumable)."""
     from mm2latent.generate_rows import generate_shard, load_row_models, plan_rows
 
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(rows, out):
+        check_output_dir(out)
         plan, todo = plan_rows(rows, models, preset, out)
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]

@@ -36,6 +36,7 @@ def pipeline_command(
     """Run synth-data, train the autoencoders and MappingNets, benchmark; skip what is done."""
     from flows.cli_flow import run_flow
     from flows.pipeline import pipeline, plan_pipeline
+    from storage.path_checks import check_output_dir
 
     values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=0,
                   data=data, runs=runs,
@@ -43,7 +44,9 @@ def pipeline_command(
                   ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size,
                   device=device, task_runner=task_runner, dask_address=dask_address,
                   max_workers=max_workers, benchmark_pairs=benchmark_pairs)
-    with user_errors():
+    with user_errors(data, runs):
+        check_output_dir(data, "--data")
+        check_output_dir(runs, "--runs")
         plan_pipeline(**values)  # every value is checked before the Prefect server starts
         if preset == "tiny":
             console(stderr=True).print("[yellow]Note:[/] preset 'tiny' runs random-weight "
