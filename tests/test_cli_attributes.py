@@ -1,0 +1,46 @@
+"""`mm2latent dataset attributes` as users run it: a subprocess on a tiny dataset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mm2latent.attributes import run
+from mm2latent.fabricate.datasets import TINY_DIMS, write_dataset
+from storage.attributes import attribute_dirs, iter_attribute_shards
+
+CLI = [str(Path(sys.executable).with_name("mm2latent")), "dataset", "attributes"]
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(tmp_path / "prefect"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240")
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_attributes_cli_writes_every_source_and_leaves_nothing_to_redo(tmp_path):
+    dataset = str(tmp_path / "data")
+    write_dataset(dataset, n_shards=2, per_shard=3, failed={4}, dims={**TINY_DIMS, "farl": 512})
+    done = _cli(tmp_path, dataset)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "6 shard file(s) written, 0 already complete" in done.stdout
+    assert "meaningless" in done.stderr  # tiny: random networks
+    assert [d.split("-")[0] for d in attribute_dirs(dataset)] == ["deca", "farl", "mask"]
+    table = dict(iter_attribute_shards(dataset))[1]
+    assert table["index"].to_pylist() == [3, 4, 5]
+    assert {"mask.eyeglasses", "deca.yaw_deg", "farl.Eyeglasses"} <= set(table.column_names)
+    assert run.plan(dataset).todo == {}  # a rerun resumes: nothing left (tests/test_attributes.py)
+
+
+def test_attributes_cli_bad_source_is_one_line_and_exit_2(tmp_path):
+    dataset = str(tmp_path / "data")
+    write_dataset(dataset, n_shards=1, per_shard=2)
+    done = _cli(tmp_path, dataset, "--sources", "mask,glasses")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown attribute source 'glasses'; known: mask, deca, farl. Fix: pick some of "
+        "those with --sources."]
+    assert not attribute_dirs(dataset)
