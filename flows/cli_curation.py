@@ -27,7 +27,8 @@ def attributes_command(
     """Per-sample attributes (mask class shares, head pose, zero-shot CelebA attributes) beside the dataset; rerun to resume."""
     from flows.attributes import attributes
     from flows.cli import progress_bar
-    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
+    from flows.prefect_runtime import tied_prefect_server
     from mm2latent.attributes.run import source_names
     from storage.dataset_index import DatasetIndex, complete_shards
     from storage.path_checks import check_dataset_dir
@@ -66,7 +67,7 @@ def captions_command(
 ) -> None:
     """CelebA-Dialog-style captions per sample from its attributes, beside the dataset; rerun to resume."""
     from flows.captions import captions
-    from flows.interrupts import tied_prefect_server
+    from flows.prefect_runtime import tied_prefect_server
     from mm2latent.captions.run import plan
     from storage.path_checks import check_dataset_dir
 
