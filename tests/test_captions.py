@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mm2latent.attributes import run as attributes_run
 from mm2latent.captions import run
+from mm2latent.captions.embeddings import (build_text_tower, captions_version, encode_captions,
+                                           read_text_embeddings)
 from mm2latent.captions.templates import FACTS, caption
 from mm2latent.fabricate.datasets import write_dataset, write_shard
 from mm2latent_core.errors import DatasetError
@@ -53,15 +56,19 @@ def test_captions_are_stored_per_shard_resume_and_refuse_stale_attributes(tmp_pa
     _attributes(url)
     plan = run.plan(url, seed=3)
     assert plan.todo == (0, 1)
-    run.run_shards(plan, [0])  # then the process dies
+    tower = build_text_tower(url)
+    run.run_shards(plan, [0], tower)  # then the process dies
     resumed = run.plan(url, seed=3)
     assert resumed.folder == plan.folder and resumed.todo == (1,)
-    run.run_shards(resumed, resumed.todo)
+    run.run_shards(resumed, resumed.todo, tower)
     rows = read_caption_shard(url, plan.folder, 1).to_pylist()
     assert [r["index"] for r in rows] == [3, 4, 5] and rows[1]["caption"] is None
     assert rows[0]["template_version"] == "1" and rows[0]["caption"].startswith("The person")
+    index, text = read_text_embeddings(url, captions_version(url), (0, 1))
+    assert index.tolist() == [0, 1, 2, 3, 5]  # the captioned (ok) samples
+    np.testing.assert_allclose(text[3], encode_captions(tower, [rows[0]["caption"]])[0], atol=1e-6)
     assert run.plan(url, seed=4).folder != plan.folder  # another seed: its own folder
     assert len(caption_dirs(url)) == 2
     write_shard(url, 1, [3, 4, 5])  # shard rewritten: its attributes are stale now
     with pytest.raises(DatasetError, match="stale.*rerun `mm2latent dataset attributes"):
-        run.run_shards(run.plan(url, seed=3), [1])
+        run.run_shards(run.plan(url, seed=3), [1], tower)

@@ -7,13 +7,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from mm2latent.attributes.registry import default_attribute_registry
+from mm2latent.captions.embeddings import TEXT_COLUMN, encode_captions, text_embeddings_version
 from mm2latent.captions.templates import TEMPLATE_VERSION, caption
 from mm2latent_core.errors import DatasetError
 from storage.attributes import iter_attribute_shards, read_descriptor, resolve_folders
 from storage.captions import (captions_url, write_caption_shard, write_captions_descriptor)
 from storage.dataset_index import complete_shards
 from storage.derived import shard_tar_sha256, shards_to_write
+from storage.embeddings import embeddings_url, write_embedding_table
+from storage.shard_writer import sample_key
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,21 @@ def plan(dataset: str, sources: Sequence[str] | None = None, seed: int = 0) -> C
     if not shards:
         raise DatasetError(f"{dataset}: no complete shards. Fix: run synth-data into it first.")
     write_captions_descriptor(dataset, folder, record)
-    todo = shards_to_write(dataset, shards, lambda s: captions_url(dataset, folder, s))
+    text = text_embeddings_version(folder)
+    todo = sorted(set(shards_to_write(dataset, shards, lambda s: captions_url(dataset, folder, s)))
+                  | set(shards_to_write(dataset, shards, lambda s: embeddings_url(dataset, text, s))))
     return CaptionsPlan(dataset, folder, folders, seed, shards, tuple(todo))
 
 
-def run_shards(plan_: CaptionsPlan, shards: Sequence[int]) -> int:
-    """Caption and write `shards` (streaming one shard at a time); return the samples covered."""
+def run_shards(plan_: CaptionsPlan, shards: Sequence[int], tower: torch.nn.Module) -> int:
+    """Caption `shards` (one shard at a time) and write each shard's FaRL text embeddings of its
+    captions, then its captions (the completion marker of both); return the samples covered.
+
+    Args:
+        plan_: the run's plan.
+        shards: dataset shards to write.
+        tower: the dataset preset's FaRL embedder (embeddings.build_text_tower).
+    """
     count = 0
     for shard, table in iter_attribute_shards(plan_.dataset, plan_.attributes, shards=shards):
         tar_sha256 = shard_tar_sha256(plan_.dataset, shard)
@@ -68,6 +82,11 @@ def run_shards(plan_: CaptionsPlan, shards: Sequence[int]) -> int:
         # A failed sample has every attribute null: it gets no caption.
         texts = [None if all(v is None for k, v in r.items() if k != "index")
                  else caption(r, plan_.seed, r["index"]) for r in rows]
+        ok = [i for i, t in enumerate(texts) if t is not None]
+        indices = table["index"].to_numpy()
+        write_embedding_table(embeddings_url(plan_.dataset, text_embeddings_version(plan_.folder), shard),
+                              [sample_key(int(indices[i])) for i in ok], indices[ok], TEXT_COLUMN,
+                              encode_captions(tower, [texts[i] for i in ok]), tar_sha256)
         write_caption_shard(plan_.dataset, plan_.folder, shard, table["index"].to_numpy(), texts,
                             TEMPLATE_VERSION, tar_sha256)
         count += len(rows)
