@@ -19,7 +19,7 @@ def _cli(tmp_path: Path, *args: str, command: str = "attributes") -> subprocess.
     env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(tmp_path / "prefect"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240")
-    return subprocess.run([*CLI, command, *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*CLI, command, *args], env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_attributes_cli_writes_every_source_and_leaves_nothing_to_redo(tmp_path):
