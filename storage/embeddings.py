@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import shard_name
-from storage.derived_tables import derived_table_or_none, read_derived_table
+from storage.derived import read_parquet, recorded_source, table_source, with_source
 from storage.fs import join, open_fs
 
 EMBEDDINGS_DIR = "embeddings"
-SOURCE_KEY = b"mm2latent.shard_tar_sha256"  # schema metadata: the tar the vectors came from
+__all__ = ["embedding_source", "table_source"]  # re-exported: the shared staleness record
 
 
 def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> str:
@@ -47,7 +47,7 @@ def write_embedding_table(url: str, keys: list[str], indices: np.ndarray, name: 
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
     table = pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
                       name: pa.FixedSizeListArray.from_arrays(flat, dim)})
-    table = table.replace_schema_metadata({SOURCE_KEY: source_sha256.encode()})
+    table = with_source(table, source_sha256)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     atomic_write_bytes(url, buffer.getvalue())
@@ -60,18 +60,10 @@ REPAIR_FIX = ("Fix: re-run `mm2latent train autoencoders` on this dataset; it re
 def read_embedding_table(url: str) -> pa.Table:
     """One shard's embeddings table; FileNotFoundError if it was never written, DatasetError
     naming the file and the fix if it no longer parses."""
-    return read_derived_table(url, "embeddings", REPAIR_FIX)
+    return read_parquet(url, "embeddings", REPAIR_FIX)
 
 
 def embedding_source(url: str) -> str | None:
     """sha256 of the shard tar that one shard's embeddings came from; None if the file is
-    missing, unreadable (read in full: a damaged page is found here) or predates the record:
-    all three count as stale and are written again."""
-    table = derived_table_or_none(url)
-    return None if table is None else table_source(table)
-
-
-def table_source(table: pa.Table) -> str | None:
-    """The tar digest recorded in a table read by read_embedding_table (None if absent)."""
-    source = (table.schema.metadata or {}).get(SOURCE_KEY)
-    return None if source is None else source.decode()
+    missing, unreadable or predates the record: all three count as stale and are written again."""
+    return recorded_source(url)
