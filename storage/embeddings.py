@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import shard_name
+from storage.derived import recorded_source, table_source, with_source
 from storage.fs import join, open_fs
 
 EMBEDDINGS_DIR = "embeddings"
-SOURCE_KEY = b"mm2latent.shard_tar_sha256"  # schema metadata: the tar the vectors came from
+__all__ = ["embedding_source", "table_source"]  # re-exported: the shared staleness record
 
 
 def embeddings_url(dataset_url: str, version: str, shard: int | None = None) -> str:
@@ -46,7 +47,7 @@ def write_embedding_table(url: str, keys: list[str], indices: np.ndarray, name: 
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))  # (N * D,)
     table = pa.table({"key": pa.array(keys, pa.string()), "index": pa.array(indices, pa.int64()),
                       name: pa.FixedSizeListArray.from_arrays(flat, dim)})
-    table = table.replace_schema_metadata({SOURCE_KEY: source_sha256.encode()})
+    table = with_source(table, source_sha256)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     atomic_write_bytes(url, buffer.getvalue())
@@ -62,17 +63,4 @@ def read_embedding_table(url: str) -> pa.Table:
 def embedding_source(url: str) -> str | None:
     """sha256 of the shard tar that one shard's embeddings came from; None if the file is
     missing or predates the record (treat as stale)."""
-    fs, path = open_fs(url)
-    try:
-        with fs.open(path, "rb") as f:
-            metadata = pq.read_schema(f).metadata or {}
-    except FileNotFoundError:
-        return None
-    source = metadata.get(SOURCE_KEY)
-    return None if source is None else source.decode()
-
-
-def table_source(table: pa.Table) -> str | None:
-    """The tar digest recorded in a table read by read_embedding_table (None if absent)."""
-    source = (table.schema.metadata or {}).get(SOURCE_KEY)
-    return None if source is None else source.decode()
+    return recorded_source(url)

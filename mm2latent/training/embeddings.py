@@ -20,7 +20,8 @@ from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.training import data
 from mm2latent.training.autoencoders import load_autoencoder
 from mm2latent.training.reports import EmbeddingsReport
-from storage.dataset_index import complete_shards, read_shard_stats
+from storage.dataset_index import complete_shards
+from storage.derived import shard_tar_sha256
 from storage.embeddings import (embedding_source, embeddings_url, read_embedding_table,
                                 table_source, write_embedding_table)
 from storage.readers import read_vectors
@@ -42,14 +43,6 @@ def write_embedding_shard(dataset_url: str, version: str, shard: int, keys: list
     url = embeddings_url(dataset_url, version, shard)
     write_embedding_table(url, keys, indices, modality, vectors, shard_tar_sha256(dataset_url, shard))
     return url
-
-
-def shard_tar_sha256(dataset_url: str, shard: int) -> str:
-    """The sha256 of a complete shard's tar, from its stats file (what embeddings are bound to)."""
-    stats = read_shard_stats(dataset_url, shard)
-    if stats is None:
-        raise TrainingError(f"{dataset_url}: shard {shard} is not complete.")
-    return stats.tar.sha256
 
 
 @torch.no_grad()
