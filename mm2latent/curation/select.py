@@ -21,6 +21,7 @@ from mm2latent.curation.spec import FACE_SHARE_COLUMN, CurationSpec
 from mm2latent_core.errors import DatasetError
 from storage.dataset_index import complete_shards, shard_url
 from storage.manifest import STATUS_FAILED, read_manifest
+from storage.readers import read_vectors
 
 # What each filter stage is called in the report, in the order they apply; 0 = kept.
 STAGES = ("failed", "face_share", "ranges", "near_duplicates")
@@ -134,20 +135,19 @@ def _scan(dataset_url: str, spec: CurationSpec, read_attributes: AttributeReader
 
 def _survivor_vectors(dataset_url: str, vector: str, index: np.ndarray, shards: np.ndarray,
                       keep: np.ndarray) -> np.ndarray:
-    """(M, D) float32 vectors of the kept samples, in `index` order, read one shard at a time."""
+    """(M, D) float32 vectors of the kept samples, in `index` order, read one shard at a time
+    (a kept failed sample has no vector: zeros, similar to nothing)."""
     rows = np.flatnonzero(keep)
     out: np.ndarray | None = None
-    for shard in np.unique(shards[rows]):
+    for shard in np.unique(shards[rows]).tolist():
         mine = rows[shards[rows] == shard]
-        table = read_manifest(shard_url(dataset_url, int(shard), "parquet"), ["index", vector])
-        have = table["index"].to_numpy()
-        column = table[vector].combine_chunks()
-        dim = column.type.list_size
-        flat = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), dim)  # (S, D)
+        table = read_vectors(dataset_url, (vector,), shards=[shard])
         if out is None:
-            out = np.zeros((len(rows), dim), dtype=np.float32)
-        lookup = {int(i): p for p, i in enumerate(have)}
-        out[np.searchsorted(rows, mine)] = flat[[lookup[int(i)] for i in index[mine]]]
+            out = np.zeros((len(rows), table[vector].shape[1]), dtype=np.float32)
+        lookup = {i: p for p, i in enumerate(table["index"].tolist())}
+        for row in mine.tolist():
+            if int(index[row]) in lookup:
+                out[np.searchsorted(rows, row)] = table[vector][lookup[int(index[row])]]
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
