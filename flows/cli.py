@@ -19,7 +19,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from flows.cli_app import app_command
 from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import console, user_errors
-from flows.cli_curate import curate_command
+from flows.cli_curation import add_curation_commands
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands
 from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
@@ -38,7 +38,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
 add_inference_commands(app)
 dataset_app.command("export")(export_command)
-dataset_app.command("curate")(curate_command)
+add_curation_commands(dataset_app)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
 add_pipeline_command(app)

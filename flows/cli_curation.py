@@ -1,0 +1,66 @@
+"""`mm2latent dataset attributes` (and the other curation commands): per-sample attributes,
+captions and curated selections of a dataset.
+
+flows/cli.py mounts them on the `dataset` sub-app with `add_curation_commands(dataset_app)`.
+Exit codes: 0 done, 2 a user error shown as one red line, 130/143 interrupted (rerun resumes).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from flows.cli_common import console, user_errors
+from flows.cli_curate import curate_command
+
+TINY_ATTRIBUTES = ("[yellow]Note:[/] the dataset's preset runs random-weight networks: its "
+                   "attributes (mask shares, DECA pose, FaRL zero-shot scores) are meaningless; "
+                   "only the mechanics are real.")
+
+
+def attributes_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset root URL (e.g. data/tiny).")],
+    sources: Annotated[Optional[str], typer.Option(help="Comma list of attribute sources: mask, deca, farl (default: all).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Preset of the scoring networks (FaRL text tower); default: the dataset's.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples computed at once (values do not depend on it).")] = 64,
+) -> None:
+    """Per-sample attributes (mask class shares, head pose, zero-shot CelebA attributes) beside the dataset; rerun to resume."""
+    from flows.attributes import attributes
+    from flows.cli import progress_bar
+    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+    from mm2latent.attributes.run import source_names
+    from storage.dataset_index import DatasetIndex, complete_shards
+    from storage.path_checks import check_dataset_dir
+
+    with user_errors(dataset):
+        check_dataset_dir(dataset)
+        DatasetIndex.read(dataset)
+        names = source_names(sources)  # bad names fail before Prefect starts
+        total = len(complete_shards(dataset))
+        try:
+            with tied_prefect_server(), StopOnSignal() as stop, progress_bar() as progress:
+                bar = progress.add_task("attributes", total=total, rate="")
+
+                def on_progress(count: int) -> None:
+                    progress.update(bar, advance=count)
+                    stop.check()  # after each shard: the place a Ctrl-C / SIGTERM takes effect
+
+                summary = run_in_worker(lambda: attributes(dataset, names, preset, batch_size,
+                                                           on_progress))
+                progress.update(bar, completed=total)
+        except Interrupted as e:
+            console(stderr=True).print(f"[yellow]Interrupted[/] ({e}). Shards written so far are "
+                                       "kept. Resume: re-run the same command.", soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+    if not summary.makes_faces:
+        console(stderr=True).print(TINY_ATTRIBUTES)
+    console().print(f"[bold]{summary.dataset}[/]: {summary.written} shard file(s) written, "
+                    f"{summary.skipped} already complete; folders "
+                    f"{', '.join(summary.folders)} under attributes/", soft_wrap=True)
+
+
+def add_curation_commands(dataset_app: typer.Typer) -> None:
+    """Register the curation commands on the `dataset` sub-app."""
+    dataset_app.command("attributes")(attributes_command)
+    dataset_app.command("curate")(curate_command)
