@@ -32,6 +32,8 @@ def pipeline_command(
     task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
     max_workers: Annotated[int, typer.Option(help="Shards at once (threads or LocalCluster workers).")] = 1,
     benchmark_pairs: Annotated[int, typer.Option(help="Pairs the benchmark step evaluates; 0 = no benchmark.")] = 8,
+    curate: Annotated[Optional[str], typer.Option(help="YAML curation spec: adds attributes -> curate steps; the models train on the curated dataset.")] = None,
+    curated: Annotated[Optional[str], typer.Option(help="Curated dataset root (default: <data>-curated).")] = None,
 ) -> None:
     """Run synth-data, train the autoencoders and MappingNets, benchmark; skip what is done."""
     from flows.pipeline import pipeline
@@ -39,6 +41,11 @@ def pipeline_command(
 
     with user_errors():
         check_runner_choice(task_runner, dask_address)
+        if curate is not None:  # a bad spec fails before Prefect starts
+            from mm2latent.curation.spec import parse_spec
+            from storage.samples import read_bytes
+
+            parse_spec(read_bytes(curate, "curation spec").decode(), url=curate)
         if preset == "tiny":
             console(stderr=True).print("[yellow]Note:[/] preset 'tiny' runs random-weight "
                                        "networks: its images are NOT faces.")
@@ -48,7 +55,7 @@ def pipeline_command(
                          ae_epochs=ae_epochs, mapping_epochs=mapping_epochs,
                          batch_size=batch_size, device=device, task_runner=task_runner,
                          dask_address=dask_address, max_workers=max_workers,
-                         benchmark_pairs=benchmark_pairs)
+                         benchmark_pairs=benchmark_pairs, curate_spec=curate, curated=curated)
     for name, status in steps.items():
         console().print(f"[bold]{name}[/]: {status}", soft_wrap=True)
 

@@ -252,3 +252,16 @@ def test_a_rerun_with_another_spec_or_source_is_refused_in_one_line(source, tmp_
     other = make_source(tmp_path, "other", n_shards=3)
     with pytest.raises(DatasetError, match="curated from another source"):
         curate(other, out)
+
+
+def test_an_attributes_descriptor_with_tuples_can_be_written_again(tmp_path):
+    """The pipeline plans attributes twice (check, then run); a producer holding tuples (FaRL's
+    prompt pairs) must compare equal to its JSON copy on disk, not refuse itself."""
+    url = str(tmp_path / "d")
+    write_dataset(url, n_shards=1, per_shard=2)
+    descriptor = AttributeDescriptor(
+        source="farl", version="1", digest="c" * 64, description="d",
+        columns=[AttributeColumnInfo(name="farl.Smiling", unit="p", description="s")],
+        producer={"prompts": {"Smiling": ("a smiling face", "a face")}})
+    write_descriptor(url, descriptor)
+    write_descriptor(url, descriptor)  # refused before: ("a", "b") != ["a", "b"]

@@ -26,12 +26,13 @@ from mm2latent_core.errors import ConfigError, DatasetError
 from storage.dataset_index import (DatasetIndex, ShardStats, begin_shard, commit_shard,
                                    prepare_output, read_shard_stats, shard_name, shard_url)
 from storage.atomic import atomic_write_bytes
-from storage.fs import join
+from storage.fs import exists, join
 from storage.manifest import STATUS_FAILED, failed_row, ok_row, read_manifest
 from storage.samples import read_shard_members
 from storage.shard_writer import TarShardWriter, sample_key
 
 KIND = "curated"  # dataset.json parameters.kind of a curated dataset
+REPORT_JSON, REPORT_PNG = "curation.json", "curation.png"  # written beside dataset.json
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,20 @@ def curated_parameters(source_hash: str, spec: CurationSpec, selection: Selectio
     """dataset.json `parameters` of a curated dataset (all of it is the resume fingerprint)."""
     return {"kind": KIND, "source_hash": source_hash, "spec_sha256": spec.sha256,
             "spec": spec.to_json(), "source_indices": selection.source_indices.tolist()}
+
+
+def is_complete(source: str, out: str, spec: CurationSpec) -> bool:
+    """True if `out` is a finished curation of this source (as it is now) by this spec: its
+    dataset.json names both hashes, every shard is complete and the report is written."""
+    if not DatasetIndex.exists(out) or not exists(join(out, REPORT_JSON)):
+        return False
+    index = DatasetIndex.read(out)
+    made = index.parameters
+    if made.get("kind") != KIND or made.get("spec_sha256") != spec.sha256:
+        return False
+    if made.get("source_hash") != dataset_hash(source):
+        return False
+    return all(read_shard_stats(out, s) is not None for s in range(len(index.shards)))
 
 
 def _refuse_other_run(out: str, source_hash: str, spec: CurationSpec) -> None:
@@ -165,7 +180,6 @@ def copy_shard(curation: CurationPlan, shard: int) -> ShardStats:
                         {"copy": time.perf_counter() - start}, vector_dims, layout)
 
 
-REPORT_JSON, REPORT_PNG = "curation.json", "curation.png"  # written beside dataset.json
 
 
 def summarize(curation: CurationPlan, read_attributes: AttributeReader) -> CurationReport:
