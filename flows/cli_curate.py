@@ -105,7 +105,7 @@ def curate_command(
 ) -> None:
     """Curate a dataset: filters, a balance target and --n, into a new dataset (resumable: rerun it)."""
     from flows.curate import curate
-    from flows.interrupts import tied_prefect_server
+    from flows.prefect_runtime import tied_prefect_server
     from mm2latent.curation.attributes_input import read_attribute_shards
     from mm2latent.curation.run import validate
     from mm2latent.curation.spec import parse_spec

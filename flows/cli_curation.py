@@ -28,7 +28,8 @@ def attributes_command(
     """Per-sample attributes (mask class shares, head pose, zero-shot CelebA attributes) beside the dataset; rerun to resume."""
     from flows.attributes import attributes
     from flows.cli import progress_bar
-    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
+    from flows.prefect_runtime import tied_prefect_server
     from mm2latent.attributes.run import source_names
     from storage.dataset_index import DatasetIndex, complete_shards
     from storage.path_checks import check_dataset_dir
@@ -60,7 +61,30 @@ def attributes_command(
                     f"{', '.join(summary.folders)} under attributes/", soft_wrap=True)
 
 
+def captions_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset root URL with attributes (run `dataset attributes` first).")],
+    sources: Annotated[Optional[str], typer.Option(help="Comma list of attribute sources or folders to read (default: every attributes folder).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the phrasing choice (a caption depends on seed and sample index).")] = 0,
+) -> None:
+    """CelebA-Dialog-style captions per sample from its attributes, beside the dataset; rerun to resume."""
+    from flows.captions import captions
+    from flows.prefect_runtime import tied_prefect_server
+    from mm2latent.captions.run import plan
+    from storage.path_checks import check_dataset_dir
+
+    with user_errors(dataset):
+        check_dataset_dir(dataset)
+        names = tuple(n.strip() for n in sources.split(",") if n.strip()) if sources else None
+        plan(dataset, names, seed)  # missing attributes fail before Prefect starts
+        with tied_prefect_server():
+            summary = captions(dataset, names, seed)
+    console().print(f"[bold]{summary.dataset}[/]: captions/{summary.folder}: {summary.written} "
+                    f"shard(s) written, {summary.skipped} already complete. First: "
+                    f"{summary.example!r}", soft_wrap=True)
+
+
 def add_curation_commands(dataset_app: typer.Typer) -> None:
     """Register the curation commands on the `dataset` sub-app."""
     dataset_app.command("attributes")(attributes_command)
+    dataset_app.command("captions")(captions_command)
     dataset_app.command("curate")(curate_command)

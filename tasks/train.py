@@ -41,7 +41,7 @@ def train_mapping(options: MappingOptions, on_progress: ProgressFn | None = None
                               **options.switches())
     report = pipeline.mapping_run(options.dataset, options.out, options.registry_url, net_cfg,
                                   options.train_cfg(), options.embeddings, options.resume,
-                                  on_progress, snapshot)
+                                  on_progress, snapshot, text=options.text)
     _log_registered(report.record.tag, report.summary)
     return report
 

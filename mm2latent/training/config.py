@@ -99,6 +99,11 @@ class AutoencoderTrainCfg(TrainCfg):
             raise ConfigError(f"recipe={self.recipe!r}; choose one of {', '.join(RECIPES)}.")
 
 
+# A MappingNet's text input: the paper's pseudo text embeddings of the FaRL image embedding, or
+# the FaRL text embeddings of the dataset's templated captions (`dataset captions`).
+TEXT_KINDS = ("pteg", "captions")
+
+
 @dataclass(frozen=True)
 class MappingTrainCfg(TrainCfg):
     """Training of one MappingNet: [pseudo text ; spatial embedding] -> w."""

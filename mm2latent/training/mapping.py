@@ -27,6 +27,7 @@ from mm2latent.models.mapping_net import (MappingNet, MappingNetCfg, PseudoTextC
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.config import MappingTrainCfg
+from mm2latent.captions.embeddings import read_text_embeddings
 from mm2latent.training.embeddings import read_embeddings
 from mm2latent.training.input_checks import check_input_files, check_vectors
 from mm2latent.training.loop import ProgressFn, TrainJob, fit, load_trained_model
@@ -119,8 +120,21 @@ def mapping_data_hash(dataset_hash: str, embeddings_version: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: MappingTrainCfg) -> TrainJob:
-    """A TrainJob for the MappingNet over aligned in-memory vectors."""
+def _caption_text(dataset_url: str, version: str, shards: Sequence[int],
+                  index: np.ndarray) -> np.ndarray:
+    """(N, Dt) caption text embeddings of the samples `index` (every ok sample has a caption)."""
+    text_index, text = read_text_embeddings(dataset_url, version, shards)
+    if not np.array_equal(text_index, index):
+        raise TrainingError(f"{dataset_url}: caption embeddings {version!r} cover {len(text_index)} "
+                            f"samples, the manifests {len(index)}. Fix: rerun `mm2latent dataset "
+                            "captions` on this dataset.")
+    return text
+
+
+def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
+                real_text: bool = False) -> TrainJob:
+    """A TrainJob for the MappingNet over aligned in-memory vectors (real_text: arrays["farl"]
+    holds text embeddings, fed as they are, without PTEG noise)."""
     _check_dims(arrays, net_cfg, cfg.modality)
     if net_cfg.output != "w":
         raise TrainingError("the dataset stores one w per sample; train with output='w'.")
@@ -129,7 +143,7 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
         model = MappingNet(net_cfg)
     device = torch.device(cfg.device)
     tensors = {k: torch.tensor(arrays[k], device=device) for k in ("farl", "spatial", "w")}  # copies
-    pteg = PseudoTextCfg(enabled=cfg.pteg, noise_norm=cfg.pteg_noise_norm)
+    pteg = PseudoTextCfg(enabled=cfg.pteg and not real_text, noise_norm=cfg.pteg_noise_norm)
     min_size = 2 if net_cfg.use_batchnorm else 1  # BatchNorm1d cannot train on a single row
 
     def loss_fn(batch: dict[str, torch.Tensor], noise: torch.Generator):
@@ -153,7 +167,8 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
 def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
                   embeddings_version: str | None = None, resume: bool = False,
                   on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None,
-                  snapshot: ShardSnapshot | None = None) -> MappingTrainReport:
+                  snapshot: ShardSnapshot | None = None,
+                  text_embeddings: str | None = None) -> MappingTrainReport:
     """Train a MappingNet for cfg.modality; fit's report plus num_samples and embeddings_version.
 
     Args:
@@ -166,12 +181,16 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
         on_progress: called with 1 per finished epoch.
         stop_after_epoch: stop this call after that many epochs (resume later).
         snapshot: the run's shards (see training/snapshot.py); None = take one now.
+        text_embeddings: caption text embeddings version to feed as the text input (no PTEG
+            noise: they are real text embeddings); None = the paper's PTEG of the image's FaRL.
     """
     snapshot = snapshot_for(dataset_url, snapshot)
     version = embeddings_version if cfg.modality in cfg.modalities.maps else None
     arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards,
                                  cfg.modality_registry)
-    job = mapping_job(arrays, net_cfg, cfg)
+    if text_embeddings is not None:
+        arrays["farl"] = _caption_text(dataset_url, text_embeddings, snapshot.shards, arrays["index"])
+    job = mapping_job(arrays, net_cfg, cfg, real_text=text_embeddings is not None)
     digest = mapping_data_hash(snapshot.dataset_hash, version)
     report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
     fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}

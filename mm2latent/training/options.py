@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import parse_list
 from mm2latent.modalities.registry import default_registry
-from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, TrainCfg,
-                                       autoencoder_train_cfg, replace_cfg)
+from mm2latent.training.config import (TEXT_KINDS, AutoencoderTrainCfg, MappingTrainCfg,
+                                       TrainCfg, autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
 
 # The default registry's names (a constant: the registry is rebuilt, not shared).
@@ -128,6 +128,8 @@ class MappingOptions(TrainRunOptions):
         None, description="Embeddings version, e.g. mask-ae-v2 (default: latest registered autoencoder).")
     cosine_weight: float | None = Field(None, description="lambda of the cosine term (default 10).")
     pteg: bool = Field(True, description="Pseudo text embedding generation (--no-pteg: ablation).")
+    text: str = Field("pteg", description="Text input: pteg (the paper's pseudo text embeddings of "
+                      "the image) or captions (FaRL text embeddings of `dataset captions`).")
     batchnorm: bool | None = Field(None, description="Input BatchNorm (default: preset).")
     dropout: float | None = Field(None, description="Input dropout, 0 = none (default: preset).")
     depth: int | None = Field(None, description="Linear layers (default: preset).")
@@ -136,6 +138,13 @@ class MappingOptions(TrainRunOptions):
         """The validated training config of this MappingNet."""
         overrides = {**self.cfg_overrides(), "cosine_weight": self.cosine_weight}
         return replace_cfg(MappingTrainCfg(modality=self.modality, pteg=self.pteg), overrides)
+
+    @field_validator("text")
+    @classmethod
+    def _known_text(cls, value: str) -> str:
+        if value not in TEXT_KINDS:
+            raise ConfigError(f"--text {value!r}; choose one of {', '.join(TEXT_KINDS)}.")
+        return value
 
     def switches(self) -> dict[str, object]:
         """Architecture ablations for mapping_net_cfg; None = the preset's."""

@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 
-from mm2latent_core.errors import TrainingError
+from mm2latent_core.errors import ConfigError, TrainingError
+from mm2latent.captions.embeddings import captions_version
 from mm2latent.models.autoencoders import AutoencoderCfg
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.training.autoencoders import train_autoencoder
-from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg, TrainCfg
+from mm2latent.training.config import TEXT_KINDS, AutoencoderTrainCfg, MappingTrainCfg, TrainCfg
 from mm2latent.training.embeddings import write_embeddings
 from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_data_hash, train_mapping
@@ -117,7 +118,7 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
 def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: MappingNetCfg,
                 cfg: MappingTrainCfg, embeddings_version: str | None = None, resume: bool = False,
                 on_progress: ProgressFn | None = None,
-                snapshot: ShardSnapshot | None = None) -> MappingReport:
+                snapshot: ShardSnapshot | None = None, text: str = "pteg") -> MappingReport:
     """Train and register one MappingNet; its registry record and training report.
 
     Args:
@@ -131,25 +132,36 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         resume: continue an interrupted run of the same data and config.
         on_progress: called with 1 per finished epoch.
         snapshot: the shards this run works on (one for every step of a run); None = take one.
+        text: the text input, one of TEXT_KINDS: "pteg" (the paper) or "captions".
     """
     ae_tag, version = None, None
     if cfg.modality in cfg.modalities.maps:  # a vector condition (flame) needs no autoencoder
         ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
+    text_version = text_embeddings_of(dataset_url, text)
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
-    run_url = run_url_for(out_url, name, mapping_data_hash(snapshot.dataset_hash, version), cfg,
-                          net_cfg)
+    data_version = version if text_version is None else f"{version}+{text_version}"
+    run_url = run_url_for(out_url, name, mapping_data_hash(snapshot.dataset_hash, data_version),
+                          cfg, net_cfg)
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
-                            snapshot=snapshot)
+                            snapshot=snapshot, text_embeddings=text_version)
     if not summary.finished:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
                          {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
-                          "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash})
+                          "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash,
+                          "text": text, "text_embeddings": text_version})
     return MappingReport(record=record, summary=summary)
+
+
+def text_embeddings_of(dataset_url: str, text: str) -> str | None:
+    """The text embeddings version a MappingNet with text input `text` reads; None = PTEG."""
+    if text not in TEXT_KINDS:
+        raise ConfigError(f"--text {text!r}; choose one of {', '.join(TEXT_KINDS)}.")
+    return captions_version(dataset_url) if text == "captions" else None
 
 
 def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> tuple[str, str]:
