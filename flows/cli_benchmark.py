@@ -42,6 +42,7 @@ def benchmark_command(
 ) -> None:
     """Evaluate MappingNets on CelebA-Dialog captions + CelebAMask-HQ masks (CLIP score, mask accuracy, CMMD, latency)."""
     from flows.benchmark import benchmark
+    from flows.cli_flow import run_flow
     from flows.cli import NOT_FACES, progress_bar
     from mm2latent.benchmark.config import BenchmarkCfg
     from mm2latent.benchmark.run import make_plan
@@ -57,8 +58,9 @@ def benchmark_command(
         total = len(plan.selection.pairs) * len(plan.models)
         with progress_bar() as progress:
             bar = progress.add_task("benchmark", total=total, rate="")
-            finished = benchmark(reference_images=reference, versions=versions, **values,
-                                 on_progress=lambda n: progress.update(bar, advance=n))
+            finished = run_flow(lambda on_progress: benchmark(
+                reference_images=reference, versions=versions, **values, on_progress=on_progress),
+                on_progress=lambda n: progress.update(bar, advance=n))
     _print(finished)
     if preset == "tiny":
         console(stderr=True).print(NOT_FACES)

@@ -104,8 +104,8 @@ def curate_command(
     samples_per_shard: Annotated[Optional[int], typer.Option(help="Samples per output shard (default: the source's).")] = None,
 ) -> None:
     """Curate a dataset: filters, a balance target and --n, into a new dataset (resumable: rerun it)."""
+    from flows.cli_flow import run_flow
     from flows.curate import curate
-    from flows.prefect_runtime import tied_prefect_server
     from mm2latent.curation.attributes_input import read_attribute_shards
     from mm2latent.curation.run import validate
     from mm2latent.curation.spec import parse_spec
@@ -119,9 +119,10 @@ def curate_command(
         # Every user error (a mismatched --out, too few samples) fails here, before Prefect
         # starts; the flow repeats the selection (cheap next to copying the shards).
         validate(source, out, resolved, read_attribute_shards, samples_per_shard)
-        with tied_prefect_server():
-            report = curate(source=source, out=out, spec=resolved.to_json(),
-                            samples_per_shard=samples_per_shard)
+        # Copying reports no progress: a signal stops it at once (complete shards are kept).
+        report = run_flow(lambda _: curate(source=source, out=out, spec=resolved.to_json(),
+                                           samples_per_shard=samples_per_shard),
+                          between_batches=False)
     removed = ", ".join(f"{k} {v}" for k, v in report.removed.items() if v) or "nothing"
     console().print(f"[bold]{report.out}[/]: {report.selected} of {report.source_rows} samples "
                     f"selected (filters removed: {removed}); report {report.out}/curation.png",

@@ -2,7 +2,8 @@
 captions and curated selections of a dataset.
 
 flows/cli.py mounts them on the `dataset` sub-app with `add_curation_commands(dataset_app)`.
-Exit codes: 0 done, 2 a user error shown as one red line, 130/143 interrupted (rerun resumes).
+Exit codes: 0 done, 2 a user error shown as one red line, 130/143 interrupted (rerun resumes);
+each runs its flow with flows/cli_flow.run_flow.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ def attributes_command(
     """Per-sample attributes (mask class shares, head pose, zero-shot CelebA attributes) beside the dataset; rerun to resume."""
     from flows.attributes import attributes
     from flows.cli import progress_bar
-    from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
-    from flows.prefect_runtime import tied_prefect_server
+    from flows.cli_flow import run_flow
     from mm2latent.attributes.run import source_names
     from storage.dataset_index import DatasetIndex, complete_shards
     from storage.path_checks import check_dataset_dir
@@ -39,21 +39,12 @@ def attributes_command(
         DatasetIndex.read(dataset)
         names = source_names(sources)  # bad names fail before Prefect starts
         total = len(complete_shards(dataset))
-        try:
-            with tied_prefect_server(), StopOnSignal() as stop, progress_bar() as progress:
-                bar = progress.add_task("attributes", total=total, rate="")
-
-                def on_progress(count: int) -> None:
-                    progress.update(bar, advance=count)
-                    stop.check()  # after each shard: the place a Ctrl-C / SIGTERM takes effect
-
-                summary = run_in_worker(lambda: attributes(dataset, names, preset, batch_size,
-                                                           on_progress))
-                progress.update(bar, completed=total)
-        except Interrupted as e:
-            console(stderr=True).print(f"[yellow]Interrupted[/] ({e}). Shards written so far are "
-                                       "kept. Resume: re-run the same command.", soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
+        with progress_bar() as progress:
+            bar = progress.add_task("attributes", total=total, rate="")
+            summary = run_flow(lambda on_progress: attributes(dataset, names, preset, batch_size,
+                                                              on_progress),
+                               lambda count: progress.update(bar, advance=count))
+            progress.update(bar, completed=total)
     if not summary.makes_faces:
         console(stderr=True).print(TINY_ATTRIBUTES)
     console().print(f"[bold]{summary.dataset}[/]: {summary.written} shard file(s) written, "
@@ -68,7 +59,7 @@ def captions_command(
 ) -> None:
     """CelebA-Dialog-style captions per sample from its attributes, beside the dataset; rerun to resume."""
     from flows.captions import captions
-    from flows.prefect_runtime import tied_prefect_server
+    from flows.cli_flow import run_flow
     from mm2latent.captions.run import plan
     from storage.path_checks import check_dataset_dir
 
@@ -76,8 +67,7 @@ def captions_command(
         check_dataset_dir(dataset)
         names = tuple(n.strip() for n in sources.split(",") if n.strip()) if sources else None
         plan(dataset, names, seed)  # missing attributes fail before Prefect starts
-        with tied_prefect_server():
-            summary = captions(dataset, names, seed)
+        summary = run_flow(lambda _: captions(dataset, names, seed), between_batches=False)
     console().print(f"[bold]{summary.dataset}[/]: captions/{summary.folder}: {summary.written} "
                     f"shard(s) written, {summary.skipped} already complete. First: "
                     f"{summary.example!r}", soft_wrap=True)

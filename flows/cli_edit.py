@@ -140,6 +140,7 @@ def edit_dataset_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
 ) -> None:
     """Edit every photo of a folder or dataset by a YAML spec into shards (resumable: rerun it)."""
+    from flows.cli_flow import run_flow
     from flows.edit_dataset import edit_dataset
     from mm2latent.edit_dataset.params import parse_edit_params
     from mm2latent.edit_dataset.run import validate
@@ -148,7 +149,8 @@ def edit_dataset_command(
                   samples_per_shard=samples_per_shard, device=device)
     with user_errors():
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
-        summary = edit_dataset(**values, overwrite=overwrite)
+        summary = run_flow(lambda on_progress: edit_dataset(**values, overwrite=overwrite,
+                                                            on_progress=on_progress))
     note_tiny(preset)
     console().print(f"[bold]{summary.out}[/]: {summary.ok} edited, {summary.failures} failed, "
                     f"{summary.shards} shards; edits {', '.join(summary.edits)}", soft_wrap=True)

@@ -84,8 +84,8 @@ def write_descriptor(dataset_url: str, descriptor: AttributeDescriptor) -> None:
     fs, path = open_fs(url)
     if fs.exists(path):
         existing = read_descriptor(dataset_url, descriptor.folder)
-        # Compare as stored: JSON turns the producer's tuples into lists.
-        if existing != AttributeDescriptor.model_validate_json(descriptor.model_dump_json()):
+        # Compared as stored: JSON turns the producer's tuples into lists.
+        if json.loads(existing.model_dump_json()) != json.loads(descriptor.model_dump_json()):
             raise DatasetError(f"{url}: describes another producer than this run (its digest "
                                f"{existing.digest[:12]} vs {descriptor.digest[:12]}). Fix: delete "
                                f"{attributes_url(dataset_url, descriptor.folder)} and rerun "

@@ -171,3 +171,10 @@ def test_the_readme_shows_the_prompt_table_the_code_uses():
         if len(cells) == 3 and cells[0] in farl_prompts.PROMPTS:
             rows[cells[0]] = (cells[1], cells[2])
     assert rows == farl_prompts.PROMPTS
+
+
+def test_a_rerun_of_a_source_with_tuples_in_its_producer_resumes(dataset):
+    """The farl producer holds tuples (prompt pairs), which its JSON descriptor stores as lists."""
+    first = _run(dataset, ("farl",))
+    again = run.plan(dataset, ("farl",))
+    assert again.folders() == first.folders() and again.todo == {}

@@ -92,7 +92,20 @@ class RunTarget(BaseModel):
 class TrainRunOptions(TrainOverrides, RunTarget):
     """A run that trains models of one kind."""
 
-    resume: bool = Field(False, description="Continue the interrupted run of the same data and settings.")
+    resume: bool = Field(False, description="Continue the interrupted run of the same data and "
+                         "settings; refused when there is nothing to resume.")
+    resume_or_start: bool = Field(False, description="Continue the interrupted run if there is "
+                                  "one, else start it (what the pipeline and retrain flows do).")
+
+    @property
+    def continues_runs(self) -> bool:
+        """Whether training continues a run directory's checkpoints (else they are an error)."""
+        return self.resume or self.resume_or_start
+
+    @property
+    def must_resume(self) -> bool:
+        """--resume alone: the command refuses when none of its runs has anything to resume."""
+        return self.resume and not self.resume_or_start
 
 
 class AutoencoderOptions(TrainRunOptions):
@@ -173,9 +186,9 @@ class TrainChainOptions(DeviceAndBatch, RunTarget):
         return _modality_list(value, MAPPING_MODALITIES, "mappings", allow_empty=True)
 
     def _shared(self, epochs: int | None) -> dict[str, object]:
-        # resume=True: a chain interrupted by a crash continues its runs instead of failing.
+        # A chain interrupted by a crash continues its runs instead of failing; new runs start.
         shared = {"dataset": self.dataset, "out": self.out, "registry": self.registry_url,
-                  "preset": self.preset, "resume": True, "epochs": epochs,
+                  "preset": self.preset, "resume_or_start": True, "epochs": epochs,
                   "batch_size": self.batch_size, "device": self.device}
         return {k: v for k, v in shared.items() if v is not None}
 
