@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_common import console, user_errors
+from flows.cli_curate import curate_command
 
 TINY_ATTRIBUTES = ("[yellow]Note:[/] the dataset's preset runs random-weight networks: its "
                    "attributes (mask shares, DECA pose, FaRL zero-shot scores) are meaningless; "
@@ -76,3 +77,4 @@ def add_curation_commands(dataset_app: typer.Typer) -> None:
     """Register the curation commands on the `dataset` sub-app."""
     dataset_app.command("attributes")(attributes_command)
     dataset_app.command("captions")(captions_command)
+    dataset_app.command("curate")(curate_command)

@@ -32,6 +32,8 @@ def pipeline_command(
     task_runner: TaskRunnerOpt = "threads", dask_address: DaskAddressOpt = None,
     max_workers: Annotated[int, typer.Option(help="Shards at once (threads or LocalCluster workers).")] = 1,
     benchmark_pairs: Annotated[int, typer.Option(help="Pairs the benchmark step evaluates; 0 = no benchmark.")] = 8,
+    curate: Annotated[Optional[str], typer.Option(help="YAML curation spec: adds attributes -> curate steps; the models train on the curated dataset.")] = None,
+    curated: Annotated[Optional[str], typer.Option(help="Curated dataset root (default: <data>-curated).")] = None,
 ) -> None:
     """Run synth-data, train the autoencoders and MappingNets, benchmark; skip what is done."""
     from flows.cli_flow import run_flow
@@ -43,7 +45,8 @@ def pipeline_command(
                   mappings=[m.strip() for m in mappings.split(",") if m.strip()],
                   ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size,
                   device=device, task_runner=task_runner, dask_address=dask_address,
-                  max_workers=max_workers, benchmark_pairs=benchmark_pairs)
+                  max_workers=max_workers, benchmark_pairs=benchmark_pairs,
+                  curate_spec=curate, curated=curated)
     with user_errors(data, runs):
         check_output_dir(data, "--data")
         check_output_dir(runs, "--runs")

@@ -1,5 +1,7 @@
-"""The `pipeline` flow: synth-data -> train-autoencoders -> train-mapping (each modality) ->
-benchmark, as subflows, skipping every step whose outputs are already complete for the same inputs.
+"""The `pipeline` flow: synth-data -> [attributes -> curate] -> train-autoencoders ->
+train-mapping (each modality) -> benchmark, as subflows, skipping every step whose outputs are
+already complete for the same inputs. With a curation spec the models train on the curated
+dataset; without one the attributes and curate steps are skipped.
 
 Each step is one function `(PipelineRun) -> status`; to extend the chain, append a step to
 `STEPS` (the benchmark step joins it this way). Lineage is recorded as Prefect assets as the
@@ -13,20 +15,25 @@ from dataclasses import dataclass, field
 
 from prefect import flow
 
+from flows.attributes import attributes
 from flows.benchmark import benchmark
+from flows.curate import curate
 from flows.runners import check_runner_choice
 from flows.synth_data import synth_data
 from flows.train import train_autoencoders, train_mapping_flow
+from mm2latent.curation.spec import CurationSpec, parse_spec
 from mm2latent.lineage import asset_key, embeddings_asset, model_asset
 from mm2latent.modalities.registry import default_registry
 from mm2latent.synth.params import SynthDataParams, parse_params
 from mm2latent.training.options import TrainChainOptions, parse_options
 from mm2latent.training.registry import default_registry_url
 from storage.embeddings import embeddings_url
+from storage.samples import read_bytes
 from tasks.lineage import record_asset
-from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark_job,
-                            benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
-                            registered_record)
+from tasks.pipeline import (attributes_lineage, attributes_todo, autoencoders_to_train,
+                            benchmark_finished, benchmark_job, benchmark_lineage, check_dataset,
+                            curated_lineage, curation_complete, dataset_lineage,
+                            mapping_is_current, registered_record)
 
 
 @dataclass
@@ -41,11 +48,18 @@ class PipelineRun:
     task_runner: str = "threads"  # where synth-data's shards run
     dask_address: str | None = None  # existing Dask scheduler, None = LocalCluster
     benchmark_pairs: int = 8  # pairs the benchmark step evaluates; 0 = no benchmark step
+    curation: CurationSpec | None = None  # None = train on the dataset itself
+    curated: str | None = None  # curated dataset root (the models' training data when curating)
     models: dict[str, str] = field(default_factory=dict)  # registry name -> asset key
 
     @property
+    def train_data(self) -> str:
+        """The dataset the models train on: the curated one when a spec is given."""
+        return self.curated if self.curation is not None and self.curated else self.params.out
+
+    @property
     def dataset_key(self) -> str:
-        return asset_key(self.params.out)
+        return asset_key(self.train_data)
 
 
 def synth_step(run: PipelineRun) -> str:
@@ -56,6 +70,28 @@ def synth_step(run: PipelineRun) -> str:
     synth_data(run.params, task_runner=run.task_runner, dask_address=run.dask_address)
     record_asset(dataset_lineage(run.params.out))
     return "ran"
+
+
+def attributes_step(run: PipelineRun) -> str:
+    """Score every sample's attributes (the curation's input); record them when written."""
+    if run.curation is None:
+        return "skipped: no curation spec"
+    if attributes_todo(run.params.out) == 0:
+        return "skipped: every shard has its attributes"
+    summary = attributes(run.params.out)
+    record_asset(attributes_lineage(run.params.out))
+    return f"ran: {summary.written} shard file(s) in {', '.join(summary.folders)}"
+
+
+def curate_step(run: PipelineRun) -> str:
+    """Curate the dataset into `run.curated` by the spec; record it (source + attributes upstream)."""
+    if run.curation is None:
+        return "skipped: no curation spec"
+    if curation_complete(run.params.out, run.train_data, run.curation):
+        return "skipped: the curated dataset is complete for this source and spec"
+    report = curate(run.params.out, run.train_data, run.curation.to_json())
+    record_asset(curated_lineage(run.params.out, run.train_data))
+    return f"ran: {report.selected} of {report.source_rows} samples into {report.out}"
 
 
 def autoencoder_step(run: PipelineRun) -> str:
@@ -86,7 +122,7 @@ def mapping_step(run: PipelineRun) -> str:
         record = registered_record(run.registry, report.record)
         upstream = [run.dataset_key]
         if record.extra.get("embeddings"):  # the folder is named after the autoencoder's weights
-            upstream.append(asset_key(embeddings_url(run.params.out, record.extra["embeddings"])))
+            upstream.append(asset_key(embeddings_url(run.train_data, record.extra["embeddings"])))
         run.models[record.name] = record_asset(model_asset(record, upstream))
         ran.append(modality)
     return f"ran: {', '.join(ran)}" if ran else "skipped: MappingNets are current"
@@ -112,26 +148,30 @@ def benchmark_step(run: PipelineRun) -> str:
 
 
 STEPS: dict[str, Callable[[PipelineRun], str]] = {
-    "synth-data": synth_step, "train-autoencoders": autoencoder_step, "train-mapping": mapping_step,
-    "benchmark": benchmark_step}
+    "synth-data": synth_step, "attributes": attributes_step, "curate": curate_step,
+    "train-autoencoders": autoencoder_step, "train-mapping": mapping_step, "benchmark": benchmark_step}
 
 
 def plan_pipeline(preset: str, n_samples: int, samples_per_shard: int, seed: int, data: str,
                   runs: str, mappings: list[str], ae_epochs: int | None,
                   mapping_epochs: int | None, batch_size: int | None, device: str,
                   task_runner: str, dask_address: str | None, max_workers: int,
-                  benchmark_pairs: int) -> PipelineRun:
+                  benchmark_pairs: int, curate_spec: str | None = None,
+                  curated: str | None = None) -> PipelineRun:
     """The pipeline flow's checked settings (the flow's arguments); a ConfigError or
     ParameterError names a bad one. The CLI calls it before it starts a Prefect server."""
     check_runner_choice(task_runner, dask_address)
     params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
                           seed=seed, out=data, device=device, max_workers=max_workers)
     registry = default_registry_url(runs)
+    curation = None if curate_spec is None else parse_spec(
+        read_bytes(curate_spec, "curation spec").decode(), url=curate_spec)
+    curated = (curated or f"{data.rstrip('/')}-curated") if curation is not None else None
     training = parse_options(TrainChainOptions, dict(
-        dataset=data, out=runs, registry=registry, preset=preset, mappings=list(mappings),
+        dataset=curated or data, out=runs, registry=registry, preset=preset, mappings=list(mappings),
         ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size, device=device))
     return PipelineRun(params, runs, registry, list(mappings), training, task_runner,
-                       dask_address, benchmark_pairs)
+                       dask_address, benchmark_pairs, curation, curated)
 
 
 @flow(name="pipeline")
@@ -140,7 +180,8 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
              mappings: list[str] = ["mask", "sketch", "flame"], ae_epochs: int | None = None,
              mapping_epochs: int | None = None, batch_size: int | None = None,
              device: str = "cpu", task_runner: str = "threads", dask_address: str | None = None,
-             max_workers: int = 1, benchmark_pairs: int = 8) -> dict[str, str]:
+             max_workers: int = 1, benchmark_pairs: int = 8, curate_spec: str | None = None,
+             curated: str | None = None) -> dict[str, str]:
     """The whole chain on one dataset; rerun it to resume or to pick up changed settings.
 
     Args:
@@ -155,6 +196,9 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
         task_runner, dask_address, max_workers: where synth-data's shards run (threads or dask).
         benchmark_pairs: pairs the benchmark step evaluates (seeded presets: on the generated
             fixture beside `data`); 0 = skip the benchmark.
+        curate_spec: URL of a YAML curation spec: adds the attributes and curate steps, and the
+            models train on the curated dataset; None = train on `data`.
+        curated: the curated dataset root; None = `<data>-curated`.
 
     Returns:
         step name -> "ran: ..." or "skipped: <why>".
@@ -163,5 +207,6 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
                         seed=seed, data=data, runs=runs, mappings=mappings, ae_epochs=ae_epochs,
                         mapping_epochs=mapping_epochs, batch_size=batch_size, device=device,
                         task_runner=task_runner, dask_address=dask_address,
-                        max_workers=max_workers, benchmark_pairs=benchmark_pairs)
+                        max_workers=max_workers, benchmark_pairs=benchmark_pairs,
+                        curate_spec=curate_spec, curated=curated)
     return {name: step(run) for name, step in STEPS.items()}

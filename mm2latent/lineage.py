@@ -84,3 +84,19 @@ def benchmark_asset(report_url: str, mapping_record: ModelRecord, summary: Bench
                       "benchmark_data": benchmark_data, "pairs": row.pairs,
                       "pairs_hash": pairs_hash, "seed": summary.run.seed,
                       "makes_faces": summary.run.makes_faces, "metrics": metrics})
+
+
+def attributes_asset(dataset_url: str, folders: list[str], dataset_hash: str) -> AssetSpec:
+    """The dataset's per-sample attributes (one folder per producer under `<dataset>/attributes`)."""
+    return AssetSpec(asset_key(f"{dataset_url.rstrip('/')}/attributes"),
+                     f"attributes {Path(dataset_url).name}", (asset_key(dataset_url),),
+                     {"dataset_hash": dataset_hash, "folders": sorted(folders)})
+
+
+def curated_asset(curated_url: str, source_url: str, dataset_hash: str, source_hash: str,
+                  spec_sha256: str, selected: int) -> AssetSpec:
+    """A curated dataset: made from the source's samples, chosen by their attributes."""
+    return AssetSpec(asset_key(curated_url), f"curated {Path(curated_url).name}",
+                     (asset_key(source_url), asset_key(f"{source_url.rstrip('/')}/attributes")),
+                     {"dataset_hash": dataset_hash, "source_hash": source_hash,
+                      "spec_sha256": spec_sha256, "selected": selected})

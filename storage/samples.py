@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from collections.abc import Iterable
 
 from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
@@ -36,21 +37,32 @@ def read_sample_members(dataset_url: str, index: int) -> dict[str, bytes]:
     if not checked_shard(dataset_url, info, shard, ("tar",)):  # sha256 of this one shard only
         raise DatasetError(f"{dataset_url}: shard {shard} holding sample {index} is incomplete. "
                            "Fix: re-run the command that writes the dataset.")
-    url = shard_url(dataset_url, shard, "tar")
-    prefix = sample_key(index) + "."
-    members: dict[str, bytes] = {}
-    fs, path = open_fs(url)
-    try:
-        with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:  # streamed: the shard is read once, front to back
-                if member.isfile() and member.name.startswith(prefix):
-                    members[member.name[len(prefix):]] = tar.extractfile(member).read()
-    except tarfile.TarError as e:  # the digest matched, yet the bytes are no tar
-        raise DatasetError(f"{url}: unreadable tar ({e}). {REPAIR_FIX}") from e
+    members = read_shard_members(dataset_url, shard, [index]).get(index, {})
     if not members:
         raise DatasetError(f"{dataset_url}: sample {index} failed when the dataset was made (no "
                            "members in its shard); its parquet row holds the error. Pick another index.")
     return members
+
+
+def read_shard_members(dataset_url: str, shard: int, indices: Iterable[int]) -> dict[int, dict[str, bytes]]:
+    """Raw tar members (extension -> bytes) of samples `indices` of one shard, by index.
+
+    The tar is streamed once, front to back; only the wanted samples' payloads are kept.
+    Samples without members (failed rows) are absent from the result.
+    """
+    wanted = {sample_key(i): i for i in indices}
+    found: dict[int, dict[str, bytes]] = {}
+    url = shard_url(dataset_url, shard, "tar")
+    fs, path = open_fs(url)
+    try:
+        with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if member.isfile() and key in wanted:
+                    found.setdefault(wanted[key], {})[ext] = tar.extractfile(member).read()
+    except tarfile.TarError as e:  # the digest matched, yet the bytes are no tar
+        raise DatasetError(f"{url}: unreadable tar ({e}). {REPAIR_FIX}") from e
+    return found
 
 
 # Tar extension -> exported file name: the names the README's generate / edit examples use.

@@ -8,7 +8,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mm2latent.benchmark.chained import ChainedBenchmark, finished_summary, plan_chained
-from mm2latent.lineage import AssetSpec, benchmark_asset, dataset_asset
+from mm2latent.curation.run import is_complete as is_curation_complete
+from mm2latent.curation.spec import CurationSpec
+from mm2latent.lineage import (AssetSpec, attributes_asset, benchmark_asset, curated_asset,
+                               dataset_asset)
 from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from mm2latent.synth.params import SynthDataParams
@@ -19,6 +22,7 @@ from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.options import AutoencoderOptions, MappingOptions
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import ModelRecord, ModelRegistry
+from storage.attributes import attribute_dirs
 from storage.benchmark_store import pairs_digest
 from storage.dataset_index import DatasetIndex, complete_shards
 from storage.fs import join
@@ -107,3 +111,37 @@ def registered_record(registry: str, record: ModelRecord) -> ModelRecord:
     """The registry's copy of a record just registered, its checkpoint URL resolved (the
     registry stores it relative to itself; asset keys need the absolute location)."""
     return ModelRegistry(registry).get(record.name, record.version)
+
+
+@task(name="attributes-to-compute", cache_policy=NO_CACHE)
+def attributes_todo(dataset: str) -> int:
+    """Attribute shard files (dataset shard x source) still to write; writes the descriptors."""
+    from mm2latent.attributes.run import plan as plan_attributes
+
+    todo = sum(len(folders) for folders in plan_attributes(dataset).todo.values())
+    if todo == 0:
+        get_run_logger().info("skip attributes: every shard of %s has them", dataset)
+    return todo
+
+
+@task(name="curation-is-complete", cache_policy=NO_CACHE)
+def curation_complete(source: str, out: str, spec: CurationSpec) -> bool:
+    """True if `out` is a finished curation of the source as it is now, by this spec."""
+    done = is_curation_complete(source, out, spec)
+    if done:
+        get_run_logger().info("skip curate: %s is complete for spec %s", out, spec.sha256[:12])
+    return done
+
+
+@task(name="attributes-lineage", cache_policy=NO_CACHE)
+def attributes_lineage(dataset: str) -> AssetSpec:
+    """The attributes' asset: the folders (producers) beside the dataset, and its hash."""
+    return attributes_asset(dataset, attribute_dirs(dataset), data.dataset_hash(dataset))
+
+
+@task(name="curated-lineage", cache_policy=NO_CACHE)
+def curated_lineage(source: str, out: str) -> AssetSpec:
+    """The curated dataset's asset, downstream of the source and its attributes."""
+    made = DatasetIndex.read(out)
+    return curated_asset(out, source, data.dataset_hash(out), made.parameters["source_hash"],
+                         made.parameters["spec_sha256"], made.num_samples)

@@ -37,7 +37,9 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     data, runs = tmp_path / "data", tmp_path / "runs"
     kwargs = dict(n_samples=N, samples_per_shard=PER_SHARD, data=str(data), runs=str(runs), **TRAIN)
     first = pipeline(**kwargs)
-    assert list(first) == ["synth-data", "train-autoencoders", "train-mapping", "benchmark"]
+    assert list(first) == ["synth-data", "attributes", "curate", "train-autoencoders",
+                           "train-mapping", "benchmark"]
+    assert first["attributes"] == first["curate"] == "skipped: no curation spec"
     assert first["synth-data"] == "ran" and first["train-autoencoders"] == "ran: mask, sketch"
     assert first["train-mapping"] == "ran: mask, sketch, flame"
     assert first["benchmark"].startswith("ran: mapping-mask-v1"), first
@@ -89,6 +91,46 @@ def test_pipeline_chain_skips_done_steps_and_records_lineage(prefect_harness, tm
     assert third["synth-data"].startswith("skipped")
     assert third["benchmark"].startswith("skipped: the report of mapping-mask-v1"), third
     assert len(list((runs / "benchmark").iterdir())) == 1
+
+
+CURATION = """
+filters: {near_duplicates: {vector: w, max_cosine: 0.99}}
+balance: {attributes: {yaw: {column: deca.yaw_deg, threshold: 0}}}
+n: 6
+"""
+
+
+def test_pipeline_curates_then_trains_on_the_curated_dataset_with_lineage(prefect_harness, tmp_path,
+                                                                          asset_events):
+    from flows.pipeline import pipeline
+    from storage.dataset_index import DatasetIndex
+
+    data, runs, spec = tmp_path / "data", tmp_path / "runs", tmp_path / "curate.yaml"
+    spec.write_text(CURATION)
+    kwargs = dict(n_samples=N, samples_per_shard=PER_SHARD, data=str(data), runs=str(runs),
+                  mappings=["flame"], mapping_epochs=1, batch_size=4, benchmark_pairs=0,
+                  curate_spec=str(spec))
+    first = pipeline(**kwargs)
+    assert first["attributes"].startswith("ran: 6 shard file(s)"), first
+    assert first["curate"] == f"ran: 6 of 8 samples into {data}-curated", first
+    assert first["train-mapping"] == "ran: flame"
+    curated = DatasetIndex.read(f"{data}-curated")
+    assert curated.num_samples == 6 and curated.parameters["kind"] == "curated"
+
+    assets = _materialized(asset_events)
+    dataset, curated_key = data.resolve().as_uri(), (tmp_path / "data-curated").resolve().as_uri()
+    attributes_key = f"{dataset}/attributes"
+    assert assets[attributes_key][0] == {dataset}
+    assert assets[curated_key][0] == {dataset, attributes_key}
+    assert assets[curated_key][1]["selected"] == 6
+    (mapping,) = [k for k, (_, m) in assets.items() if m.get("model") == "mapping-flame"]
+    assert assets[mapping][0] == {curated_key}  # the model is downstream of the curated data
+    assert assets[mapping][1]["dataset_hash"] == assets[curated_key][1]["dataset_hash"]
+
+    asset_events.clear()
+    second = pipeline(**kwargs)
+    assert all(status.startswith("skipped") for status in second.values()), second
+    assert not _materialized(asset_events)
 
 
 def test_retrain_on_missing_dataset_says_nothing_to_do(prefect_harness, tmp_path):
