@@ -44,6 +44,10 @@ class PrefectServerError(Mm2LatentError):
     """The temporary Prefect API server could not be started (timeout, crash, port, disk)."""
 
 
+class PrefectServerCrashed(PrefectServerError):
+    """The server exited while starting; the message names its log file, which is kept."""
+
+
 def startup_timeout_s() -> float:
     """Seconds to wait for the temporary server: the user's Prefect setting, if set, else minutes."""
     from prefect.settings import get_current_settings
@@ -154,7 +158,7 @@ class _TiedServer:
         log = Path(self._log.name)
         if "address already in use" in log.read_text(errors="replace").lower():
             return False
-        raise PrefectServerError(
+        raise PrefectServerCrashed(
             f"the temporary Prefect server exited with code {code} while starting: "
             f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
             f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
@@ -183,7 +187,7 @@ def tied_prefect_server() -> Iterator[None]:
     try:
         try:
             server.start()
-        except PrefectServerError:
+        except PrefectServerCrashed:
             keep_log = True  # the message names it
             raise
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
