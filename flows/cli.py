@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -24,7 +25,8 @@ from flows.cli_generate import add_inference_commands
 from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
-from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+from flows.cli_flow import run_flow
+from flows.interrupts import Interrupted, StopOnSignal
 
 if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
     from mm2latent.synth.run import SynthSummary
@@ -94,17 +96,12 @@ def synth_data_command(
         if preset == "tiny":
             console(stderr=True).print(NOT_FACES)
         try:
-            with tied_prefect_server(), StopOnSignal() as stop, progress_bar() as progress:
+            with progress_bar() as progress:
                 bar = progress.add_task("synth-data", total=params.n_samples, rate="")
-                advance = _advancer(progress, bar)
-
-                def on_progress(count: int) -> None:
-                    advance(count)
-                    stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
-
-                summary = run_in_worker(lambda: synth_data(
+                summary = run_flow(lambda on_progress: synth_data(
                     params, overwrite=overwrite, verify=verify, task_runner=task_runner,
-                    dask_address=dask_address, on_progress=on_progress))
+                    dask_address=dask_address, on_progress=on_progress),
+                    on_progress=_advancer(progress, bar))
                 progress.update(bar, completed=params.n_samples)
         except Interrupted as e:
             _print_interrupted(e, out)
@@ -209,4 +206,11 @@ def main() -> None:
     # A local run starts Prefect's temporary server, whose usage telemetry would try the
     # network on every run (and log an error offline). Users can still opt in explicitly.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    try:
+        # Ctrl-C / SIGTERM unwind any command (temp files removed, servers stopped) to exit
+        # 130 / 143 instead of killing it mid-write; a flow run stops between its batches.
+        with StopOnSignal(between_batches=False):
+            app()
+    except Interrupted as e:
+        console(stderr=True).print(f"[yellow]Stopped[/] ({e}); finished outputs are kept.")
+        sys.exit(e.exit_code)

@@ -123,9 +123,11 @@ def export_command(
     out: Annotated[str, typer.Option(help="Directory to write image.png, mask.png, sketch.png, flame.npy, ...")] = "sample",
 ) -> None:
     """Export one sample's image, mask, sketch and 3DMM code as plain files (inputs for generate / edit)."""
+    from storage.path_checks import check_output_dir
     from storage.samples import export_sample
 
-    with user_errors():
+    with user_errors(dataset, out):
+        check_output_dir(out, inputs=[dataset])  # never into the dataset it reads
         written = export_sample(dataset, index, out)
     console().print(f"[green]wrote[/] {', '.join(written)}", soft_wrap=True)
 
@@ -140,15 +142,20 @@ def edit_dataset_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
 ) -> None:
     """Edit every photo of a folder or dataset by a YAML spec into shards (resumable: rerun it)."""
+    from flows.cli_flow import run_flow
     from flows.edit_dataset import edit_dataset
     from mm2latent.edit_dataset.params import parse_edit_params
     from mm2latent.edit_dataset.run import validate
 
     values = dict(input=input, spec=spec, models=models, out=out, preset=preset,
                   samples_per_shard=samples_per_shard, device=device)
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(input, out):
+        check_output_dir(out, inputs=[input])
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
-        summary = edit_dataset(**values, overwrite=overwrite)
+        summary = run_flow(lambda on_progress: edit_dataset(**values, overwrite=overwrite,
+                                                            on_progress=on_progress))
     note_tiny(preset)
     console().print(f"[bold]{summary.out}[/]: {summary.ok} edited, {summary.failures} failed, "
                     f"{summary.shards} shards; edits {', '.join(summary.edits)}", soft_wrap=True)
@@ -158,7 +165,10 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
     """`generate --from rows.jsonl`: one image per row into shards at `out` (resumable)."""
     from mm2latent.generate_rows import generate_shard, load_row_models, plan_rows
 
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(rows, out):
+        check_output_dir(out)
         plan, todo = plan_rows(rows, models, preset, out)
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import torch
@@ -23,10 +24,37 @@ def _read_bytes(url: str, what: str) -> bytes:
         raise ConfigError(f"{what} file {url} does not exist.") from e
 
 
+# Largest image decoded from a user's file, in pixels: Pillow's own bomb threshold (about
+# 9459 x 9459). Checked from the header, before any pixel is decoded, so a 20000 x 20000 PNG
+# costs nothing; Pillow would only warn up to twice this and then raise its own error.
+MAX_INPUT_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def _too_large(url: str, what: str, pixels: int, size: str = "") -> ConfigError:
+    return ConfigError(f"{url}: the {what} image is {size}{pixels:,} pixels, over the limit of "
+                       f"{MAX_INPUT_PIXELS:,} pixels decoded from a file (a guard against "
+                       "decompression bombs). Fix: resize it (conditions are used at 256 to "
+                       "1024 px).")
+
+
+def _png_size(data: bytes) -> str:
+    """'W x H px, ' from a PNG's IHDR chunk (what Pillow's bomb error leaves out), else ''."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return ""
+    return f"{int.from_bytes(data[16:20], 'big')} x {int.from_bytes(data[20:24], 'big')} px, "
+
+
 def _open_png(url: str, what: str) -> Image.Image:
+    data = _read_bytes(url, what)
     try:
-        image = Image.open(io.BytesIO(_read_bytes(url, what)))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if image.width * image.height > MAX_INPUT_PIXELS:
+            raise _too_large(url, what, image.width * image.height,
+                             f"{image.width} x {image.height} px, ")
         image.load()
+    except Image.DecompressionBombError as e:  # open() itself refuses beyond twice the limit
+        counted = re.search(r"(\d+) pixels", str(e))
+        raise _too_large(url, what, int(counted.group(1)) if counted else 0, _png_size(data)) from e
     except OSError as e:
         raise ConfigError(f"{url}: not a readable image for the {what} ({e}).") from e
     return image

@@ -98,9 +98,10 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
     """
     snapshot = snapshot_for(dataset_url, snapshot)
     digest = snapshot.dataset_hash
-    check_input_files(dataset_url, ("tar",), snapshot.shards)  # the maps below come from the tars
+    # The maps below come from the tars (and the modality check from the parquets): hashed once here.
+    check_input_files(dataset_url, ("tar", "parquet"), snapshot.shards)
     indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards,
-                                      cfg.modality_registry)
+                                      cfg.modality_registry, check=False)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(
             real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes, cfg.modality_registry)
