@@ -70,5 +70,6 @@ def check_something_to_resume(runs: Sequence[tuple[str, dict]]) -> None:
     if any(latest_checkpoint(run_url) is not None for run_url, _ in runs):
         return
     where = ", ".join(run_url for run_url, _ in runs)
+    verb = "holds" if len(runs) == 1 else "hold"
     raise TrainingError(f"nothing to resume: no interrupted run of this data and these settings "
-                        f"({where} holds no checkpoint). Fix: drop --resume to start a new run.")
+                        f"({where} {verb} no checkpoint). Fix: drop --resume to start a new run.")
