@@ -1,5 +1,5 @@
 """The README as executable documentation: every shell block runs, in order, as written, in a
-fresh directory against the installed `mm2latent` on the tiny preset (tests/readme_blocks.py
+fresh directory holding a copy of the checkout's examples/, against the installed `mm2latent` on the tiny preset (tests/readme_blocks.py
 says how blocks are marked; tests/readme_runner.py runs them).
 
 Each block is one test item, so a failure names its block; the blocks after a failed one are
@@ -13,6 +13,7 @@ own servers, on loopback, and stopped with them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -51,8 +52,10 @@ def readme_session(tmp_path_factory):
     home = tmp_path_factory.mktemp("readme-home")
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    session = ReadmeSession(tmp_path_factory.mktemp("readme-cwd"), session_env(home, api_url),
-                            ready_timeout_s=900)
+    workdir = tmp_path_factory.mktemp("readme-cwd")
+    # The README's commands run from a checkout: its example specs are where they say.
+    shutil.copytree(ROOT / "examples", workdir / "examples")
+    session = ReadmeSession(workdir, session_env(home, api_url), ready_timeout_s=900)
     failed: list[Block] = []
     try:
         # What a reader's `prefect server start` in another terminal gives every command.
