@@ -10,8 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
-from flows.cli_generate import Device, Models, Out, Preset, note_tiny
+from flows.cli_common import Device, Models, Out, Preset, console, note_tiny, user_errors
 from mm2latent.training.registry import default_registry_url
 
 Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"

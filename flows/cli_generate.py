@@ -11,13 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
+from flows.cli_common import Device, Models, Out, Preset, console, note_tiny, user_errors
+from flows.cli_edit import edit_command, generate_rows
 from mm2latent.training.registry import default_registry_url
-
-Models = Annotated[str, typer.Option(help="The --out directory of `mm2latent train` (e.g. runs/tiny); its registry is <models>/registry.")]
-Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces), ffhq, or ffhq-official (the authors' released mask/sketch models; --models is then unused).")]
-Out = Annotated[str, typer.Option(help="Output PNG (several images are placed side by side).")]
-Device = Annotated[str, typer.Option(help="torch device.")]
 
 
 def _condition(mask: Optional[str], sketch: Optional[str], flame: Optional[str]):
@@ -31,13 +27,6 @@ def _condition(mask: Optional[str], sketch: Optional[str], flame: Optional[str])
                           f"--flame NPY (got {', '.join('--' + m for m in given) or 'none'}).")
     modality, url = next(iter(given.items()))
     return modality, load_condition(modality, url)
-
-
-def note_tiny(preset: str) -> None:
-    from flows.cli import NOT_FACES  # imported here: flows.cli imports this module
-
-    if preset == "tiny":
-        console(stderr=True).print(NOT_FACES)
 
 
 def generate_command(
@@ -59,8 +48,6 @@ def generate_command(
     from storage.path_checks import check_output_file
 
     if rows is not None:
-        from flows.cli_edit import generate_rows
-
         return generate_rows(rows, models, preset, out, device)
     with user_errors(models, out):
         if text is None:
@@ -79,7 +66,5 @@ def generate_command(
 
 def add_inference_commands(app: typer.Typer) -> None:
     """Mount `generate` and `edit` on the main CLI app."""
-    from flows.cli_edit import edit_command  # imported here: flows.cli_edit imports this module
-
     app.command("generate")(generate_command)
     app.command("edit")(edit_command)
