@@ -35,6 +35,8 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.prefect_harness import harness
+
 PRESET = "ffhq-arch"
 MODALITIES = ("mask", "sketch", "flame", "farl")
 BARE_STAGES = ("synthesis", "mask", "sketch", "flame", "farl", "png")
@@ -189,9 +191,7 @@ def run_stages(args: argparse.Namespace) -> None:
     flow: dict = {b: [] for b in args.batches}
     with tempfile.TemporaryDirectory(prefix="synth-stages-") as tmp, contextlib.ExitStack() as stack:
         if with_flow:
-            from benchmarks.synth_data import _harness
-
-            stack.enter_context(_harness())
+            stack.enter_context(harness())
             _warm_flow_models(args.device, os.path.join(tmp, "warm"))
         bare_stages(models, [0], preset.store_size, preset.sketch, clock)  # warm-up: first calls pick kernels
         for repeat in range(args.repeats):
