@@ -63,6 +63,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     library's generate stage on the same batch (key "generate", not a bare stage)."""
     from mm2latent.models.deca import ffhq_crop_for_deca
     from mm2latent.models.sketch import extract_sketch
+    from mm2latent import annotation
     from mm2latent.synth import stages
     from mm2latent.modalities.codecs import encode_png
 
@@ -80,7 +81,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     images = timed("synthesis", lambda: g.synthesis(g.mapping(z, 0.7), noise_mode="const"))
     timed("generate", lambda: stages.generate(g, z, 0.7, store_size))
     pixels = stages.store_pixels(images, store_size).cpu()  # (B, S, S, 3) uint8
-    images01 = stages.to_float_images(pixels).to(device)  # (B, 3, S, S)
+    images01 = annotation.to_float_images(pixels).to(device)  # (B, 3, S, S)
     nets = models.annotators  # modality -> its network
     labels = timed("mask", lambda: nets["mask"].parse(images01).labels.cpu().numpy())
     edges = timed("sketch", lambda: extract_sketch(pixels.numpy(), sketch_cfg))

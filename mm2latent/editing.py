@@ -30,7 +30,7 @@ from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check
 from mm2latent.inference.editor import stored_pixels
 from mm2latent.inference.inputs import broadcast
 from mm2latent.models.mapping_net import apply_edit
-from mm2latent.synth import stages
+from mm2latent import annotation
 
 SPATIAL_DEFAULT_BETA = 1.0  # the paper's strength for mask / sketch / 3DMM edits
 
@@ -94,7 +94,8 @@ def spatial_direction(model: Mm2LatentGenerator, f_img: torch.Tensor, s_target: 
 def image_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch.Tensor:
     """(B, 512) FaRL image embeddings of photos, seen at the stored size as synth-data sees them."""
     pixels = stored_pixels(check_images(images01), model.preset.store_size)  # (B, S, S, 3)
-    return stages.embed(model.farl.encode_image, stages.to_float_images(pixels).to(model.device))
+    images = annotation.to_float_images(pixels).to(model.device)  # (B, 3, S, S)
+    return annotation.embed(model.farl.encode_image, images)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from mm2latent.models.mapping_net import MappingNet, apply_edit, edit_direction
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed
+from mm2latent import annotation
 from mm2latent.synth import stages
 
 
@@ -193,11 +194,11 @@ class Mm2LatentGenerator:
         """
         pixels = stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
         if self.modality == "sketch":
-            return stages.sketches(self.preset.sketch, pixels.cpu())  # (B, R, R) 0/255
-        float01 = stages.to_float_images(pixels).to(self.device)  # (B, 3, S, S)
+            return annotation.sketches(self.preset.sketch, pixels.cpu())  # (B, R, R) 0/255
+        float01 = annotation.to_float_images(pixels).to(self.device)  # (B, 3, S, S)
         if self.modality == "mask":
-            return stages.parse_masks(self._annotator_net(), float01)[0].cpu()  # (B, S, S)
-        return stages.embed(self._annotator_net().flame159, ffhq_crop_for_deca(float01)).cpu()
+            return annotation.parse_masks(self._annotator_net(), float01)[0].cpu()  # (B, S, S)
+        return annotation.embed(self._annotator_net().flame159, ffhq_crop_for_deca(float01)).cpu()
 
     @torch.no_grad()
     def invert(self, images01: torch.Tensor) -> torch.Tensor:
