@@ -23,7 +23,8 @@ from flows.cli_generate import add_inference_commands
 from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
-from flows.interrupts import Interrupted, StopOnSignal, run_in_worker, tied_prefect_server
+from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
+from flows.prefect_runtime import tied_prefect_server
 
 if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
     from mm2latent.synth.run import SynthSummary

@@ -1,0 +1,192 @@
+"""The Prefect API a CLI command runs its flow against: one temporary server tied to the process.
+
+When PREFECT_API_URL names a server, flows use it. Otherwise the CLI starts Prefect's temporary
+API server (uvicorn) itself, instead of letting Prefect start its "ephemeral" one:
+- in its own session, so a terminal's Ctrl-C reaches the CLI only (the CLI then stops between
+  batches and stops the server); and, on Linux, with a parent-death signal, so the kernel stops
+  the server when the CLI dies in any way (kill -9 included);
+- with patience: Prefect waits 20 s for its ephemeral server, which a busy machine or a first
+  start (it migrates a fresh SQLite database under PREFECT_HOME) overruns. Here the wait is
+  minutes, or Prefect's own PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS where the user set
+  it; and a server that exits while starting is reported at once, not after the whole wait;
+- quietly: the server's output goes to a log file, named in the one-line error if it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from unittest import mock
+
+from mm2latent_core.errors import Mm2LatentError
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Minutes, not Prefect's 20 s: a first start migrates the database, and on a loaded 2-core
+# machine that alone has taken over 20 s.
+DEFAULT_STARTUP_TIMEOUT_S = 300.0
+_PORT_ATTEMPTS = 5  # a port found free can be taken before uvicorn binds it
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception)\b.*:")
+_FIX = ("Or run one server for all commands: start `prefect server start` in another terminal "
+        "and set PREFECT_API_URL=http://127.0.0.1:4200/api.")
+
+
+class PrefectServerError(Mm2LatentError):
+    """The temporary Prefect API server could not be started (timeout, crash, port, disk)."""
+
+
+def startup_timeout_s() -> float:
+    """Seconds to wait for the temporary server: the user's Prefect setting, if set, else minutes."""
+    from prefect.settings import get_current_settings
+
+    ephemeral = get_current_settings().server.ephemeral
+    if "startup_timeout_seconds" in ephemeral.model_fields_set:
+        return float(ephemeral.startup_timeout_seconds)
+    return DEFAULT_STARTUP_TIMEOUT_S
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _cause(log: Path) -> str:
+    """The server log's last exception line (e.g. `sqlite3.OperationalError: unable to open
+    database file`), else its last line: uvicorn's own last words only say that start-up failed."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def _tied_server_class() -> type:
+    """Prefect's SubprocessASGIServer (its uvicorn command line), started our way."""
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class TiedServer(SubprocessASGIServer):
+        _instances: dict = {}  # not shared with Prefect's own (port -> server) singletons
+
+        def __init__(self, log: IO[bytes]) -> None:
+            super().__init__()
+            self._log = log
+
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            popen = subprocess.Popen
+
+            def tied(*args: Any, **kwargs: Any) -> subprocess.Popen:
+                return popen(*args, start_new_session=True, preexec_fn=_die_with_parent,
+                             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                             **kwargs)
+
+            with mock.patch.object(subprocess, "Popen", tied):
+                return super()._run_uvicorn_command()
+
+        def start(self, timeout: float | None = None) -> None:
+            """Start uvicorn and wait until /health answers, the process exits, or `timeout`."""
+            timeout = startup_timeout_s() if timeout is None else timeout
+            deadline = time.monotonic() + timeout
+            for _ in range(_PORT_ATTEMPTS):
+                self.port = self.find_available_port()
+                self.server_process = self._run_uvicorn_command()
+                self.running = True
+                if self._wait_healthy(deadline, timeout):
+                    return
+            raise PrefectServerError(f"the temporary Prefect server found no free port in "
+                                     f"{_PORT_ATTEMPTS} tries (8000-8999 busy). {_FIX}")
+
+        def _wait_healthy(self, deadline: float, timeout: float) -> bool:
+            """True once healthy; False if the port was taken meanwhile (retry another)."""
+            with httpx.Client(timeout=10) as client:
+                while True:
+                    code = self.server_process.poll()
+                    if code is not None:
+                        return self._exited(code)
+                    try:
+                        if client.get(f"{self.api_url}/health").status_code == 200:
+                            return True
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise PrefectServerError(
+                            f"the temporary Prefect server did not answer within {timeout:.0f} s "
+                            "(a busy machine, or a first start migrating the database under "
+                            "PREFECT_HOME, can be slow). Fix: wait longer with "
+                            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=900. " + _FIX)
+                    time.sleep(0.2)
+
+        def stop(self) -> None:
+            """Stop uvicorn (SIGTERM, then SIGKILL after 5 s), without Prefect's log line."""
+            if self.server_process is not None:
+                self.server_process.terminate()
+                try:
+                    self.server_process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.server_process.kill()
+                    self.server_process.wait()
+                self.server_process = None
+            self.running = False
+
+        def _exited(self, code: int) -> bool:
+            self.server_process = None
+            self.running = False
+            self._log.flush()
+            log = Path(self._log.name)
+            if "address already in use" in log.read_text(errors="replace").lower():
+                return False
+            raise PrefectServerError(
+                f"the temporary Prefect server exited with code {code} while starting: "
+                f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
+                f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
+
+    return TiedServer
+
+
+def _prefect_home() -> str:
+    from prefect.settings import get_current_settings
+
+    return str(get_current_settings().home)
+
+
+@contextlib.contextmanager
+def tied_prefect_server() -> Iterator[None]:
+    """Run the block against a temporary Prefect server tied to this process, unless
+    PREFECT_API_URL names a server already (then nothing changes)."""
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    log = tempfile.NamedTemporaryFile(prefix="mm2latent-prefect-server-", suffix=".log",
+                                      delete=False)
+    keep_log = False
+    server = _tied_server_class()(log)
+    try:
+        try:
+            server.start()
+        except PrefectServerError:
+            keep_log = True  # the message names it
+            raise
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            try:
+                yield
+            finally:
+                # Ship the run's buffered logs while the server still answers; otherwise
+                # Prefect's log worker flushes at exit into a stopped server and prints an error.
+                APILogWorker.drain_all(timeout=5)
+    finally:
+        server.stop()
+        log.close()
+        if not keep_log:
+            os.unlink(log.name)

@@ -1,0 +1,73 @@
+"""The temporary Prefect server a CLI command runs its flow against (flows/prefect_runtime.py):
+patient by default, and a start that fails is one PrefectServerError naming cause and fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL,
+                              PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings)
+
+from flows.prefect_runtime import (DEFAULT_STARTUP_TIMEOUT_S, PrefectServerError,
+                                   startup_timeout_s, tied_prefect_server)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_wait_is_minutes_unless_the_user_sets_prefects_own_setting():
+    assert DEFAULT_STARTUP_TIMEOUT_S >= 120  # Prefect's 20 s default is what failed
+    assert startup_timeout_s() == DEFAULT_STARTUP_TIMEOUT_S
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 20}):
+        assert startup_timeout_s() == 20
+
+
+def test_a_server_that_answers_too_late_is_one_error_naming_the_setting_and_the_fix():
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 0}):
+        with pytest.raises(PrefectServerError) as caught:
+            with tied_prefect_server():
+                pytest.fail("the block must not run without a server")
+    message = str(caught.value)
+    assert "did not answer within 0 s" in message
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in message
+    assert "prefect server start" in message and "PREFECT_API_URL" in message
+
+
+def test_a_server_that_crashes_while_starting_is_reported_with_its_cause_and_log(tmp_path):
+    unreachable = f"sqlite+aiosqlite:///{tmp_path}/not-a-dir/prefect.db"
+    (tmp_path / "not-a-dir").write_text("a file where the database folder should be")
+    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: unreachable}):
+        with pytest.raises(PrefectServerError) as caught:
+            with tied_prefect_server():
+                pytest.fail("the block must not run without a server")
+    message = str(caught.value)
+    assert "exited with code" in message
+    assert "unable to open database file" in message  # the cause, not uvicorn's last words
+    log = Path(message.split("(full log: ")[1].split(")")[0])
+    assert "Traceback" in log.read_text()  # the details are kept, off the terminal
+    log.unlink()
+
+
+def test_the_block_runs_against_the_tied_server_and_it_stops_after():
+    with tied_prefect_server():
+        api_url = PREFECT_API_URL.value()
+        assert httpx.get(f"{api_url}/health", timeout=10).status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api_url}/health", timeout=10)
+
+
+def test_cli_start_failure_is_one_line_exit_2_and_no_traceback(tmp_path):
+    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(tmp_path / "prefect"),
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0")
+    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()",
+                           "synth-data", "--n", "4", "--out", str(tmp_path / "ds")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: the temporary Prefect server"), \
+        done.stderr
