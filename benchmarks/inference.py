@@ -33,7 +33,7 @@ import torch
 
 from mm2latent.editing import text_direction
 from mm2latent.inference import Mm2LatentGenerator
-from mm2latent.inference.editor import stored_pixels
+from mm2latent.annotation import stored_pixels
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.e4e import E4EEncoder

@@ -18,7 +18,7 @@ Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"
 
 def parse_betas(text: str) -> list[float]:
     """'0,0.5,1' -> [0.0, 0.5, 1.0]; ConfigError naming the bad item."""
-    from mm2latent.editing import check_betas
+    from mm2latent.batch_inputs import check_betas
     from mm2latent_core.errors import ConfigError
 
     values = []

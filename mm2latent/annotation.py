@@ -13,10 +13,20 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mm2latent.batching import invariant_forward
 from mm2latent.models.face_parser.base import FaceParser, ParseResult
 from mm2latent.models.sketch import SketchCfg, extract_sketch
+
+
+def stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, S, S, 3) uint8 of [0, 1] images at the dataset's stored size (synth-data's resize)."""
+    if images01.shape[-2:] != (size, size):
+        images01 = F.interpolate(images01, size=(size, size), mode="bilinear",
+                                 align_corners=False, antialias=True)
+    pixels = (images01 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S), rounded
+    return pixels.permute(0, 2, 3, 1).contiguous()  # (B, S, S, 3)
 
 
 def to_float_images(pixels: torch.Tensor) -> torch.Tensor:

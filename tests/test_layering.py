@@ -122,7 +122,7 @@ _CODEC_CALLS = {"torch.load": 0, "torch.save": 1, "torch.jit.load": 0, "torch.ji
                 "pq.write_table": 1, "pq.ParquetFile": 0, "zipfile.ZipFile": 0}
 # (file, call) -> why it may open by itself. Keep this short; every entry must still be needed.
 _ALLOWED_OPENS = {
-    ("flows/app/server.py", "read_text"): "the editor's HTML page is package data read with "
+    ("flows/app/routes.py", "read_text"): "the editor's HTML page is package data read with "
         "importlib.resources (works from a wheel or zip), not a dataset, checkpoint or image path",
 }
 
@@ -249,6 +249,7 @@ _LAYERS = ("mm2latent_core", "storage", "mm2latent", "tasks", "flows", "benchmar
 _LIBRARY_ORDER = (
     ("mm2latent.modalities", "mm2latent.synth"),  # the registry sits below the synth pipeline
     ("mm2latent.models", "mm2latent.presets"),  # presets are built from the models' configs
+    ("mm2latent.editing", "mm2latent.inference"),  # the generator's edit delegates to editing
 )
 
 
@@ -273,7 +274,7 @@ def _imported_names(node: ast.Import | ast.ImportFrom, module: str, is_package: 
 
 
 def import_graph(root: Path, tops: tuple[str, ...]) -> dict[str, set[str]]:
-    """module -> the project modules it imports (a `from a import b` of a name points at a)."""
+    """module -> the project modules importing it runs (`from a import b` of a name: a)."""
     modules = _project_modules(root, tops)
     graph = {}
     for name, path in modules.items():
@@ -288,7 +289,12 @@ def import_graph(root: Path, tops: tuple[str, ...]) -> dict[str, set[str]]:
                 *submodules, base = names
                 found.update(s if s in modules else base for s in submodules
                              if s in modules or base in modules)
-        graph[name] = found - {name}
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first (unless they are the
+        # importer's own packages, already being imported): a re-export in a package's
+        # __init__ closes a circle as surely as a direct import.
+        parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 1)}
+        graph[name] = (found | {p for p in parents if p in modules
+                                and not name.startswith(p + ".")}) - {name}
     return graph
 
 
@@ -386,17 +392,23 @@ def test_the_graph_sees_lazy_relative_and_type_only_imports_and_reports_a_circle
         "flows/cli.py": "from mm2latent_core.errors import E\n",
         "storage/__init__.py": "",
         "storage/fs.py": "def f():\n    from flows.cli import main\n",
+        "flows/app/__init__.py": "",
+        "flows/app/server.py": "from flows.app import gate\nfrom storage.fs import f\n",
+        "flows/app/gate.py": "",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     graph = import_graph(tmp_path, ("mm2latent_core", "storage", "mm2latent", "flows"))
     assert graph["mm2latent.models.b"] == {"mm2latent.models.c"}
-    assert graph["flows.cli"] == {"mm2latent_core.errors"}
+    assert graph["flows.cli"] == {"mm2latent_core", "mm2latent_core.errors"}
+    assert graph["flows.app.server"] == {"flows.app.gate", "storage", "storage.fs"}
+    assert graph["mm2latent.presets"] == {"mm2latent.models", "mm2latent.models.a"}
     knot = ["mm2latent.models.a", "mm2latent.models.b", "mm2latent.models.c", "mm2latent.presets"]
     assert import_knots(graph) == [knot]
     assert circle_in(graph, knot) == ["mm2latent.models.a", "mm2latent.models.b",
                                       "mm2latent.models.c", "mm2latent.models.a"]
     assert arrows_up(graph) == [
         "mm2latent.models.c -> mm2latent.presets (mm2latent.models sits below mm2latent.presets)",
+        "storage.fs -> flows (layer flows sits above storage)",
         "storage.fs -> flows.cli (layer flows sits above storage)"]
