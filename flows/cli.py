@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -19,12 +20,12 @@ from flows.cli_app import app_command
 from flows.cli_benchmark import add_benchmark_command
 from flows.cli_common import NOT_FACES, console, note_tiny, progress_bar, user_errors
 from flows.cli_edit import edit_dataset_command, export_command
-from flows.cli_generate import add_inference_commands
+from flows.cli_generate import add_inference_commands, cli_modalities
 from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_command
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
-from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
-from flows.prefect_runtime import tied_prefect_server
+from flows.cli_flow import run_flow
+from flows.interrupts import Interrupted, StopOnSignal
 
 if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
     from mm2latent.synth.run import SynthSummary
@@ -35,7 +36,7 @@ dataset_app = typer.Typer(help="Look at a synth-data dataset.", no_args_is_help=
 app.add_typer(weights_app, name="weights")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(train_app, name="train")
-add_inference_commands(app)
+add_inference_commands(app, cli_modalities())  # condition flags: the registry at CLI start
 dataset_app.command("export")(export_command)
 app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
@@ -61,7 +62,7 @@ def synth_data_command(
     verify: Annotated[bool, typer.Option(help="Re-hash complete shards; redo damaged ones.")] = False,
 ) -> None:
     """Generate a sharded multimodal dataset (resumable: rerun the same command)."""
-    from flows.runners import check_runner_choice
+    from flows.runners import ProcessLocal, check_runner_choice
     from flows.synth_data import synth_data
     from mm2latent.input_checks import split_list
     from mm2latent.synth.params import parse_params
@@ -82,17 +83,12 @@ def synth_data_command(
         refuse_if_held(params.out)  # so does a second run into a dataset being written
         note_tiny(preset)
         try:
-            with tied_prefect_server(), StopOnSignal() as stop, progress_bar() as progress:
+            with progress_bar() as progress:
                 bar = progress.add_task("synth-data", total=params.n_samples, rate="")
-                advance = _advancer(progress, bar)
-
-                def on_progress(count: int) -> None:
-                    advance(count)
-                    stop.check()  # after each batch: the place a Ctrl-C / SIGTERM takes effect
-
-                summary = run_in_worker(lambda: synth_data(
+                summary = run_flow(lambda on_progress: synth_data(
                     params, overwrite=overwrite, verify=verify, task_runner=task_runner,
-                    dask_address=dask_address, on_progress=on_progress))
+                    dask_address=dask_address, on_progress=ProcessLocal(on_progress)),
+                    on_progress=_advancer(progress, bar))
                 progress.update(bar, completed=params.n_samples)
         except Interrupted as e:
             _print_interrupted(e, out)
@@ -197,4 +193,11 @@ def main() -> None:
     # A local run starts Prefect's temporary server, whose usage telemetry would try the
     # network on every run (and log an error offline). Users can still opt in explicitly.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    try:
+        # Ctrl-C / SIGTERM unwind any command (temp files removed, servers stopped) to exit
+        # 130 / 143 instead of killing it mid-write; a flow run stops between its batches.
+        with StopOnSignal(between_batches=False):
+            app()
+    except Interrupted as e:
+        console(stderr=True).print(f"[yellow]Stopped[/] ({e}); finished outputs are kept.")
+        sys.exit(e.exit_code)

@@ -42,6 +42,7 @@ def benchmark_command(
 ) -> None:
     """Evaluate MappingNets on CelebA-Dialog captions + CelebAMask-HQ masks (CLIP score, mask accuracy, CMMD, latency)."""
     from flows.benchmark import benchmark
+    from flows.cli_flow import run_flow
     from mm2latent.benchmark.config import BenchmarkCfg
     from mm2latent.benchmark.run import make_plan
 
@@ -51,13 +52,17 @@ def benchmark_command(
                   cmmd_model=cmmd_model, reference_limit=reference_limit, cache=cache,
                   ablation=ablation)
     versions = [v.strip() for value in model_version or ["latest"] for v in value.split(",")]
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(reference, out):
+        check_output_dir(out)
         plan = make_plan(BenchmarkCfg(reference=reference, versions=tuple(versions), **values))
         total = len(plan.selection.pairs) * len(plan.models)
         with progress_bar() as progress:
             bar = progress.add_task("benchmark", total=total, rate="")
-            finished = benchmark(reference_images=reference, versions=versions, **values,
-                                 on_progress=lambda n: progress.update(bar, advance=n))
+            finished = run_flow(lambda on_progress: benchmark(
+                reference_images=reference, versions=versions, **values, on_progress=on_progress),
+                on_progress=lambda n: progress.update(bar, advance=n))
     _print(finished)
     note_tiny(preset)
 

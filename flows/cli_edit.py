@@ -11,9 +11,10 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_common import Device, Models, Out, Preset, console, note_tiny, user_errors
+from flows.cli_conditions import ConditionValues, Ref, choices, flag, one_given
+from mm2latent.modalities.registry import default_registry
 from mm2latent.training.registry import default_registry_url
-
-Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"
+from mm2latent_core.modalities.spec import ModalityRegistry
 
 
 def parse_betas(text: str) -> list[float]:
@@ -29,16 +30,6 @@ def parse_betas(text: str) -> list[float]:
             raise ConfigError(f"--beta {text!r}: {item.strip()!r} is not a number; give a comma "
                               "list such as 0,0.5,1.") from e
     return list(check_betas(values))
-
-
-def _one_of(options: dict[str, Optional[str]], what: str) -> tuple[str, str] | None:
-    """(name, value) of the single given option, None if none; ConfigError if several."""
-    from mm2latent_core.errors import ConfigError
-
-    given = {k: v for k, v in options.items() if v}
-    if len(given) > 1:
-        raise ConfigError(f"give at most one {what}: {', '.join('--' + k for k in given)} were given.")
-    return next(iter(given.items()), None)
 
 
 def _photo(image: str, align: bool, size: int, device: str):
@@ -61,17 +52,14 @@ def edit_command(
     image: Annotated[str, typer.Argument(help=f"The photo: FFHQ-aligned and square (or pass --align); {Ref}.")],
     target: Annotated[Optional[str], typer.Option(help="Text edit: description of the result, e.g. 'a smiling face'.")] = None,
     pivot: Annotated[str, typer.Option(help="Text edit: neutral description.")] = "a face",
-    target_mask: Annotated[Optional[str], typer.Option(help=f"Spatial edit toward this mask: {Ref}.")] = None,
-    target_sketch: Annotated[Optional[str], typer.Option(help=f"Spatial edit toward this sketch: {Ref}.")] = None,
-    target_flame: Annotated[Optional[str], typer.Option(help=f"Spatial edit toward this 3DMM code: {Ref}.")] = None,
+    targets: ConditionValues = None,  # one --target-<modality> option per registry condition
     beta: Annotated[str, typer.Option(help="Edit strength, or a comma list (0,1,2) for a strip original | beta_1 | ...; 0 = e4e reconstruction.")] = "1",
-    modality: Annotated[Optional[str], typer.Option(help="Text edits: MappingNet to use (mask, sketch or flame; default mask). Spatial edits: the target's.")] = None,
-    mask: Annotated[Optional[str], typer.Option(help=f"The photo's own mask instead of parsing it (the pivot of a spatial edit): {Ref}.")] = None,
-    sketch: Annotated[Optional[str], typer.Option(help=f"The photo's own sketch instead of its edges: {Ref}.")] = None,
-    flame: Annotated[Optional[str], typer.Option(help=f"The photo's own 3DMM code instead of DECA's: {Ref}.")] = None,
+    modality: Annotated[Optional[str], typer.Option(help=f"Text edits: MappingNet to use ({choices(default_registry().conditions)}; default {default_registry().conditions[0]}). Spatial edits: the target's.")] = None,
+    own: ConditionValues = None,  # one --<modality> option per registry condition
     align: Annotated[bool, typer.Option(help="Align an in-the-wild photo to FFHQ from 68 landmarks (needs mm2latent\\[align]).")] = False,
     models: Models = "runs/tiny", preset: Preset = "tiny", out: Out = "edited.png",
     device: Device = "cpu",
+    modalities: ModalityRegistry = None,  # the registry the options were derived from
 ) -> None:
     """Edit a photo with text or a target mask / sketch / 3DMM code (e4e inversion + MappingNet direction)."""
     from mm2latent.conditions import load_condition
@@ -86,27 +74,28 @@ def edit_command(
     with user_errors(image, models, out):
         check_device(device)
         check_output_file(out)
-        spatial_target = _one_of({"target-mask": target_mask, "target-sketch": target_sketch,
-                                  "target-flame": target_flame}, "spatial target")
+        spatial_target = one_given(targets, "target-", "spatial target")
         if (target is None) == (spatial_target is None):
-            raise ConfigError("give either --target TEXT (a text edit) or one of --target-mask, "
-                              "--target-sketch, --target-flame (a spatial edit).")
-        kind = "text" if spatial_target is None else spatial_target[0].removeprefix("target-")
+            raise ConfigError("give either --target TEXT (a text edit) or one of "
+                              f"{', '.join(flag(m, 'target-') for m in targets)} (a spatial edit).")
+        kind = "text" if spatial_target is None else spatial_target[0]
         if kind != "text" and modality not in (None, kind):
-            raise ConfigError(f"--target-{kind} edits with the {kind} MappingNet; drop --modality {modality}.")
-        modality = modality or ("mask" if kind == "text" else kind)
-        own = _one_of({"mask": mask, "sketch": sketch, "flame": flame}, "own condition")
-        if own is not None and own[0] != modality:
-            raise ConfigError(f"--{own[0]} was given but the edit uses the {modality} MappingNet; make them agree.")
+            raise ConfigError(f"{flag(kind, 'target-')} edits with the {kind} MappingNet; drop --modality {modality}.")
+        # Text edits default to the registry's first condition (mask), as the app's editor.
+        modality = modality or (modalities.conditions[0] if kind == "text" else kind)
+        own_condition = one_given(own, "", "own condition")
+        if own_condition is not None and own_condition[0] != modality:
+            raise ConfigError(f"{flag(own_condition[0])} was given but the edit uses the {modality} MappingNet; make them agree.")
         betas = parse_betas(beta)
-        model = load_inference(preset, default_registry_url(models), modality, device)
+        model = load_inference(preset, default_registry_url(models), modality, device,
+                               modalities=modalities)
         photo = _photo(image, align, model.generator.cfg.img_resolution, device)
-        condition = None if own is None else load_condition(modality, own[1])
+        condition = None if own_condition is None else load_condition(modality, own_condition[1], modalities)
         if kind == "text":
             result = text_edit(model, photo, target, pivot, betas, spatial=condition)
         else:
-            result = spatial_edit(model, photo, load_condition(modality, spatial_target[1]), betas,
-                                  pivot=condition)
+            result = spatial_edit(model, photo, load_condition(modality, spatial_target[1], modalities),
+                                  betas, pivot=condition)
         if len(betas) == 1:
             write_png(out, result.images[:, 0])
         else:
@@ -122,9 +111,11 @@ def export_command(
     out: Annotated[str, typer.Option(help="Directory to write image.png, mask.png, sketch.png, flame.npy, ...")] = "sample",
 ) -> None:
     """Export one sample's image, mask, sketch and 3DMM code as plain files (inputs for generate / edit)."""
+    from storage.path_checks import check_output_dir
     from storage.samples import export_sample
 
-    with user_errors():
+    with user_errors(dataset, out):
+        check_output_dir(out, inputs=[dataset])  # never into the dataset it reads
         written = export_sample(dataset, index, out)
     console().print(f"[green]wrote[/] {', '.join(written)}", soft_wrap=True)
 
@@ -139,15 +130,20 @@ def edit_dataset_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
 ) -> None:
     """Edit every photo of a folder or dataset by a YAML spec into shards (resumable: rerun it)."""
+    from flows.cli_flow import run_flow
     from flows.edit_dataset import edit_dataset
     from mm2latent.edit_dataset.params import parse_edit_params
     from mm2latent.edit_dataset.run import validate
 
     values = dict(input=input, spec=spec, models=models, out=out, preset=preset,
                   samples_per_shard=samples_per_shard, device=device)
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(input, out):
+        check_output_dir(out, inputs=[input])
         validate(parse_edit_params(**values), overwrite)  # user errors fail before Prefect starts
-        summary = edit_dataset(**values, overwrite=overwrite)
+        summary = run_flow(lambda on_progress: edit_dataset(**values, overwrite=overwrite,
+                                                            on_progress=on_progress))
     note_tiny(preset)
     console().print(f"[bold]{summary.out}[/]: {summary.ok} edited, {summary.failures} failed, "
                     f"{summary.shards} shards; edits {', '.join(summary.edits)}", soft_wrap=True)
@@ -157,7 +153,10 @@ def generate_rows(rows: str, models: str, preset: str, out: str, device: str) ->
     """`generate --from rows.jsonl`: one image per row into shards at `out` (resumable)."""
     from mm2latent.generate_rows import generate_shard, load_row_models, plan_rows
 
-    with user_errors():
+    from storage.path_checks import check_output_dir
+
+    with user_errors(rows, out):
+        check_output_dir(out)
         plan, todo = plan_rows(rows, models, preset, out)
         nets = load_row_models(plan, models, device) if todo else None
         stats = [generate_shard(plan, nets, shard) for shard in todo]

@@ -34,21 +34,25 @@ def pipeline_command(
     benchmark_pairs: Annotated[int, typer.Option(help="Pairs the benchmark step evaluates; 0 = no benchmark.")] = 8,
 ) -> None:
     """Run synth-data, train the autoencoders and MappingNets, benchmark; skip what is done."""
-    from flows.pipeline import pipeline
-    from flows.runners import check_runner_choice
+    from flows.cli_flow import run_flow
+    from flows.pipeline import pipeline, plan_pipeline
+    from storage.path_checks import check_output_dir
 
-    with user_errors():
-        check_runner_choice(task_runner, dask_address)
+    values = dict(preset=preset, n_samples=n, samples_per_shard=samples_per_shard, seed=0,
+                  data=data, runs=runs,
+                  mappings=[m.strip() for m in mappings.split(",") if m.strip()],
+                  ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size,
+                  device=device, task_runner=task_runner, dask_address=dask_address,
+                  max_workers=max_workers, benchmark_pairs=benchmark_pairs)
+    with user_errors(data, runs):
+        check_output_dir(data, "--data")
+        check_output_dir(runs, "--runs")
+        plan_pipeline(**values)  # every value is checked before the Prefect server starts
         if preset == "tiny":
             console(stderr=True).print("[yellow]Note:[/] preset 'tiny' runs random-weight "
                                        "networks: its images are NOT faces.")
-        steps = pipeline(preset=preset, n_samples=n, samples_per_shard=samples_per_shard,
-                         data=data, runs=runs,
-                         mappings=[m.strip() for m in mappings.split(",") if m.strip()],
-                         ae_epochs=ae_epochs, mapping_epochs=mapping_epochs,
-                         batch_size=batch_size, device=device, task_runner=task_runner,
-                         dask_address=dask_address, max_workers=max_workers,
-                         benchmark_pairs=benchmark_pairs)
+        # Its steps report no progress: a signal stops it at once (each step resumes).
+        steps = run_flow(lambda _: pipeline(**values), between_batches=False)
     for name, status in steps.items():
         console().print(f"[bold]{name}[/]: {status}", soft_wrap=True)
 

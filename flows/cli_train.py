@@ -11,8 +11,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.cli_common import console, user_errors
+from flows.cli_flow import run_flow
 from flows.cli_options import options_command
 from mm2latent.input_checks import check_device
+from mm2latent.presets import get_preset
 from mm2latent.training.config import TrainCfg
 from mm2latent.training.options import AutoencoderOptions, MappingOptions, TrainRunOptions
 from mm2latent.training.reports import AutoencoderReport, MappingReport
@@ -22,13 +24,13 @@ train_app = typer.Typer(help="Train the spatial autoencoders and the MappingNets
                         no_args_is_help=True)
 
 
-def _run_with_bar(label: str, total: int, run):
-    """Call run(on_progress) under a rich progress bar counting epochs; return its result."""
+def _run_with_bar(label: str, total: int, flow_call):
+    """run_flow(flow_call) under a rich progress bar counting epochs; return its result."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("epochs"), TimeElapsedColumn())
     with Progress(*columns, console=console(stderr=True), redirect_stderr=True) as progress:
         bar = progress.add_task(label, total=total)
-        return run(lambda n: progress.update(bar, advance=n))
+        return run_flow(flow_call, on_progress=lambda n: progress.update(bar, advance=n))
 
 
 def _print_record(report: AutoencoderReport | MappingReport) -> None:
@@ -40,7 +42,9 @@ def _print_record(report: AutoencoderReport | MappingReport) -> None:
 
 
 def _check_outputs(options: TrainRunOptions) -> None:
-    """Fail before training on a --out / --registry that is a file or a missing bucket, or a bad device."""
+    """Fail before training (and before the Prefect server starts) on an unknown --preset, a
+    --out / --registry that is a file or a missing bucket, or a bad device."""
+    get_preset(options.preset)
     check_output_dir(options.out)
     if options.registry:
         check_output_dir(options.registry, "--registry")
@@ -56,6 +60,7 @@ def autoencoders_command(options: AutoencoderOptions) -> None:
 
     with user_errors(options.dataset, options.out, options.registry):
         _check_outputs(options)
+        options.train_cfgs()  # a bad --recipe, --lr, --schedule ... is refused here
         total = (options.epochs or TrainCfg.epochs) * len(options.modalities)
         reports = _run_with_bar("autoencoders", total, lambda cb: train_autoencoders(
             **options.model_dump(), on_progress=cb))
@@ -72,6 +77,7 @@ def mapping_command(options: MappingOptions) -> None:
 
     with user_errors(options.dataset, options.out, options.registry):
         _check_outputs(options)
+        options.train_cfg()  # a bad --lr, --schedule ... is refused here
         report = _run_with_bar(f"mapping-{options.modality}", options.epochs or TrainCfg.epochs,
                                lambda cb: train_mapping_flow(**options.model_dump(), on_progress=cb))
     _print_record(report)

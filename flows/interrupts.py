@@ -3,7 +3,8 @@
 `StopOnSignal` turns SIGINT / SIGTERM into a flag that the progress callback checks after each
 batch: the run stops between batches, the shard in progress is never committed (its stats
 marker, written last, is missing), and the CLI exits 130 (SIGINT) or 143 (SIGTERM). A second
-Ctrl-C stops at once. The flow runs in a worker thread (`run_in_worker`): Prefect's flow engine
+signal stops at once. Outside such runs the CLI's entry point stops at once on the first signal,
+unwinding to the same exit codes. The flow runs in a worker thread (`run_in_worker`): Prefect's flow engine
 replaces the SIGTERM handler of the main thread for a run (to raise mid-batch), which it cannot
 do from another thread, so the main thread keeps ours.
 """
@@ -33,15 +34,23 @@ class Interrupted(BaseException):
 
 
 class StopOnSignal:
-    """While active, SIGINT / SIGTERM set a flag; `check()` raises Interrupted once it is set."""
+    """While active, SIGINT / SIGTERM stop the run by raising Interrupted.
 
-    def __init__(self) -> None:
+    between_batches=True, for a run that calls `check()` at its batch boundaries: the first
+    signal only sets a flag that the next `check()` turns into Interrupted, so the batch in
+    progress finishes; a second signal raises at once. between_batches=False: every signal
+    raises at once in the main thread, where `finally` blocks unwind (temp files removed,
+    servers stopped) instead of the process dying of the signal.
+    """
+
+    def __init__(self, between_batches: bool = True) -> None:
+        self._between_batches = between_batches
         self._signum: int | None = None
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
-        if self._signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, mid-batch
+        if not self._between_batches or self._signum is not None:
+            raise Interrupted(signum)  # at once (a second signal: mid-batch)
         self._signum = signum
 
     def __enter__(self) -> StopOnSignal:

@@ -28,8 +28,6 @@ from tasks.pipeline import (autoencoders_to_train, benchmark_finished, benchmark
                             benchmark_lineage, check_dataset, dataset_lineage, mapping_is_current,
                             registered_record)
 
-AUTOENCODED = default_registry().maps  # modalities whose MappingNet reads autoencoder embeddings
-
 
 @dataclass
 class PipelineRun:
@@ -62,7 +60,8 @@ def synth_step(run: PipelineRun) -> str:
 
 def autoencoder_step(run: PipelineRun) -> str:
     """Train the autoencoders the MappingNets need; record models and embeddings."""
-    wanted = [m for m in AUTOENCODED if m in run.mappings]
+    # modalities whose MappingNet reads autoencoder embeddings
+    wanted = [m for m in default_registry().maps if m in run.mappings]
     todo = autoencoders_to_train(
         run.training.model_copy(update={"autoencoders": wanted}).autoencoder_options()
     ) if wanted else []
@@ -117,6 +116,24 @@ STEPS: dict[str, Callable[[PipelineRun], str]] = {
     "benchmark": benchmark_step}
 
 
+def plan_pipeline(preset: str, n_samples: int, samples_per_shard: int, seed: int, data: str,
+                  runs: str, mappings: list[str], ae_epochs: int | None,
+                  mapping_epochs: int | None, batch_size: int | None, device: str,
+                  task_runner: str, dask_address: str | None, max_workers: int,
+                  benchmark_pairs: int) -> PipelineRun:
+    """The pipeline flow's checked settings (the flow's arguments); a ConfigError or
+    ParameterError names a bad one. The CLI calls it before it starts a Prefect server."""
+    check_runner_choice(task_runner, dask_address)
+    params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
+                          seed=seed, out=data, device=device, max_workers=max_workers)
+    registry = default_registry_url(runs)
+    training = parse_options(TrainChainOptions, dict(
+        dataset=data, out=runs, registry=registry, preset=preset, mappings=list(mappings),
+        ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size, device=device))
+    return PipelineRun(params, runs, registry, list(mappings), training, task_runner,
+                       dask_address, benchmark_pairs)
+
+
 @flow(name="pipeline")
 def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int = 64,
              seed: int = 0, data: str = "data/tiny", runs: str = "runs/tiny",
@@ -142,13 +159,9 @@ def pipeline(preset: str = "tiny", n_samples: int = 256, samples_per_shard: int 
     Returns:
         step name -> "ran: ..." or "skipped: <why>".
     """
-    check_runner_choice(task_runner, dask_address)
-    params = parse_params(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
-                          seed=seed, out=data, device=device, max_workers=max_workers)
-    registry = default_registry_url(runs)
-    training = parse_options(TrainChainOptions, dict(
-        dataset=data, out=runs, registry=registry, preset=preset, mappings=list(mappings),
-        ae_epochs=ae_epochs, mapping_epochs=mapping_epochs, batch_size=batch_size, device=device))
-    run = PipelineRun(params, runs, registry, list(mappings), training, task_runner,
-                      dask_address, benchmark_pairs)
+    run = plan_pipeline(preset=preset, n_samples=n_samples, samples_per_shard=samples_per_shard,
+                        seed=seed, data=data, runs=runs, mappings=mappings, ae_epochs=ae_epochs,
+                        mapping_epochs=mapping_epochs, batch_size=batch_size, device=device,
+                        task_runner=task_runner, dask_address=dask_address,
+                        max_workers=max_workers, benchmark_pairs=benchmark_pairs)
     return {name: step(run) for name, step in STEPS.items()}

@@ -19,14 +19,14 @@ import ctypes
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
-from unittest import mock
+from typing import IO
 
 from mm2latent_core.errors import Mm2LatentError
 
@@ -68,88 +68,96 @@ def _cause(log: Path) -> str:
     return (errors or lines or ["(no output)"])[-1]
 
 
-def _tied_server_class() -> type:
-    """Prefect's SubprocessASGIServer (its uvicorn command line), started our way."""
-    import httpx
-    from prefect.server.api.server import SubprocessASGIServer
+def _free_port() -> int:
+    """A port the OS reports free now (uvicorn may still lose it to another process: retried)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    class TiedServer(SubprocessASGIServer):
-        _instances: dict = {}  # not shared with Prefect's own (port -> server) singletons
 
-        def __init__(self, log: IO[bytes]) -> None:
-            super().__init__()
-            self._log = log
+class _TiedServer:
+    """Prefect's API (its uvicorn command line, as Prefect runs its ephemeral server) in a
+    child process of this one; the CLI never imports the server code itself (seconds)."""
 
-        def _run_uvicorn_command(self) -> subprocess.Popen:
-            popen = subprocess.Popen
+    def __init__(self, log: IO[bytes]) -> None:
+        self._log = log
+        self.process: subprocess.Popen | None = None
+        self.port = 0
 
-            def tied(*args: Any, **kwargs: Any) -> subprocess.Popen:
-                return popen(*args, start_new_session=True, preexec_fn=_die_with_parent,
-                             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                             **kwargs)
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
 
-            with mock.patch.object(subprocess, "Popen", tied):
-                return super()._run_uvicorn_command()
+    def _launch(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
 
-        def start(self, timeout: float | None = None) -> None:
-            """Start uvicorn and wait until /health answers, the process exits, or `timeout`."""
-            timeout = startup_timeout_s() if timeout is None else timeout
-            deadline = time.monotonic() + timeout
-            for _ in range(_PORT_ATTEMPTS):
-                self.port = self.find_available_port()
-                self.server_process = self._run_uvicorn_command()
-                self.running = True
-                if self._wait_healthy(deadline, timeout):
-                    return
-            raise PrefectServerError(f"the temporary Prefect server found no free port in "
-                                     f"{_PORT_ATTEMPTS} tries (8000-8999 busy). {_FIX}")
+        self.port = _free_port()
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1",
+               **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parents[1]),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            start_new_session=True, preexec_fn=_die_with_parent)
 
-        def _wait_healthy(self, deadline: float, timeout: float) -> bool:
-            """True once healthy; False if the port was taken meanwhile (retry another)."""
-            with httpx.Client(timeout=10) as client:
-                while True:
-                    code = self.server_process.poll()
-                    if code is not None:
-                        return self._exited(code)
-                    try:
-                        if client.get(f"{self.api_url}/health").status_code == 200:
-                            return True
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise PrefectServerError(
-                            f"the temporary Prefect server did not answer within {timeout:.0f} s "
-                            "(a busy machine, or a first start migrating the database under "
-                            "PREFECT_HOME, can be slow). Fix: wait longer with "
-                            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=900. " + _FIX)
-                    time.sleep(0.2)
+    def start(self) -> None:
+        """Start uvicorn and wait until /health answers, the process exits, or the timeout."""
+        timeout = startup_timeout_s()
+        deadline = time.monotonic() + timeout
+        for _ in range(_PORT_ATTEMPTS):
+            self._launch()
+            if self._wait_healthy(deadline, timeout):
+                return
+        raise PrefectServerError(f"the temporary Prefect server lost its port to another "
+                                 f"process {_PORT_ATTEMPTS} times. {_FIX}")
 
-        def stop(self) -> None:
-            """Stop uvicorn (SIGTERM, then SIGKILL after 5 s), without Prefect's log line."""
-            if self.server_process is not None:
-                self.server_process.terminate()
+    def _wait_healthy(self, deadline: float, timeout: float) -> bool:
+        """True once healthy; False if the port was taken meanwhile (retry another)."""
+        import httpx
+
+        with httpx.Client(timeout=10) as client:
+            while True:
+                code = self.process.poll()
+                if code is not None:
+                    return self._exited(code)
                 try:
-                    self.server_process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.server_process.kill()
-                    self.server_process.wait()
-                self.server_process = None
-            self.running = False
+                    if client.get(f"{self.api_url}/health").status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise PrefectServerError(
+                        f"the temporary Prefect server did not answer within {timeout:.0f} s "
+                        "(a busy machine, or a first start migrating the database under "
+                        "PREFECT_HOME, can be slow). Fix: wait longer with "
+                        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=900. " + _FIX)
+                time.sleep(0.2)
 
-        def _exited(self, code: int) -> bool:
-            self.server_process = None
-            self.running = False
-            self._log.flush()
-            log = Path(self._log.name)
-            if "address already in use" in log.read_text(errors="replace").lower():
-                return False
-            raise PrefectServerError(
-                f"the temporary Prefect server exited with code {code} while starting: "
-                f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
-                f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
+    def stop(self) -> None:
+        """Stop uvicorn (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
-    return TiedServer
+    def _exited(self, code: int) -> bool:
+        self.process = None
+        self._log.flush()
+        log = Path(self._log.name)
+        if "address already in use" in log.read_text(errors="replace").lower():
+            return False
+        raise PrefectServerError(
+            f"the temporary Prefect server exited with code {code} while starting: "
+            f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
+            f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
 
 
 def _prefect_home() -> str:
@@ -171,7 +179,7 @@ def tied_prefect_server() -> Iterator[None]:
     log = tempfile.NamedTemporaryFile(prefix="mm2latent-prefect-server-", suffix=".log",
                                       delete=False)
     keep_log = False
-    server = _tied_server_class()(log)
+    server = _TiedServer(log)
     try:
         try:
             server.start()

@@ -19,7 +19,8 @@ from mm2latent.training.reports import AutoencoderReport, MappingReport, Retrain
 from mm2latent.training.snapshot import ShardSnapshot
 from storage.fs import join
 from tasks.storage import clean_interrupted
-from tasks.train import plan_retrain, snapshot_shards, train_autoencoder, train_mapping
+from tasks.train import (check_resume, plan_retrain, snapshot_shards, train_autoencoder,
+                         train_mapping)
 
 _HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "train_distance",
                     "train_cosine", "val_distance", "val_cosine")
@@ -57,6 +58,8 @@ def train_autoencoders(options: AutoencoderOptions,
     configs = options.train_cfgs()  # fail early, before any file is touched
     clean_interrupted([options.out, options.registry_url, join(options.dataset, "embeddings")])
     snapshot = snapshot or snapshot_shards(options.dataset)  # one list of shards for every modality
+    if options.must_resume:
+        check_resume(options, snapshot)
     reports = []
     for cfg in configs:
         report = train_autoencoder(options, cfg, on_progress, snapshot)
@@ -77,7 +80,10 @@ def train_mapping_flow(options: MappingOptions, on_progress: Callable[[int], Non
     """
     options.train_cfg()  # fail early, before any file is touched
     clean_interrupted([options.out, options.registry_url])
-    report = train_mapping(options, on_progress, snapshot or snapshot_shards(options.dataset))
+    snapshot = snapshot or snapshot_shards(options.dataset)
+    if options.must_resume:
+        check_resume(options, snapshot)
+    report = train_mapping(options, on_progress, snapshot)
     _publish(report)
     return report
 

@@ -1,7 +1,8 @@
 """Read-only summaries of a synth-data dataset: counts, failures, per-modality stats, contact sheet.
 
 Everything is read through `storage/` (dataset.json, stats markers, parquet manifests, the
-WebDataset reader). Vector statistics stream over every complete shard's parquet (vectors only,
+WebDataset reader), checked as every reader checks (storage/shard_check.py): dataset.json,
+stats files and sizes first, then the sha256 of each parquet and tar right before it is read. Vector statistics stream over every complete shard's parquet (vectors only,
 one shard in memory at a time); image, mask and sketch statistics decode only the first
 `max_decoded` samples of the tars, so a report on a large dataset stays fast.
 """
@@ -22,10 +23,10 @@ import pyarrow.compute as pc
 from mm2latent_core.errors import DatasetError
 from mm2latent.modalities.registry import default_registry
 from mm2latent_core.modalities.spec import ModalityRegistry, ModalitySpec
-from storage.dataset_index import DatasetIndex, complete_shards, shard_url
+from storage.dataset_index import shard_url
 from storage.manifest import STATUS_FAILED, read_manifest, read_manifest_schema
-from storage.readers import iter_samples
-from storage.shard_check import damaged_shards
+from storage.readers import iter_samples, read_shard_manifest
+from storage.shard_check import check_shard_files, checked_index, readable_shards
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ def _scan_manifests(url: str, shards: Sequence[int], vector_names: Sequence[str]
     errors: list[tuple[str, str]] = []
     acc: dict[str, _VectorAccumulator] = {}
     for shard in shards:
-        table = read_manifest(shard_url(url, shard, "parquet"),
-                              columns=["key", "status", "error", *vector_names])
+        table = read_shard_manifest(url, shard, ["key", "status", "error", *vector_names])
         failed = table.filter(pc.equal(table["status"], STATUS_FAILED))
         counts["samples"] += table.num_rows
         counts["failed"] += failed.num_rows
@@ -150,13 +150,17 @@ def _scan_manifests(url: str, shards: Sequence[int], vector_names: Sequence[str]
             "errors": errors, "vectors": {n: a.result() for n, a in acc.items()}}
 
 
-def _present_tar_modalities(url: str, shards: Sequence[int], names: Sequence[str]) -> list[str]:
+def _present_tar_modalities(url: str, shards: Sequence[int], names: Sequence[str],
+                            check: bool = True) -> list[str]:
     """Which of `names` the dataset stores, from the first shard with an ok row.
 
     Read from the manifests' *_bytes columns (null where a member is absent); [] if no complete
     shard has an ok row. A name without a column (a modality the dataset predates) is absent.
+    `check`: sha256-check each parquet first (False: the caller just did).
     """
     for shard in shards:
+        if check:
+            check_shard_files(url, [shard], ("parquet",))
         url_ = shard_url(url, shard, "parquet")
         columns = set(read_manifest_schema(url_).names)
         names = [m for m in names if f"{m}_bytes" in columns]
@@ -201,13 +205,9 @@ def verify_dataset(url: str, rehash: bool = True) -> list[int]:
 
     Returns the verified shard indices; DatasetError names every damaged shard and why.
     """
-    shards = complete_shards(url)
-    damaged = damaged_shards(url, shards, rehash=rehash)
-    if damaged:
-        lines = "\n".join(f"  shard {s}: {why}" for s, why in sorted(damaged.items()))
-        raise DatasetError(f"{url}: {len(damaged)} damaged shard(s):\n{lines}\nFix: re-run the "
-                           "synth-data command that made the dataset with --verify; it writes "
-                           "damaged shards again, byte-identical to the originals.")
+    shards = readable_shards(url)  # dataset.json, stats files, sizes
+    if rehash:
+        check_shard_files(url, shards)
     return shards
 
 
@@ -223,9 +223,9 @@ def inspect_dataset(url: str, max_decoded: int = MAX_DECODED,
     registry = registry or default_registry()
     if max_decoded < 0:
         raise ValueError(f"max_decoded must be >= 0, got {max_decoded}")
-    index = DatasetIndex.read(url)  # DatasetError with the fix when absent
+    index = checked_index(url)  # DatasetError with the fix when absent or edited
     planned = len(index.shards)
-    done = complete_shards(url)
+    done = readable_shards(url)
     done_set = set(done)
     report = DatasetReport(
         url=url, preset=index.preset, parameters=dict(index.parameters), weights=dict(index.weights),
@@ -241,7 +241,7 @@ def inspect_dataset(url: str, max_decoded: int = MAX_DECODED,
     report.ok = report.samples - report.failed
     report.error_kinds, report.errors, report.vectors = scan["error_kinds"], scan["errors"], scan["vectors"]
     with_stats = [s.name for s in registry if s.stats is not None]
-    present = [registry.get(m) for m in _present_tar_modalities(url, done, with_stats)]
+    present = [registry.get(m) for m in _present_tar_modalities(url, done, with_stats, check=False)]
     if report.ok and present and max_decoded:
         report.decoded_samples, report.decoded = _decoded_stats(url, present, max_decoded, registry)
     return report
@@ -269,9 +269,8 @@ def contact_sheet(url: str, n_rows: int = 8, registry: ModalityRegistry | None =
     tiled = [s for s in registry if s.tile is not None]
     if n_rows < 1:
         raise ValueError(f"n_rows must be >= 1, got {n_rows}")
-    done = complete_shards(url)
+    done = readable_shards(url)  # DatasetError when not a dataset, edited or damaged
     if not done:
-        DatasetIndex.read(url)  # a clearer message when the root is not a dataset at all
         raise DatasetError(f"{url}: no complete shards to draw. Fix: run synth-data (or re-run it to finish).")
     present = _present_tar_modalities(url, done, [s.name for s in tiled])
     if "image" not in present:

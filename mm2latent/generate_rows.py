@@ -1,7 +1,7 @@
 """Batch generation from a JSON-lines file: one image per row, written as synth-data-like shards.
 
 Each line: {"text": "a smiling face", "mask": "m.png" | "sketch": ... | "flame": ..., "seed": 3}
-with exactly one condition (a file or DATASET#INDEX) and an optional noise seed (absent =
+(any condition modality of the registry is a key) with exactly one condition (a file or DATASET#INDEX) and an optional noise seed (absent =
 the generator's constant noise). Row i is generated alone, so it depends only on that row,
 the preset and the weights. Shards hold `<key>.png`, `<key>.w.npy` and `<key>.json` (the row);
 the manifest has `w`; dataset.json records the rows' sha256, the model versions and digests.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from mm2latent import __version__
 from mm2latent.conditions import load_condition
@@ -25,36 +25,48 @@ from mm2latent.edit_dataset.run import write_shard
 from mm2latent_core.errors import ConfigError, Mm2LatentError
 from mm2latent.presets import get_preset
 from mm2latent.modalities.codecs import encode_png
+from mm2latent.modalities.registry import default_registry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.synth.models import weight_digests
 from mm2latent.training.registry import default_registry_url
 from storage.dataset_index import DatasetIndex, ShardStats, prepare_output, read_shard_stats, shard_name
 from storage.samples import read_bytes
 from storage.shard_writer import encode_json, encode_npy
 
-MODALITIES = ("mask", "sketch", "flame")
-
-
-class GenerateRow(BaseModel):
-    """One line of the rows file."""
+class _Row(BaseModel):
+    """Fields of every row; row_model adds one optional field per condition modality."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str = Field(min_length=1)  # caption
-    mask: str | None = None          # label-id PNG or DATASET#INDEX
-    sketch: str | None = None        # 0/255 sketch PNG or DATASET#INDEX
-    flame: str | None = None         # 3DMM .npy or DATASET#INDEX
-    seed: int | None = Field(None, ge=0)  # noise seed; None = constant noise
 
     @model_validator(mode="after")
-    def _one_condition(self) -> GenerateRow:
-        if sum(getattr(self, m) is not None for m in MODALITIES) != 1:
-            raise ValueError("give exactly one of mask, sketch, flame")
+    def _one_condition(self) -> _Row:
+        names = self.conditions()
+        if sum(getattr(self, m) is not None for m in names) != 1:
+            raise ValueError(f"give exactly one of {', '.join(names)}")
         return self
+
+    @classmethod
+    def conditions(cls) -> tuple[str, ...]:
+        """The condition fields, in registry order."""
+        return tuple(n for n in cls.model_fields if n not in ("text", "seed"))
 
     @property
     def modality(self) -> str:
         """The condition's modality."""
-        return next(m for m in MODALITIES if getattr(self, m) is not None)
+        return next(m for m in self.conditions() if getattr(self, m) is not None)
+
+
+def row_model(registry: ModalityRegistry | None = None) -> type[_Row]:
+    """The row model of `registry`: text, one field per condition (a file or DATASET#INDEX),
+    seed (noise seed; None = constant noise). Field order fixes the rows hash: keep it."""
+    conditions = {m: (str | None, None) for m in (registry or default_registry()).conditions}
+    return create_model("GenerateRow", __base__=_Row, **conditions,
+                        seed=(int | None, Field(None, ge=0)))
+
+
+GenerateRow = _Row  # the type of a parsed row
 
 
 @dataclass(frozen=True)
@@ -73,15 +85,18 @@ class RowsPlan:
         return range(start, min(start + self.samples_per_shard, len(self.rows)))
 
 
-def parse_rows(text: str, url: str) -> tuple[list[GenerateRow], list[np.ndarray]]:
+def parse_rows(text: str, url: str, registry: ModalityRegistry | None = None
+               ) -> tuple[list[GenerateRow], list[np.ndarray]]:
     """Rows and their loaded conditions; ConfigError naming the line and field of any problem."""
+    registry = registry or default_registry()
+    model = row_model(registry)
     rows, conditions = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = GenerateRow.model_validate(json.loads(line))
-            conditions.append(load_condition(row.modality, getattr(row, row.modality)))
+            row = model.model_validate(json.loads(line))
+            conditions.append(load_condition(row.modality, getattr(row, row.modality), registry))
         except json.JSONDecodeError as e:
             raise ConfigError(f"{url}:{number}: not a JSON object ({e}).") from e
         except ValidationError as e:

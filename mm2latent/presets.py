@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mm2latent.config_utils import resolve_preset
+from mm2latent_core.dims import NUM_MASK_CLASSES
 from mm2latent.models.autoencoders import OFFICIAL_MASK_CFG, OFFICIAL_SKETCH_CFG, AutoencoderCfg
 from mm2latent.models.clip_towers import ClipTowerCfg
 from mm2latent.models.deca import DecaCfg
@@ -200,6 +201,27 @@ PRESETS: dict[str, PresetCfg] = {
     "ffhq": _FFHQ,
     "ffhq-official": _FFHQ_OFFICIAL,
 }
+
+
+def map_autoencoder(preset: PresetCfg, kind: str, in_channels: int = 1,
+                    num_classes: int = NUM_MASK_CLASSES) -> AutoencoderCfg:
+    """The autoencoder of a map modality without a table entry, at `preset`'s size.
+
+    It takes the resolution, widths and bottleneck of the preset's mask autoencoder (no stem,
+    no BatchNorm); the modality gives what its MapInput.to_input makes: `in_channels`, and
+    `num_classes` when it feeds one-hot classes. A MapInput.autoencoder calls this.
+
+    Args:
+        preset: the preset whose autoencoder size to use.
+        kind: the modality's name.
+        in_channels: channels of the modality's network input.
+        num_classes: classes of a categorical map (ids 0..num_classes-1); unused otherwise.
+    """
+    base = preset.mask_ae
+    return AutoencoderCfg(kind=kind, resolution=base.resolution, in_channels=in_channels,
+                          num_classes=num_classes, widths=base.widths,
+                          bottleneck_dim=base.bottleneck_dim, activation=base.activation,
+                          lrelu_slope=base.lrelu_slope)
 
 
 def get_preset(name: str, **overrides: object) -> PresetCfg:

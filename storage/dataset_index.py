@@ -11,6 +11,7 @@ a tar/parquet that the next run overwrites, plus dot-prefixed temp files it remo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -22,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mm2latent_core.errors import DatasetError
 from storage.atomic import (STALE_WRITE_S, abort_unfinished_uploads, atomic_write_bytes,
                             clean_interrupted_writes, remove_temp_files)
-from storage.digests import file_sha256
 from storage.fs import check_writable, join, open_fs
 from storage.manifest import STATUS_FAILED, MemberLayout, write_manifest
 from storage.shard_writer import ShardResult
@@ -35,6 +35,9 @@ FORMAT_VERSION = 1
 SHARD_SUFFIXES = ("tar", "parquet", "stats.json")
 _STATS_RE = re.compile(r"^shard-(\d{6})\.stats\.json$")
 _SHARD_FILE_RE = re.compile(r"^shard-\d{6}\.(tar|parquet|stats\.json)$")
+# How a reader's user gets a sound dataset.json back without losing shards.
+_REWRITE_INDEX = ("re-run the synth-data command that made the dataset: it writes dataset.json "
+                  "again and keeps the shards that match it.")
 _OVERWRITE_FIX = "Fix: pass --overwrite to replace it, or choose a new --out."
 
 
@@ -75,6 +78,16 @@ class DatasetIndex(BaseModel):
         """
         return self.model_dump(exclude={"num_samples", "shards"})
 
+    def fingerprint_sha256(self) -> str:
+        """sha256 of the fingerprint: what each shard's stats file records of its dataset.json."""
+        text = json.dumps(self.fingerprint(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def planned_shards(self) -> list[str]:
+        """The shard tar names num_samples and samples_per_shard call for, in index order."""
+        count = -(-self.num_samples // self.samples_per_shard) if self.samples_per_shard > 0 else 0
+        return [shard_name(i) for i in range(count)]
+
     def write(self, dataset_url: str) -> None:
         """Write `dataset.json` atomically under the dataset root."""
         text = json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n"
@@ -89,9 +102,13 @@ class DatasetIndex(BaseModel):
             with fs.open(path, "rb") as f:
                 return cls.model_validate_json(f.read())
         except FileNotFoundError as e:
-            raise DatasetError(f"{url}: not found; {dataset_url} is not a dataset (run synth-data first).") from e
-        except ValidationError as e:
-            raise DatasetError(f"{url}: malformed dataset index ({e}). {_OVERWRITE_FIX}") from e
+            raise DatasetError(f"{url}: not found, so {dataset_url} is not a dataset (or its "
+                               f"{DATASET_FILE} was deleted). Fix: pass a dataset root made by "
+                               f"synth-data; if {DATASET_FILE} was deleted, {_REWRITE_INDEX}") from e
+        except (ValidationError, UnicodeDecodeError) as e:
+            first = str(e).splitlines()[:3]
+            raise DatasetError(f"{url}: malformed dataset index ({' '.join(first)}). Fix: delete "
+                               f"it and {_REWRITE_INDEX}") from e
 
     @classmethod
     def exists(cls, dataset_url: str) -> bool:
@@ -158,6 +175,10 @@ class ShardStats(BaseModel):
     durations_s: dict[str, float]  # seconds per stage for this shard, e.g. {'generate': 12.5}
     tar: FileRecord
     parquet: FileRecord
+    # DatasetIndex.fingerprint_sha256() of the dataset.json in place when the shard was
+    # committed, so readers notice a dataset.json edited or replaced since. None: the shard
+    # predates this record (or was written without a dataset.json).
+    index_sha256: str | None = None
 
     def to_json_bytes(self) -> bytes:
         """The file's bytes: indented, sorted-key JSON."""
@@ -255,31 +276,16 @@ def commit_shard(
             f"({shard.count})"
         )
     parquet = write_manifest(shard_url(dataset_url, index, "parquet"), rows, vector_dims, layout)
+    index_sha256 = (DatasetIndex.read(dataset_url).fingerprint_sha256()
+                    if DatasetIndex.exists(dataset_url) else None)
     stats = ShardStats(
         shard=index, count=len(rows), ok=shard.count, failures=len(rows) - shard.count,
         durations_s=dict(durations_s),
         tar=FileRecord(name=shard_name(index, "tar"), bytes=shard.size, sha256=shard.sha256),
-        parquet=FileRecord(name=shard_name(index, "parquet"), bytes=parquet.size, sha256=parquet.sha256))
+        parquet=FileRecord(name=shard_name(index, "parquet"), bytes=parquet.size, sha256=parquet.sha256),
+        index_sha256=index_sha256)
     atomic_write_bytes(shard_url(dataset_url, index, "stats.json"), stats.to_json_bytes())
     return stats
-
-
-def verify_shard(dataset_url: str, index: int) -> None:
-    """Recompute the sha256 of a complete shard's tar and parquet; DatasetError on mismatch."""
-    stats = read_shard_stats(dataset_url, index)
-    if stats is None:
-        raise DatasetError(f"{shard_url(dataset_url, index)}: shard is not complete. Fix: re-run synth-data.")
-    for record in (stats.tar, stats.parquet):
-        url = join(dataset_url, record.name)
-        try:
-            digest = file_sha256(url)
-        except FileNotFoundError as e:
-            raise DatasetError(f"{url}: missing although its stats file exists.") from e
-        if digest != record.sha256:
-            raise DatasetError(
-                f"{url}: sha256 {digest} does not match the stats file "
-                f"({record.sha256}). Fix: delete {shard_name(index, 'stats.json')} and re-run."
-            )
 
 
 def prepare_output(dataset_url: str, requested: DatasetIndex, overwrite: bool = False) -> list[int]:

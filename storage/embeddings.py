@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from storage.atomic import atomic_write_bytes
 from storage.dataset_index import shard_name
+from storage.derived_tables import derived_table_or_none, read_derived_table
 from storage.fs import join, open_fs
 
 EMBEDDINGS_DIR = "embeddings"
@@ -52,24 +53,22 @@ def write_embedding_table(url: str, keys: list[str], indices: np.ndarray, name: 
     atomic_write_bytes(url, buffer.getvalue())
 
 
+REPAIR_FIX = ("Fix: re-run `mm2latent train autoencoders` on this dataset; it rewrites "
+              "missing, stale or unreadable embeddings.")
+
+
 def read_embedding_table(url: str) -> pa.Table:
-    """One shard's embeddings table; FileNotFoundError if it was never written."""
-    fs, path = open_fs(url)
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f)
+    """One shard's embeddings table; FileNotFoundError if it was never written, DatasetError
+    naming the file and the fix if it no longer parses."""
+    return read_derived_table(url, "embeddings", REPAIR_FIX)
 
 
 def embedding_source(url: str) -> str | None:
     """sha256 of the shard tar that one shard's embeddings came from; None if the file is
-    missing or predates the record (treat as stale)."""
-    fs, path = open_fs(url)
-    try:
-        with fs.open(path, "rb") as f:
-            metadata = pq.read_schema(f).metadata or {}
-    except FileNotFoundError:
-        return None
-    source = metadata.get(SOURCE_KEY)
-    return None if source is None else source.decode()
+    missing, unreadable (read in full: a damaged page is found here) or predates the record:
+    all three count as stale and are written again."""
+    table = derived_table_or_none(url)
+    return None if table is None else table_source(table)
 
 
 def table_source(table: pa.Table) -> str | None:

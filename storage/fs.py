@@ -95,7 +95,7 @@ def bucket_of(path: str) -> str:
     return path.lstrip("/").split("/", 1)[0]
 
 
-def _endpoint(fs: fsspec.AbstractFileSystem) -> str:
+def endpoint_of(fs: fsspec.AbstractFileSystem) -> str:
     """The endpoint URL an object-store filesystem talks to (for messages)."""
     kwargs = getattr(fs, "client_kwargs", None) or {}
     return str(getattr(fs, "endpoint_url", None) or kwargs.get("endpoint_url") or "the default endpoint")
@@ -121,7 +121,7 @@ def check_bucket(url: str) -> None:
                 raise FileNotFoundError(bucket)
     except FileNotFoundError as e:
         raise DatasetError(
-            f"{url}: bucket {bucket!r} does not exist at {_endpoint(fs)}. Fix: correct the URL, "
+            f"{url}: bucket {bucket!r} does not exist at {endpoint_of(fs)}. Fix: correct the URL, "
             f"or create the bucket first (e.g. `aws s3 mb {protocol_of(url)}://{bucket}`); "
             "mm2latent never creates buckets.") from e
 

@@ -6,6 +6,11 @@ its URL opener to `webdataset.gopen`, whose scheme table is a module-level dict;
 cannot see an in-process `memory://` filesystem). So we build the same stages WebDataset uses
 (shard list -> node split -> worker split -> shard shuffle -> open -> tar expander -> group by
 key) and open each shard with fsspec instead. Only complete shards (stats file present) are read.
+
+Every reader here runs storage/shard_check.py first: `readable_shards` (dataset.json, stats
+files, sizes; no shard bytes) when it starts, and `check_shard_files` (sha256) on each tar or
+parquet right before reading it, so a partial read (the first 8 samples of a grid) hashes
+only the shards it opens. A caller that has just hashed the files itself passes check=False.
 """
 
 from __future__ import annotations
@@ -23,34 +28,65 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from mm2latent_core.errors import DatasetError
 from mm2latent_core.modalities.spec import METADATA_EXT, ModalityRegistry
-from storage.dataset_index import complete_shards, shard_url
+from storage.dataset_index import shard_url
 from storage.fs import open_fs
 from storage.manifest import STATUS_OK, read_manifest, read_manifest_schema
+from storage.shard_check import REPAIR_FIX, check_shard_files, readable_shards
 
 logger = logging.getLogger(__name__)
 
 METADATA = METADATA_EXT  # the per-sample metadata member, readable like a modality
 
 
+def _no_shards(dataset_url: str) -> DatasetError:
+    return DatasetError(
+        f"{dataset_url}: no complete shards (no shard-*.stats.json). "
+        "Fix: run synth-data into this directory, or re-run it to finish the shards.")
+
+
 def complete_shard_urls(dataset_url: str, shards: Sequence[int] | None = None) -> list[str]:
-    """Tar URLs of the complete shards (or of `shards`), in index order; DatasetError if none."""
-    indices = complete_shards(dataset_url) if shards is None else sorted(shards)
+    """Tar URLs of the complete shards (or of `shards`), in index order, after
+    `readable_shards`' checks; DatasetError if there are none."""
+    indices = readable_shards(dataset_url, shards)
     if not indices:
-        raise DatasetError(
-            f"{dataset_url}: no complete shards (no readable shard-*.stats.json). "
-            "Fix: run synth-data into this directory, or re-run it to finish the shards."
-        )
+        raise _no_shards(dataset_url)
     return [shard_url(dataset_url, i, "tar") for i in indices]
 
 
-def _open_shards(urls: Iterable[dict | str]) -> Iterator[dict]:
-    """Pipeline stage: open each shard URL with fsspec, yield {'url', 'stream'}."""
-    for item in urls:
-        url = item["url"] if isinstance(item, dict) else item
-        fs, path = open_fs(url)
-        # The tar expander consumes the whole stream before asking for the next shard.
-        with fs.open(path, "rb") as stream:
-            yield {"url": url, "stream": stream}
+def _shard_index(url: str) -> int:
+    """5 for '.../shard-000005.tar'."""
+    return int(url.rsplit("/", 1)[-1][len("shard-"):].split(".", 1)[0])
+
+
+class _ShardOpener:
+    """Pipeline stage: open each shard URL with fsspec (sha256-checked first), yield {'url', 'stream'}.
+
+    A module-level class, not a closure, so that spawned DataLoader workers can unpickle it.
+    """
+
+    def __init__(self, dataset_url: str, check: bool) -> None:
+        self.dataset_url = dataset_url
+        self.check = check
+
+    def __call__(self, urls: Iterable[dict | str]) -> Iterator[dict]:
+        for item in urls:
+            url = item["url"] if isinstance(item, dict) else item
+            if self.check:  # here, not up front: a partial read hashes only what it opens
+                check_shard_files(self.dataset_url, [_shard_index(url)], ("tar",))
+            fs, path = open_fs(url)
+            # The tar expander consumes the whole stream before asking for the next shard.
+            with fs.open(path, "rb") as stream:
+                yield {"url": url, "stream": stream}
+
+
+def _tar_error(error: Exception) -> bool:
+    """Tar expander handler: a tar that cannot be parsed becomes a DatasetError naming it.
+
+    webdataset appends (stream, url) to the exception's args before calling the handler.
+    """
+    url = error.args[-1] if len(error.args) >= 2 and isinstance(error.args[-1], str) else "a shard"
+    raise DatasetError(f"{url}: unreadable tar ({error.args[0] if error.args else error}). "
+                       f"{REPAIR_FIX}") from error
 
 
 def _decode_sample(sample: dict, modalities: Sequence[str], registry: ModalityRegistry) -> dict:
@@ -121,6 +157,7 @@ def iter_samples(
     *,
     registry: ModalityRegistry,
     shards: Sequence[int] | None = None,
+    check: bool = True,
 ) -> wds.DataPipeline:
     """An iterable of decoded samples from the complete shards (usable in a DataLoader).
 
@@ -139,6 +176,8 @@ def iter_samples(
         registry: the modalities and their decoders (the library's default_registry(), or a
             caller's own); storage names no modality itself.
         shards: read only these shards (a run's snapshot); None = every complete shard now.
+        check: sha256-check each tar right before opening it; False only when the caller has
+            just hashed them itself (training's up-front check).
     """
     modalities = registry.names if modalities is None else modalities
     valid = registry.member_exts()
@@ -153,8 +192,9 @@ def iter_samples(
     if shuffle > 0:
         stages.append(wds.shuffle(shuffle, initial=shuffle, seed=seed))
     stages += [
-        _open_shards,
-        functools.partial(tar_file_expander, select_files=_MemberSelector(modalities, registry)),
+        _ShardOpener(dataset_url, check),
+        functools.partial(tar_file_expander, handler=_tar_error,
+                          select_files=_MemberSelector(modalities, registry)),
         group_by_keys,
         _DecodeStage(modalities, registry),
     ]
@@ -163,32 +203,44 @@ def iter_samples(
     return wds.DataPipeline(*stages)
 
 
+def read_shard_manifest(dataset_url: str, shard: int, columns: Sequence[str] | None = None,
+                        check: bool = True) -> pa.Table:
+    """One complete shard's manifest (optionally only `columns`), sha256-checked first unless
+    `check` is False (the caller hashed it already). Call readable_shards before."""
+    if check:
+        check_shard_files(dataset_url, [shard], ("parquet",))
+    return read_manifest(shard_url(dataset_url, shard, "parquet"), columns=columns)
+
+
 def read_vectors_table(dataset_url: str, columns: Sequence[str] = ("w", "farl"),
-                       shards: Sequence[int] | None = None) -> pa.Table:
+                       shards: Sequence[int] | None = None, check: bool = True) -> pa.Table:
     """Manifest rows with status 'ok' of all complete shards, in index order.
 
     Args:
         dataset_url: the dataset root.
         columns: manifest columns to return besides 'index' and 'key'.
         shards: read only these shards (a run's snapshot); None = every complete shard now.
+        check: sha256-check each parquet before reading it (False: the caller just did).
     """
-    indices = complete_shards(dataset_url) if shards is None else sorted(shards)
+    indices = readable_shards(dataset_url, shards)
     if not indices:
-        complete_shard_urls(dataset_url)  # raises the "no complete shards" DatasetError
+        raise _no_shards(dataset_url)
     wanted = ["index", "key", *[c for c in columns if c not in ("index", "key")]]
+    if check:  # before its footer is read below; the loop then skips re-hashing it
+        check_shard_files(dataset_url, indices[:1], ("parquet",))
     first = read_manifest_schema(shard_url(dataset_url, indices[0], "parquet"))
     missing = [c for c in wanted if c not in first.names]
     if missing:
         raise DatasetError(f"{dataset_url}: manifest has no column(s) {missing}; available: {first.names}")
     tables = []
     for i in indices:
-        table = read_manifest(shard_url(dataset_url, i, "parquet"), columns=[*wanted, "status"])
+        table = read_shard_manifest(dataset_url, i, [*wanted, "status"], check and i != indices[0])
         tables.append(table.filter(pc.equal(table["status"], STATUS_OK)).select(wanted))
     return pa.concat_tables(tables).sort_by("index")
 
 
 def read_vectors(dataset_url: str, columns: Sequence[str] = ("w", "farl"),
-                 shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+                 shards: Sequence[int] | None = None, check: bool = True) -> dict[str, np.ndarray]:
     """Columns of the 'ok' manifest rows as numpy: vectors (N, D) float32, scalars (N,).
 
     Reads parquet only; the tars are never opened. Always includes 'index' (N,) int64.
@@ -197,8 +249,9 @@ def read_vectors(dataset_url: str, columns: Sequence[str] = ("w", "farl"),
         dataset_url: the dataset root.
         columns: manifest columns, e.g. ('w', 'farl') or ('w', 'flame', 'seed').
         shards: read only these shards (a run's snapshot); None = every complete shard now.
+        check: sha256-check each parquet before reading it (False: the caller just did).
     """
-    table = read_vectors_table(dataset_url, columns, shards)
+    table = read_vectors_table(dataset_url, columns, shards, check)
     out: dict[str, np.ndarray] = {}
     for name in ["index", *columns]:
         column = table[name].combine_chunks()

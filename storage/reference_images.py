@@ -23,9 +23,10 @@ from PIL import Image
 from mm2latent_core.errors import DatasetError
 from mm2latent_core.modalities.spec import ModalityRegistry
 from storage.atomic import atomic_write_bytes
-from storage.dataset_index import complete_shards, read_shard_stats
+from storage.dataset_index import read_shard_stats
 from storage.fs import join, open_fs
 from storage.readers import iter_samples
+from storage.shard_check import readable_shards
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 DATASET_FILE = "dataset.json"  # marks a synth-data dataset root
@@ -49,10 +50,14 @@ def _mtime(info: dict) -> str:
 
 
 def scan_reference(url: str, limit: int | None = None) -> ReferenceSet:
-    """List a reference folder (its images, sorted; the first `limit`) or a synth-data dataset."""
+    """List a reference folder (its images, sorted; the first `limit`) or a synth-data dataset.
+
+    A dataset gets every reader's checks (storage/shard_check.py): dataset.json, stats files and
+    sizes here, the sha256 of each tar when iter_reference_images opens it.
+    """
     fs, root = open_fs(url)
     if fs.isfile(posixpath.join(root, DATASET_FILE)):
-        shards = complete_shards(url)
+        shards = readable_shards(url)
         stats = [read_shard_stats(url, i).model_dump_json() for i in shards]  # digests inside
         digest = hashlib.sha256("\n".join(stats).encode()).hexdigest()
         if not shards:

@@ -2,6 +2,8 @@
 
 A reference `data/tiny#12` names sample 12 of the dataset at `data/tiny` (any fsspec URL);
 its shard is index // samples_per_shard from dataset.json, and only that shard's tar is read.
+Before it is read it is checked as every reader checks (storage/shard_check.py), limited to
+that shard: dataset.json, the shard's stats file, then the size and sha256 of its one tar.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import tarfile
 
 from mm2latent_core.errors import DatasetError
 from storage.atomic import atomic_write_bytes
-from storage.dataset_index import DatasetIndex, read_shard_stats, shard_url
+from storage.dataset_index import shard_url
 from storage.fs import join, open_fs
+from storage.shard_check import REPAIR_FIX, checked_index, checked_shard
 from storage.shard_writer import sample_key
 
 _REF = re.compile(r"^(?P<dataset>.+)#(?P<index>\d+)$")
@@ -26,20 +29,24 @@ def parse_sample_ref(ref: str) -> tuple[str, int] | None:
 
 def read_sample_members(dataset_url: str, index: int) -> dict[str, bytes]:
     """Tar members (extension -> bytes) of sample `index`; DatasetError naming the fix if absent."""
-    info = DatasetIndex.read(dataset_url)
+    info = checked_index(dataset_url)
     if not 0 <= index < info.num_samples:
         raise DatasetError(f"{dataset_url}: no sample {index}; it holds samples 0..{info.num_samples - 1}.")
     shard = index // info.samples_per_shard
-    if read_shard_stats(dataset_url, shard) is None:
+    if not checked_shard(dataset_url, info, shard, ("tar",)):  # sha256 of this one shard only
         raise DatasetError(f"{dataset_url}: shard {shard} holding sample {index} is incomplete. "
                            "Fix: re-run the command that writes the dataset.")
+    url = shard_url(dataset_url, shard, "tar")
     prefix = sample_key(index) + "."
     members: dict[str, bytes] = {}
-    fs, path = open_fs(shard_url(dataset_url, shard, "tar"))
-    with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:  # streamed: the shard is read once, front to back
-            if member.isfile() and member.name.startswith(prefix):
-                members[member.name[len(prefix):]] = tar.extractfile(member).read()
+    fs, path = open_fs(url)
+    try:
+        with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:  # streamed: the shard is read once, front to back
+                if member.isfile() and member.name.startswith(prefix):
+                    members[member.name[len(prefix):]] = tar.extractfile(member).read()
+    except tarfile.TarError as e:  # the digest matched, yet the bytes are no tar
+        raise DatasetError(f"{url}: unreadable tar ({e}). {REPAIR_FIX}") from e
     if not members:
         raise DatasetError(f"{dataset_url}: sample {index} failed when the dataset was made (no "
                            "members in its shard); its parquet row holds the error. Pick another index.")

@@ -13,6 +13,7 @@ from mm2latent.modalities.registry import default_registry
 from mm2latent.presets import get_preset
 from mm2latent.synth.params import SynthDataParams
 from mm2latent.training import data
+from mm2latent.training.autoencoders import preset_autoencoder
 from mm2latent.training.freshness import dataset_complete, trained_record
 from mm2latent.training.mapping import mapping_net_cfg
 from mm2latent.training.options import AutoencoderOptions, MappingOptions
@@ -39,7 +40,7 @@ def autoencoders_to_train(options: AutoencoderOptions) -> list[str]:
     todo = []
     for cfg in options.train_cfgs():
         modality = cfg.modality
-        ae_cfg = getattr(get_preset(options.preset), f"{modality}_ae")
+        ae_cfg = preset_autoencoder(get_preset(options.preset), modality, cfg.recipe)
         config = {"train": cfg.to_dict(), "autoencoder": dataclasses.asdict(ae_cfg)}
         record = trained_record(options.registry_url, ae_name(modality), options.dataset, config)
         if record is None:

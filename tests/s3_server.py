@@ -1,24 +1,32 @@
 """A real S3-compatible server (moto's server mode) on 127.0.0.1 for object-store tests.
 
-The server runs in its own process, started by the `s3` fixture in conftest.py and stopped by
-its PID when the session ends. Tests reach it through s3fs exactly as a user would reach MinIO
+The server runs in its own process (this module's `main`), started by the `s3` fixture in
+conftest.py and stopped by its PID when the session ends. It handles one request at a time:
+moto checks a conditional write (If-None-Match: *) and stores the object in two steps, so two
+threads of its stock server can both pass the check, where S3 decides each request atomically;
+serving requests one by one gives moto S3's per-request atomicity, which the registry's
+concurrency tests rely on (clients still connect and race concurrently). Tests reach it through s3fs exactly as a user would reach MinIO
 or AWS: an endpoint URL and credentials in fsspec's config (the same keys the FSSPEC_S3_*
 environment variables set).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 KEY, SECRET = "testing-key", "testing-secret"  # moto accepts any credentials
+_REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m tests.s3_server` resolves
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,10 @@ def running_server() -> Iterator[S3Server]:
     import s3fs  # noqa: F401
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ | {"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+    proc = subprocess.Popen([sys.executable, "-m", "tests.s3_server", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=_REPO_ROOT,
+                            env=os.environ | {"MOTO_ALLOW_NONEXISTENT_REGION": "true",
+                                              "MOTO_PORT": str(port)})
     try:
         _wait_listening(port, proc)
         yield S3Server(endpoint=f"http://127.0.0.1:{port}", pid=proc.pid)
@@ -93,3 +102,34 @@ def s3_client(server: S3Server):
 
     return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=KEY,
                         aws_secret_access_key=SECRET, region_name="us-east-1")
+
+
+def one_request_at_a_time(app: Callable) -> Callable:
+    """Wrap a WSGI app so that requests run one after another, each answered whole."""
+    lock = threading.Lock()
+
+    def serialized(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        with lock:
+            return list(app(environ, start_response))  # the body too, before the next request
+
+    return serialized
+
+
+def main() -> None:
+    """Serve moto's S3 on 127.0.0.1:--port, one request at a time (see the module docstring)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    port = parser.parse_args().port
+    app = one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+    run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()

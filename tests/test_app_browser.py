@@ -24,7 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app as cli
-from mm2latent.interactive.palette import COLOURS
+from mm2latent.modalities.palette import COLOURS
 from mm2latent.presets import get_preset
 from mm2latent.synth import run
 from mm2latent.synth.params import SynthDataParams

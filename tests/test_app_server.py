@@ -20,7 +20,7 @@ from flows.app.gate import BusyError, Gate
 from flows.app.server import AppState, create_app
 from mm2latent.editing import text_edit
 from mm2latent.interactive.models import ModelSet
-from mm2latent.interactive.palette import COLOURS
+from mm2latent.modalities.palette import COLOURS
 from mm2latent.interactive.uploads import UploadLimits
 from mm2latent.presets import get_preset
 from tests.fabricate_inference import seeded_model
@@ -236,7 +236,7 @@ def test_load_model_set_shares_one_generator_and_farl(monkeypatch):
     from mm2latent_core.errors import ConfigError
     from mm2latent.interactive import models as models_module
 
-    def registered(url, modality):
+    def registered(url, modality, modalities=None):
         if modality == "flame":
             raise ConfigError("no 'mapping-flame' model registered")
         made = seeded_model(modality)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,3 +99,87 @@ def test_killed_worker_leaves_a_dataset_a_rerun_completes(prefect_harness, threa
         assert _digests(out) == thread_run
         # Each worker process built the networks at most once, however many shards it ran.
         assert all(n <= 1 for n in _builds(client).values())
+
+
+# --- The CLI in a subprocess, as a user runs it (the in-process calls above never pickled the
+# progress bar's callback, so they passed while every `--task-runner dask` command failed).
+
+MM2LATENT = str(Path(sys.executable).parent / "mm2latent")
+
+
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    """The environment for CLI subprocesses: as a user's, each command starts (and stops) its
+    own temporary Prefect server."""
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([MM2LATENT, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _synth_args(out: Path) -> list[str]:
+    return ["synth-data", "--preset", "tiny", "--n", str(N), "--samples-per-shard",
+            str(PER_SHARD), "--task-runner", "dask", "--out", str(out)]
+
+
+@contextlib.contextmanager
+def _loopback_scheduler(tmp_path: Path) -> Iterator[str]:
+    """`dask scheduler` and one `dask worker`, as separate processes on 127.0.0.1 only, as the
+    README starts them; yields the scheduler's address; both stopped by process group."""
+    bin_dir, scheduler_file = Path(sys.executable).parent, tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--dashboard-address", "127.0.0.1:0",
+                               "--scheduler-file", str(scheduler_file)],
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout=120) as client:
+            procs.append(subprocess.Popen(
+                [str(bin_dir / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+                 "--host", "127.0.0.1", "--nthreads", "1", "--dashboard-address", "127.0.0.1:0"],
+                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            client.wait_for_workers(1, timeout=120)
+            yield client.scheduler.address
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+def test_cli_on_a_local_cluster_matches_threads(api_env, thread_run, tmp_path):
+    done = _cli(api_env, *_synth_args(tmp_path / "d"), "--max-workers", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{N} ok, 0 failed, {SHARDS} shards" in done.stdout + done.stderr
+    assert _digests(tmp_path / "d") == thread_run
+
+
+def test_cli_on_a_separately_started_scheduler(api_env, thread_run, tmp_path):
+    with _loopback_scheduler(tmp_path) as address:
+        done = _cli(api_env, *_synth_args(tmp_path / "d"), "--dask-address", address)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert _digests(tmp_path / "d") == thread_run
+
+        chain = _cli(api_env, "pipeline", "--preset", "tiny", "--n", str(N),
+                     "--samples-per-shard", str(PER_SHARD), "--data", str(tmp_path / "p"),
+                     "--runs", str(tmp_path / "runs"), "--mappings", "flame",
+                     "--mapping-epochs", "1", "--benchmark-pairs", "0",
+                     "--task-runner", "dask", "--dask-address", address)
+        assert chain.returncode == 0, chain.stderr[-3000:]
+        assert _digests(tmp_path / "p") == thread_run
+
+
+def test_cli_refuses_an_unreachable_scheduler_at_once(tmp_path):
+    # Port 1 on loopback: nothing listens, so the connection is refused; the CLI says so before
+    # starting Prefect (no PREFECT_API_URL here), instead of a traceback after 30 s.
+    address = "tcp://127.0.0.1:1"
+    for args in (_synth_args(tmp_path / "d"), ["pipeline", "--preset", "tiny", "--data",
+                                               str(tmp_path / "p"), "--task-runner", "dask"]):
+        done = _cli(dict(os.environ), *args, "--dask-address", address)
+        assert done.returncode == 2, done.stderr[-3000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and address in lines[0] and "dask scheduler" in lines[0], lines
+        assert "Traceback" not in done.stderr and "temporary server" not in done.stderr
+        assert not (tmp_path / "d").exists() and not (tmp_path / "p").exists()

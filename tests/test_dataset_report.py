@@ -17,6 +17,7 @@ from mm2latent_core.errors import DatasetError
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, colorize
 from storage.dataset_index import commit_shard, complete_shards, prepare_output, shard_name, shard_url
 from storage.fs import join
+from storage.lease import acquire_lease
 from storage.manifest import ok_row
 from storage.shard_writer import TarShardWriter, sample_key
 from mm2latent.fabricate.datasets import LAYOUT, make_index, make_sample, write_shard
@@ -32,13 +33,15 @@ def _png(data: bytes) -> np.ndarray:
 
 @pytest.fixture
 def dataset(mem_url):
-    """3 planned shards of 3: shards 0 and 1 complete with samples 1 and 4 failed, 2 crashed."""
+    """3 planned shards of 3: shards 0 and 1 complete with samples 1 and 4 failed, 2 being
+    committed by a live synth-data run (no stats file yet; it holds the dataset's lease)."""
     prepare_output(mem_url, make_index(9, 3))
     write_shard(mem_url, 0, [0, 1, 2], FAILED)
     write_shard(mem_url, 1, [3, 4, 5], FAILED)
     write_shard(mem_url, 2, [6, 7, 8])
     fs, root = url_to_fs(mem_url)
     fs.rm(join(root, shard_name(2, "stats.json")))  # no completion marker: incomplete
+    acquire_lease(mem_url, "synth-data")
     return mem_url
 
 

@@ -169,7 +169,7 @@ def test_another_spec_into_the_same_out_is_refused(setup, reference):
 
 
 @pytest.mark.parametrize("edit, message", [
-    ("x: {kind: spatial, modality: depth, target: t.npy}", r"edit 'x': field 'modality'.*'mask', 'sketch' or 'flame'"),
+    ("x: {kind: spatial, modality: depth, target: t.npy}", r"edit 'x': field 'modality'.*choose one of mask, sketch, flame"),
     ("x: {kind: spatial, modality: mask, target: /nonexistent/m.png}", r"edit 'x': field 'target'.*does not exist"),
     ("x: {kind: text, target: a smile, betas: [1, .nan]}", r"edit 'x': field 'betas'.*beta\[1\] is nan"),
     ("x: {kind: warp, target: a smile}", r"edit 'x': field 'kind'"),

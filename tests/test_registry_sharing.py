@@ -10,7 +10,9 @@ import threading
 import pytest
 
 from mm2latent.training.registry import ModelRegistry
+from storage.exclusive import ExclusiveCreateError
 from storage.fs import join
+from tests.s3_server import s3_client
 
 ROUNDS = 40
 
@@ -110,3 +112,39 @@ def test_generate_reads_a_registry_trained_elsewhere_from_another_directory(tmp_
                                       "--models", str(work / "runs"), "--out", "out.png"])
     assert result.exit_code == 0, result.output
     assert (other / "out.png").read_bytes()[:4] == b"\x89PNG"
+
+
+S3_ROUNDS = 10
+
+
+def test_two_processes_registering_into_an_object_store_get_distinct_versions_and_lose_nothing(s3):
+    """Each record is created with a conditional write (If-None-Match: *): of two runs claiming
+    one version exactly one succeeds, and the other takes the next number."""
+    server, bucket = s3
+    url = f"s3://{bucket}/runs/registry"
+    ctx = multiprocessing.get_context("fork")  # the children inherit the fsspec config for moto
+    barrier = ctx.Barrier(2)
+    procs = _run_together(lambda u, who: ctx.Process(target=_register_many,
+                                                     args=(u, who, barrier, S3_ROUNDS)), url)
+    assert [p.exitcode for p in procs] == [0, 0]
+    _check_all_registered(url, ["a", "b"], S3_ROUNDS)
+    keys = [o["Key"] for o in s3_client(server).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == [f"runs/registry/mask-ae/v{v:06d}.json"
+                            for v in range(1, 2 * S3_ROUNDS + 1)]  # no probe objects left
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused(s3, monkeypatch):
+    """An S3-compatible server that drops If-None-Match would let two runs take one version."""
+    from s3fs import S3FileSystem
+
+    _, bucket = s3
+    url = f"s3://{bucket}/registry"
+    plain_put = S3FileSystem._pipe_file
+
+    async def put_ignoring_the_condition(self, path, data, mode="overwrite", **kwargs):
+        return await plain_put(self, path, data, **kwargs)  # as an older server answers
+
+    monkeypatch.setattr(S3FileSystem, "_pipe_file", put_ignoring_the_condition)
+    with pytest.raises(ExclusiveCreateError, match="ignores conditional writes"):
+        ModelRegistry(url).register("mask-ae", join(url, "c.pt"), "data", "h")
+    assert ModelRegistry(url).records("mask-ae") == []

@@ -15,7 +15,7 @@ from mm2latent import weights
 from mm2latent.checkpoint_io import read_torch_checkpoint
 from mm2latent.models.face_parser.facer_farl import load_facer_farl
 from storage.atomic import AtomicFile, is_temp_name, publish
-from storage.exclusive import create_exclusive
+from storage.exclusive import ExclusiveCreateError, create_exclusive
 from storage.fs import join, list_names, open_fs, read_file
 from storage.torch_files import load_torch, load_torchscript
 from tests.fabricate_parsers import write_facer_farl_script
@@ -60,6 +60,12 @@ def test_exclusive_create_commits_once_and_leaves_no_temp_files(tmp_path):
     assert not create_exclusive(url, b"second")
     assert read_file(url) == b"first"
     assert list_names(join(str(tmp_path), "sub")) == ["v000001.json"]
+
+
+def test_exclusive_create_refuses_a_filesystem_that_cannot_create_only_if_free():
+    # HTTP has no create-only write: refused before any request, not a check-then-write race.
+    with pytest.raises(ExclusiveCreateError, match=r"http:// cannot create a file only if its name is free"):
+        create_exclusive("http://127.0.0.1:9/registry/v000001.json", b"{}")
 
 
 def test_commit_new_refuses_remote_filesystems(mem_url):

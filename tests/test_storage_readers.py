@@ -15,6 +15,7 @@ from mm2latent_core.errors import DatasetError
 from mm2latent.modalities.registry import default_registry
 from storage.dataset_index import shard_name
 from storage.fs import join
+from storage.lease import acquire_lease
 from storage.readers import iter_samples, read_vectors, read_vectors_table
 from mm2latent.fabricate.datasets import make_sample, write_dataset, write_shard
 
@@ -23,11 +24,14 @@ ALL = ("image", "mask", "sketch", "w", "flame", "farl", "json")
 
 @pytest.fixture
 def dataset(mem_url):
-    """memory:// dataset: 2 complete shards of 3 samples (index 4 failed) + 1 incomplete shard."""
+    """memory:// dataset: 2 complete shards of 3 samples (index 4 failed) + 1 incomplete shard
+    that a live synth-data run is committing (its tar and parquet exist, its stats file not yet;
+    without the run's lease, readers refuse such a shard: tests/test_reader_checks.py)."""
     write_dataset(mem_url, n_shards=2, per_shard=3, failed={4})
     write_shard(mem_url, 2, [6, 7])
     fs, root = url_to_fs(mem_url)
-    fs.rm(join(root, shard_name(2, "stats.json")))  # crashed before its completion marker
+    fs.rm(join(root, shard_name(2, "stats.json")))
+    acquire_lease(mem_url, "synth-data")
     return mem_url
 
 
@@ -122,10 +126,13 @@ def test_read_vectors_reads_ok_rows_of_complete_shards_in_index_order(dataset):
 def test_read_vectors_errors_name_the_dataset(dataset, mem_url):
     with pytest.raises(DatasetError, match=r"no column\(s\) \['clip'\]; available: .*'farl'"):
         read_vectors(dataset, columns=("clip",))
-    with pytest.raises(DatasetError, match="no complete shards"):
+    with pytest.raises(DatasetError, match="empty/dataset.json: not found, so .* is not a dataset"):
         read_vectors(join(mem_url, "empty"))
-    with pytest.raises(DatasetError, match="no complete shards"):
+    with pytest.raises(DatasetError, match="empty/dataset.json: not found"):
         iter_samples(join(mem_url, "empty"), registry=default_registry())
+    write_dataset(join(mem_url, "unstarted"), n_shards=0)  # dataset.json only
+    with pytest.raises(DatasetError, match="no complete shards"):
+        read_vectors(join(mem_url, "unstarted"))
 
 
 def test_shards_are_readable_by_stock_webdataset(tmp_path):

@@ -14,6 +14,7 @@ from prefect.utilities.schema_tools.validation import validate as validate_json
 from typer.testing import CliRunner
 
 import flows.cli
+import flows.cli_flow
 import flows.pipeline
 import mm2latent.synth.params as params_module
 from flows.cli import app
@@ -50,7 +51,7 @@ def cli_params(monkeypatch, tmp_path):
     ffhq deployment's options must parse here without its weights.
     """
     monkeypatch.chdir(tmp_path)  # the deployments' relative --out resolve under tmp_path
-    monkeypatch.setattr(flows.cli, "tied_prefect_server", contextlib.nullcontext)
+    monkeypatch.setattr(flows.cli_flow, "tied_prefect_server", contextlib.nullcontext)
     monkeypatch.setattr(run, "validate", lambda *a, **k: None)
     received = []
 

@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from flows.app.state import AppState, app_state
 from mm2latent_core.errors import ConfigError
 from mm2latent.interactive.limits import check_seed, check_slider_beta
-from mm2latent.interactive.models import PAINTABLE
-from mm2latent.interactive.palette import palette_json
+from mm2latent.interactive.models import ModelSet
+from mm2latent.modalities.palette import palette_json
 from mm2latent.interactive.provenance import EditInputs, GenerateInputs, png_data_url, provenance
 from mm2latent.interactive.sessions import (EditSession, render, set_spatial_direction,
                                             set_text_direction, start_session)
@@ -86,10 +86,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _paintable(modality: str) -> str:
-    if modality not in PAINTABLE:
+def _paintable(models: ModelSet, modality: str) -> str:
+    if modality not in models.paintable:
         raise ConfigError(f"modality {modality!r} cannot be painted or uploaded here; choose one of "
-                          f"{', '.join(PAINTABLE)}.")
+                          f"{', '.join(models.paintable)}.")
     return modality
 
 
@@ -101,8 +101,9 @@ def _condition_reply(modality: str, array) -> dict:
 
 
 def _painted(state: AppState, painted: Painted):
-    _paintable(painted.modality)
-    array = condition_from_raw(painted.data, painted.width, painted.height, painted.modality, state.limits)
+    map_input = state.models.registry.map_input(_paintable(state.models, painted.modality))
+    array = condition_from_raw(painted.data, painted.width, painted.height, painted.modality,
+                               map_input, state.limits)
     return array, _sha(array.tobytes())
 
 
@@ -132,7 +133,7 @@ def info(state: AppState = State) -> dict:
     """Preset, paintable modalities, palette and upload limits for the page."""
     models = state.models
     return {"preset": models.preset.name, "makes_faces": models.preset.makes_faces,
-            "modalities": [m for m in models.models if m in PAINTABLE],
+            "modalities": [m for m in models.models if m in models.paintable],
             "size": models.preset.store_size, "palette": palette_json(),
             "max_bytes": state.limits.max_bytes, "max_side": state.limits.max_side,
             "dataset": state.dataset}
@@ -148,7 +149,8 @@ async def sample(index: int, modality: str = "mask", state: AppState = State) ->
     def load():
         from mm2latent.conditions import load_condition
 
-        return load_condition(_paintable(modality), _sample_ref(state, index))
+        return load_condition(_paintable(state.models, modality), _sample_ref(state, index),
+                              state.models.registry)
     return JSONResponse(_condition_reply(modality, await run_in_threadpool(load)))
 
 
@@ -158,7 +160,8 @@ async def condition(request: Request, modality: str = "mask", state: AppState = 
     data = await _body(request, state.limits, modality)
 
     def decode():
-        return condition_from_image(open_image(data, state.limits, modality), _paintable(modality))
+        map_input = state.models.registry.map_input(_paintable(state.models, modality))
+        return condition_from_image(open_image(data, state.limits, modality), modality, map_input)
     return JSONResponse(_condition_reply(modality, await run_in_threadpool(decode)))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from mm2latent import weights
 from mm2latent.inference import Mm2LatentGenerator, load_inference, load_registered, load_released
 from mm2latent.presets import PresetCfg
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.seeding import derive_seed
 from mm2latent.synth.models import weight_digests
 from mm2latent.training.registry import ModelRegistry
@@ -27,35 +28,44 @@ class EditModels:
 
 
 def load_edit_models(preset_name: str, registry_url: str, modalities: list[str], device: str,
-                     cache_dir: Path | None = None) -> EditModels:
-    """One Mm2LatentGenerator per modality; the first one's generator and FaRL are shared."""
-    first = load_inference(preset_name, registry_url, modalities[0], device, cache_dir)
+                     cache_dir: Path | None = None,
+                     modality_registry: ModalityRegistry | None = None) -> EditModels:
+    """One Mm2LatentGenerator per modality; the first one's generator and FaRL are shared.
+
+    `modality_registry` says what the modalities are; None = default_registry().
+    """
+    first = load_inference(preset_name, registry_url, modalities[0], device, cache_dir,
+                           modality_registry)
     models = {modalities[0]: first}
     for modality in modalities[1:]:
-        mapping, autoencoder, _ = _load_models(first.preset, registry_url, modality, cache_dir)
+        mapping, autoencoder, _ = _load_models(first.preset, registry_url, modality, cache_dir,
+                                               first.registry)
         for net in (mapping, autoencoder):
             if net is not None:
                 net.to(first.device).eval()
         models[modality] = Mm2LatentGenerator(first.preset, modality, first.generator, first.farl,
-                                              mapping, autoencoder, first.device, cache_dir)
+                                              mapping, autoencoder, first.device, cache_dir,
+                                              first.registry)
     return EditModels(models)
 
 
-def _load_models(preset: PresetCfg, registry_url: str, modality: str, cache_dir: Path | None = None):
+def _load_models(preset: PresetCfg, registry_url: str, modality: str, cache_dir: Path | None = None,
+                 modality_registry: ModalityRegistry | None = None):
     """(MappingNet, autoencoder, {name: tag}): the authors' released files where the preset
     names them (as load_inference does), else the registry's latest."""
     released = preset.released_models(modality)
     if released is not None:
         return load_released(released, cache_dir)
-    return load_registered(registry_url, modality)
+    return load_registered(registry_url, modality, modality_registry)
 
 
 def registered_versions(preset: PresetCfg, registry_url: str, modalities: list[str],
-                        cache_dir: Path | None = None) -> dict[str, str]:
+                        cache_dir: Path | None = None,
+                        modality_registry: ModalityRegistry | None = None) -> dict[str, str]:
     """name -> tag (or released weights name) of every model the modalities use."""
     versions: dict[str, str] = {}
     for modality in modalities:
-        versions.update(_load_models(preset, registry_url, modality, cache_dir)[2])
+        versions.update(_load_models(preset, registry_url, modality, cache_dir, modality_registry)[2])
     return versions
 
 
@@ -72,10 +82,11 @@ def model_digests(registry_url: str, versions: dict[str, str], cache_dir: Path |
     return digests
 
 
-def network_digests(preset: PresetCfg, modalities: list[str], cache_dir: Path | None = None) -> dict[str, str]:
+def network_digests(preset: PresetCfg, modalities: list[str], cache_dir: Path | None = None,
+                    modality_registry: ModalityRegistry | None = None) -> dict[str, str]:
     """component -> sha256 of its weights file, or "seeded:<seed>", for every network an edit uses."""
-    annotated = [m for m in modalities if m in ("mask", "flame")]  # sketch has no network
-    digests = weight_digests(preset, [*annotated, "farl"], cache_dir)  # generator, farl, annotators
+    # generator, farl and the annotators that load a network (a modality without one adds none)
+    digests = weight_digests(preset, [*modalities, "farl"], cache_dir, modality_registry)
     name = preset.weight_names().get("e4e")
     if name is None:
         digests["e4e"] = f"seeded:{derive_seed(preset.init_seed, 'e4e')}"

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mm2latent.conditions import load_condition
 from mm2latent.editing import SPATIAL_DEFAULT_BETA
 from mm2latent_core.errors import ConfigError, Mm2LatentError
+from mm2latent.modalities.registry import default_registry
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # edit names become tar member names: no dots or slashes
 
@@ -33,9 +34,17 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # edit names become tar member names: no dot
 class _Edit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    modality: Literal["mask", "sketch", "flame"] = "mask"  # the MappingNet's spatial input
+    modality: str = "mask"  # the MappingNet's spatial input: a condition of default_registry()
     condition: str | None = None  # the photo's own condition (file or DATASET#INDEX); None = annotate
     betas: tuple[float, ...] = (SPATIAL_DEFAULT_BETA,)  # strengths; one output image per beta
+
+    @field_validator("modality")
+    @classmethod
+    def _condition(cls, value: str) -> str:
+        conditions = default_registry().conditions  # with any MM2LATENT_MODALITIES plugin
+        if value not in conditions:
+            raise ValueError(f"{value!r} is not a condition modality; choose one of {', '.join(conditions)}")
+        return value
 
     @field_validator("betas", mode="before")
     @classmethod

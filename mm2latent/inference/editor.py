@@ -15,13 +15,11 @@ from mm2latent.batch_inputs import broadcast, check_beta, check_images, check_te
 from mm2latent.editing import text_edit
 from mm2latent_core.modalities.network_input import Spatial, VectorInput
 from mm2latent.modalities.registry import default_registry
-from mm2latent_core.modalities.spec import ModalityRegistry
+from mm2latent_core.modalities.spec import ModalityRegistry, SynthBatch
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
-from mm2latent.models.deca import FlameEncoder, ffhq_crop_for_deca
 from mm2latent.models.e4e import E4EEncoder
-from mm2latent.models.face_parser.bisenet import BiSeNet
 from mm2latent.models.mapping_net import MappingNet
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
@@ -44,11 +42,13 @@ class Mm2LatentGenerator:
 
     Args:
         preset: the resolved preset (architectures, weights names, store size).
-        modality: "mask", "sketch" or "flame": the MappingNet's spatial input.
+        modality: a condition of `registry` ("mask", "sketch", "flame", ...): the MappingNet's
+            spatial input.
         generator: StyleGAN2 generator, eval mode.
         farl: FaRL / CLIP towers; the text tower embeds captions.
         mapping: trained MappingNet, eval mode.
-        autoencoder: the mask / sketch autoencoder the MappingNet was trained with; None for flame.
+        autoencoder: the map modality's autoencoder the MappingNet was trained with; None for a
+            vector modality (flame).
         device: torch device of every network.
         cache_dir: weights cache for the lazily loaded networks; None = the default.
         registry: the modalities; `modality`'s network input says how a raw condition is
@@ -60,11 +60,13 @@ class Mm2LatentGenerator:
                  device: torch.device, cache_dir: Path | None = None,
                  registry: ModalityRegistry | None = None) -> None:
         self.preset, self.modality, self.device, self.cache_dir = preset, modality, device, cache_dir
-        self.condition = (registry or default_registry()).condition(modality)
+        self.registry = registry or default_registry()
+        self.condition = self.registry.condition(modality)
         self.generator, self.farl, self.mapping, self.autoencoder = generator, farl, mapping, autoencoder
         self._check_dims()
         self._e4e: E4EEncoder | None = None
-        self._annotator: torch.nn.Module | None = None
+        self._annotator_value: object = None  # built on first annotate
+        self._annotator_built = False
 
     def _check_dims(self) -> None:
         """ConfigError when the registered models do not fit the preset's networks."""
@@ -166,31 +168,30 @@ class Mm2LatentGenerator:
             self._e4e = e4e.to(self.device).eval().requires_grad_(False)
         return self._e4e
 
-    def _annotator_net(self) -> torch.nn.Module:
-        if self._annotator is None:
-            preset = self.preset
-            if self.modality == "mask":
-                net = build_component(preset, "parser", lambda: BiSeNet(preset.bisenet), self.cache_dir)
-            else:
-                net = build_component(preset, "deca", lambda: FlameEncoder(preset.deca), self.cache_dir)
-            self._annotator = net.to(self.device).eval().requires_grad_(False)
-        return self._annotator
+    def _annotator(self) -> object:
+        """What the modality's spec builds to annotate an image (a network, a config or None)."""
+        if not self._annotator_built:
+            spec = self.registry.get(self.modality)
+            annotator = None if spec.build is None else spec.build(self.preset, self.cache_dir)
+            if isinstance(annotator, torch.nn.Module):
+                annotator = annotator.to(self.device).eval().requires_grad_(False)
+            self._annotator_value, self._annotator_built = annotator, True
+        return self._annotator_value
 
     @torch.no_grad()
     def annotate(self, images01: torch.Tensor) -> Spatial:
-        """The images' own raw condition: mask ids, 0/255 sketch or flame code, as synth-data.
+        """The images' own raw condition (mask ids, 0/255 sketch, flame code, ...), as synth-data
+        computes it: the modality's spec annotates them.
 
         Args:
             images01: (B, 3, H, W) FFHQ-aligned RGB in [0, 1]; resized to the preset's stored
                 size and quantised to uint8 first, as the annotators see dataset images.
         """
         pixels = stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
-        if self.modality == "sketch":
-            return annotation.sketches(self.preset.sketch, pixels.cpu())  # (B, R, R) 0/255
-        float01 = annotation.to_float_images(pixels).to(self.device)  # (B, 3, S, S)
-        if self.modality == "mask":
-            return annotation.parse_masks(self._annotator_net(), float01)[0].cpu()  # (B, S, S)
-        return annotation.embed(self._annotator_net().flame159, ffhq_crop_for_deca(float01)).cpu()
+        # A real photo has no generator latent: w is empty (condition annotators never read it).
+        batch = SynthBatch(w=torch.empty(pixels.shape[0], 0), pixels=pixels.to(self.device),
+                           images01=annotation.to_float_images(pixels).to(self.device))
+        return self.registry.get(self.modality).annotate(self._annotator(), batch).values
 
     @torch.no_grad()
     def invert(self, images01: torch.Tensor) -> torch.Tensor:

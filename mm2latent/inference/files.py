@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import torch
 from PIL import Image
 
-from mm2latent_core.dims import FLAME_DIM
 from mm2latent_core.errors import ConfigError
-from mm2latent.inference.inputs import check_flame, check_masks, check_sketches
+from mm2latent_core.modalities.network_input import VectorInput
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.modalities.codecs import encode_png
+from mm2latent.modalities.registry import default_registry
 from storage.atomic import atomic_write_bytes
 from storage.fs import read_file
 
@@ -23,10 +25,37 @@ def _read_bytes(url: str, what: str) -> bytes:
         raise ConfigError(f"{what} file {url} does not exist.") from e
 
 
+# Largest image decoded from a user's file, in pixels: Pillow's own bomb threshold (about
+# 9459 x 9459). Checked from the header, before any pixel is decoded, so a 20000 x 20000 PNG
+# costs nothing; Pillow would only warn up to twice this and then raise its own error.
+MAX_INPUT_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def _too_large(url: str, what: str, pixels: int, size: str = "") -> ConfigError:
+    return ConfigError(f"{url}: the {what} image is {size}{pixels:,} pixels, over the limit of "
+                       f"{MAX_INPUT_PIXELS:,} pixels decoded from a file (a guard against "
+                       "decompression bombs). Fix: resize it (conditions are used at 256 to "
+                       "1024 px).")
+
+
+def _png_size(data: bytes) -> str:
+    """'W x H px, ' from a PNG's IHDR chunk (what Pillow's bomb error leaves out), else ''."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return ""
+    return f"{int.from_bytes(data[16:20], 'big')} x {int.from_bytes(data[20:24], 'big')} px, "
+
+
 def _open_png(url: str, what: str) -> Image.Image:
+    data = _read_bytes(url, what)
     try:
-        image = Image.open(io.BytesIO(_read_bytes(url, what)))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if image.width * image.height > MAX_INPUT_PIXELS:
+            raise _too_large(url, what, image.width * image.height,
+                             f"{image.width} x {image.height} px, ")
         image.load()
+    except Image.DecompressionBombError as e:  # open() itself refuses beyond twice the limit
+        counted = re.search(r"(\d+) pixels", str(e))
+        raise _too_large(url, what, int(counted.group(1)) if counted else 0, _png_size(data)) from e
     except OSError as e:
         raise ConfigError(f"{url}: not a readable image for the {what} ({e}).") from e
     return image
@@ -41,27 +70,24 @@ def checked_array(url: str, check, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def read_mask(url: str) -> np.ndarray:
-    """(H, W) uint8 label ids from a single-channel label PNG (ids 0..18, checked)."""
-    image = _open_png(url, "mask")
-    if image.mode not in ("L", "P"):
-        raise ConfigError(f"{url}: a mask must be a single-channel label PNG (class id per "
-                          f"pixel, 0..18), found mode {image.mode}.")
-    return checked_array(url, check_masks, np.asarray(image))
+def read_condition(url: str, modality: str, registry: ModalityRegistry | None = None) -> np.ndarray:
+    """The raw condition in a file, checked by its modality's network input.
 
+    A map modality gives its (H, W) map (label ids of a mask PNG, 0/255 of a sketch PNG, ...);
+    a vector modality its (B, dim) float32 rows of a `.npy` holding (dim,) or (B, dim).
 
-def read_sketch(url: str) -> np.ndarray:
-    """(H, W) uint8 0/255 strokes from a sketch PNG (white strokes on black, values checked)."""
-    return checked_array(url, check_sketches, np.asarray(_open_png(url, "sketch").convert("L")))
-
-
-def read_flame(url: str) -> np.ndarray:
-    """(B, 159) float32 3DMM codes from a .npy file holding (159,) or (B, 159) (checked)."""
+    Args:
+        url: the file.
+        modality: a condition of `registry`.
+        registry: the modalities; None = default_registry().
+    """
+    network_input = (registry or default_registry()).condition(modality)
     try:
-        array = np.load(io.BytesIO(_read_bytes(url, "flame")), allow_pickle=False)
+        array = network_input.read(_read_bytes(url, modality))
     except ValueError as e:
-        raise ConfigError(f"{url}: not a .npy array of 3DMM codes ({e}).") from e
-    return checked_array(url, check_flame, array).astype(np.float32).reshape(-1, FLAME_DIM)  # (B, 159)
+        raise ConfigError(f"{url}: {e}") from e
+    checked = checked_array(url, network_input.check, array)
+    return network_input.rows(checked) if isinstance(network_input, VectorInput) else checked
 
 
 def read_image(url: str) -> torch.Tensor:

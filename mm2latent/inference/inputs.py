@@ -8,17 +8,9 @@ from __future__ import annotations
 import torch
 
 from mm2latent_core.errors import ConfigError
-from mm2latent.modalities import flame, mask, sketch
 from mm2latent_core.modalities.network_input import Spatial
 from mm2latent.modalities.registry import default_registry
 from mm2latent_core.modalities.spec import ModalityRegistry
-
-# The default registry's conditions ("mask", "sketch", "flame"); pass a registry for others.
-MODALITIES = default_registry().conditions
-check_masks = mask.check_masks        # (B, H, W) int64 ids from raw masks
-check_sketches = sketch.check_sketches  # (B, H, W) uint8 {0, 1} from raw 0/255 sketches
-check_flame = flame.NETWORK_INPUT.check  # (B, 159) float32 from raw (159,) / (B, 159) codes
-
 
 def check_modality(modality: str, registry: ModalityRegistry | None = None) -> str:
     """`modality` if it can condition a MappingNet, else ConfigError listing the registry's conditions."""

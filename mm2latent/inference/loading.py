@@ -12,6 +12,7 @@ from mm2latent_core.errors import ConfigError
 from mm2latent.inference.editor import Mm2LatentGenerator
 from mm2latent.inference.inputs import check_modality
 from mm2latent.modalities.registry import default_registry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.model_loading import build_component, load_weights
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
@@ -36,23 +37,25 @@ def _record_for_tag(registry: ModelRegistry, tag: str | None, name: str) -> Mode
     return registry.latest(name)
 
 
-def load_registered(registry_url: str, modality: str
+def load_registered(registry_url: str, modality: str, modalities: ModalityRegistry | None = None
                     ) -> tuple[MappingNet, SpatialAutoencoder | None, dict[str, str]]:
-    """(MappingNet, its autoencoder or None for flame, {name: tag}) from a model registry.
+    """(MappingNet, its autoencoder or None for a vector modality, {name: tag}) from a model registry.
 
     Args:
         registry_url: directory holding registry.json (e.g. runs/tiny).
-        modality: "mask", "sketch" or "flame".
+        modality: a condition of `modalities` ("mask", "sketch" or "flame" by default).
+        modalities: the modality registry; None = default_registry().
     """
+    modalities = modalities or default_registry()
     registry = ModelRegistry(registry_url)
-    record = registry.latest(mapping_name(check_modality(modality)))
+    record = registry.latest(mapping_name(check_modality(modality, modalities)))
     if record is None:
         raise ConfigError(f"{registry.index_url}: no {mapping_name(modality)!r} model registered "
                           f"(known: {', '.join(registry.names()) or 'none'}). Fix: run `mm2latent "
                           f"train mapping --modality {modality} --out {registry_url}`.")
     tags = {record.name: record.tag}
     autoencoder = None
-    if modality in default_registry().maps:  # a vector condition (flame) has no autoencoder
+    if modality in modalities.maps:  # a vector condition (flame) has no autoencoder
         ae_record = _record_for_tag(registry, record.extra.get("embeddings_version"), ae_name(modality))
         if ae_record is None:
             raise ConfigError(f"{registry.index_url}: no {ae_name(modality)!r} registered. Fix: "
@@ -75,7 +78,8 @@ def load_released(names: tuple[str, str], cache_dir: Path | None = None
 
 
 def load_inference(preset_name: str, registry_url: str, modality: str, device: str = "cpu",
-                   cache_dir: Path | None = None) -> Mm2LatentGenerator:
+                   cache_dir: Path | None = None,
+                   modalities: ModalityRegistry | None = None) -> Mm2LatentGenerator:
     """Generator, FaRL, and the registry's MappingNet (+ autoencoder) for `modality`.
 
     Args:
@@ -83,16 +87,18 @@ def load_inference(preset_name: str, registry_url: str, modality: str, device: s
             "ffhq-official" (also the authors' released autoencoders and MappingNets).
         registry_url: model registry directory written by `mm2latent train` (e.g. runs/tiny);
             unused where the preset names the authors' models for `modality`.
-        modality: "mask", "sketch" or "flame".
+        modality: a condition of `modalities` ("mask", "sketch" or "flame" by default).
         device: torch device string.
         cache_dir: weights cache; None = the default (MM2LATENT_CACHE or ~/.cache/mm2latent).
+        modalities: the modality registry; None = default_registry().
     """
     preset = get_preset(preset_name)
-    released = preset.released_models(check_modality(modality))
+    modalities = modalities or default_registry()
+    released = preset.released_models(check_modality(modality, modalities))
     if released is not None:
         mapping, autoencoder, tags = load_released(released, cache_dir)
     else:
-        mapping, autoencoder, tags = load_registered(registry_url, modality)
+        mapping, autoencoder, tags = load_registered(registry_url, modality, modalities)
     generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
     target = torch.device(device)
@@ -101,4 +107,4 @@ def load_inference(preset_name: str, registry_url: str, modality: str, device: s
             net.to(target).eval().requires_grad_(False)
     logger.info("inference with %s on preset %s", ", ".join(tags.values()), preset.name)
     return Mm2LatentGenerator(preset, modality, generator, farl, mapping, autoencoder, target,
-                              cache_dir)
+                              cache_dir, modalities)

@@ -10,16 +10,15 @@ from pathlib import Path
 import torch
 
 from mm2latent_core.errors import ConfigError
-from mm2latent.inference import MODALITIES, Mm2LatentGenerator, load_registered, load_released
+from mm2latent.inference import Mm2LatentGenerator, load_registered, load_released
+from mm2latent.modalities.registry import default_registry
+from mm2latent_core.modalities.spec import ModalityRegistry
 from mm2latent.model_loading import build_component
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg, get_preset
 
 logger = logging.getLogger(__name__)
-
-PAINTABLE = ("mask", "sketch")  # conditions the page can paint or upload
-
 
 @dataclass
 class ModelSet:
@@ -32,11 +31,18 @@ class ModelSet:
     models: dict[str, Mm2LatentGenerator]      # modality -> its MappingNet (+ autoencoder)
     tags: dict[str, dict[str, str]]            # modality -> {model name: registry tag}
     versions: dict[str, str] = field(default_factory=dict)  # package -> version
+    registry: ModalityRegistry = field(default_factory=default_registry)  # what the modalities are
 
     @property
     def editor(self) -> Mm2LatentGenerator:
-        """The model text edits use (mask, as `mm2latent edit`), also the one that inverts."""
-        return self.models.get("mask") or next(iter(self.models.values()))
+        """The model text edits use (the registry's first loaded condition: mask, as `mm2latent
+        edit`), also the one that inverts."""
+        return next(iter(self.models.values()))
+
+    @property
+    def paintable(self) -> tuple[str, ...]:
+        """The map modalities: the conditions the page can paint or upload (when loaded)."""
+        return self.registry.maps
 
     def model(self, modality: str) -> Mm2LatentGenerator:
         """The modality's model; ConfigError naming the loaded ones."""
@@ -51,15 +57,17 @@ def _versions() -> dict[str, str]:
     return {n: importlib.metadata.version(n) for n in names}
 
 
-def _mapping(preset: PresetCfg, registry_url: str, modality: str, cache_dir: Path | None):
+def _mapping(preset: PresetCfg, registry_url: str, modality: str, cache_dir: Path | None,
+             modalities: ModalityRegistry):
     released = preset.released_models(modality)
     if released is not None:
         return load_released(released, cache_dir)
-    return load_registered(registry_url, modality)
+    return load_registered(registry_url, modality, modalities)
 
 
 def load_model_set(preset_name: str, registry_url: str, device: str = "cpu",
-                   cache_dir: Path | None = None) -> ModelSet:
+                   cache_dir: Path | None = None,
+                   modalities: ModalityRegistry | None = None) -> ModelSet:
     """Every modality whose MappingNet is registered (or released), over one generator and FaRL.
 
     Args:
@@ -67,17 +75,19 @@ def load_model_set(preset_name: str, registry_url: str, device: str = "cpu",
         registry_url: the model registry of `mm2latent train` (e.g. runs/tiny/registry).
         device: torch device string.
         cache_dir: weights cache; None = the default.
+        modalities: the modality registry; None = default_registry().
     """
     preset, target = get_preset(preset_name), torch.device(device)
+    modalities = modalities or default_registry()
     nets, problems = {}, []
-    for modality in MODALITIES:
+    for modality in modalities.conditions:
         try:
-            nets[modality] = _mapping(preset, registry_url, modality, cache_dir)
+            nets[modality] = _mapping(preset, registry_url, modality, cache_dir, modalities)
         except ConfigError as e:  # a modality without a trained model is simply not offered
             logger.warning("not offering %s: %s", modality, e)
             problems.append(str(e))
     if not nets:
-        raise ConfigError(f"no MappingNet could be loaded (tried {', '.join(MODALITIES)}); the first "
+        raise ConfigError(f"no MappingNet could be loaded (tried {', '.join(modalities.conditions)}); the first "
                           f"problem: {problems[0]}")
     generator = build_component(preset, "generator", lambda: Generator(preset.generator), cache_dir)
     farl = build_component(preset, "farl", lambda: ClipEmbedder(preset.farl), cache_dir)
@@ -87,6 +97,6 @@ def load_model_set(preset_name: str, registry_url: str, device: str = "cpu",
             if net is not None:
                 net.to(target).eval().requires_grad_(False)
         models[modality] = Mm2LatentGenerator(preset, modality, generator, farl, mapping,
-                                              autoencoder, target, cache_dir)
+                                              autoencoder, target, cache_dir, modalities)
         tags[modality] = tag
-    return ModelSet(preset, models, tags, _versions())
+    return ModelSet(preset, models, tags, _versions(), modalities)

@@ -1,4 +1,4 @@
-"""Untrusted uploads -> checked arrays: size and pixel limits, image decoding, mask / sketch values."""
+"""Untrusted uploads -> checked arrays: size and pixel limits, image decoding, map values (mask ids, 0/255 sketch, ...)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mm2latent.alignment import check_looks_aligned
 from mm2latent_core.errors import ConfigError
-from mm2latent.inference import check_masks, check_sketches
-from mm2latent.interactive.palette import colours_to_ids
+from mm2latent_core.modalities.network_input import MapInput
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 # Pillow modes of 8-bit photos (P: an 8-bit palette): what e4e and the annotators were made for.
@@ -59,23 +58,16 @@ def check_side(width: int, height: int, limits: UploadLimits, what: str) -> None
                           "per side. Fix: resize it (masks with nearest-neighbour).")
 
 
-def condition_from_image(image: Image.Image, modality: str) -> np.ndarray:
-    """(H, W) uint8 mask ids (label-id PNG or palette colours) or 0/255 sketch, checked."""
-    if modality == "mask":
-        if image.mode in ("L", "P", "I;16", "I"):
-            ids = np.asarray(image)
-        else:
-            ids = colours_to_ids(np.asarray(image.convert("RGB")))
-        check_masks(ids)
-        return ids.astype(np.uint8)
-    if modality == "sketch":
-        sketch = np.asarray(image.convert("L"))
-        check_sketches(sketch)
-        return sketch
-    raise ConfigError(f"modality={modality!r} cannot be painted or uploaded here; use mask or sketch.")
+def condition_from_image(image: Image.Image, modality: str, map_input: MapInput) -> np.ndarray:
+    """(H, W) uint8 map of an uploaded image (its MapInput.from_upload, else its grey levels),
+    checked (a mask: label ids or palette colours; a sketch: 0/255)."""
+    array = map_input.from_upload(image) if map_input.from_upload else np.asarray(image.convert("L"))
+    map_input.check(array)
+    return array.astype(np.uint8)
 
 
-def condition_from_raw(b64: str, width: int, height: int, modality: str, limits: UploadLimits) -> np.ndarray:
+def condition_from_raw(b64: str, width: int, height: int, modality: str, map_input: MapInput,
+                       limits: UploadLimits) -> np.ndarray:
     """(H, W) uint8 condition from the page's painted map (base64 of H * W bytes), checked."""
     check_side(width, height, limits, f"painted {modality}")
     try:
@@ -85,7 +77,7 @@ def condition_from_raw(b64: str, width: int, height: int, modality: str, limits:
     if len(raw) != width * height:
         raise ConfigError(f"the painted {modality} has {len(raw)} values for {width}x{height} px.")
     array = np.frombuffer(raw, np.uint8).reshape(height, width).copy()  # (H, W)
-    (check_masks if modality == "mask" else check_sketches)(array)
+    map_input.check(array)
     return array
 
 

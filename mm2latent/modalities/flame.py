@@ -8,7 +8,7 @@ from mm2latent_core.dims import FLAME_DIM
 from mm2latent.models.deca import ffhq_crop_for_deca
 from mm2latent.modalities.codecs import vector_codec
 from mm2latent_core.modalities.network_input import VectorInput
-from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
 from mm2latent import annotation
 
 _encode, _decode = vector_codec("flame")
@@ -39,7 +39,11 @@ def _annotator_width(net) -> int:
 NETWORK_INPUT = VectorInput(name="flame", dim=FLAME_DIM,
                             about="DECA shape 100 + expression 50 + pose 6 + camera 3")
 
+HELP = ConditionHelp(file=".npy of a 159-d 3DMM code (DECA)", noun="3DMM code",
+                     annotator="DECA's")
+
 SPEC = ModalitySpec(name="flame", exts=("flame.npy",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, component="deca",
                     vector_dim=_vector_dim, annotator_width=_annotator_width,
-                    network_input=NETWORK_INPUT)
+                    network_input=NETWORK_INPUT,
+                    help=HELP)

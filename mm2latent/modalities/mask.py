@@ -10,12 +10,14 @@ import torch
 from PIL import Image
 
 from mm2latent_core.errors import ConfigError
-from mm2latent.models.autoencoders import mask_to_input
+from mm2latent.losses import mask_reconstruction_loss
+from mm2latent.models.autoencoders import AutoencoderCfg, mask_to_input
+from mm2latent.modalities.palette import colours_to_ids
 from mm2latent.models.face_parser.base import MIN_FACE_FRACTION
 from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASSES, colorize
 from mm2latent.modalities.codecs import encode_png
 from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
-from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
 from mm2latent import annotation
 
 
@@ -111,9 +113,43 @@ def read_label_png(payload: bytes, num_classes: int) -> np.ndarray:
     return array.astype(np.uint8)
 
 
+def read_label_ids(payload: bytes) -> np.ndarray:
+    """(H, W) label ids of a mask file or tar member: a single-channel PNG (values unchecked)."""
+    try:
+        with Image.open(io.BytesIO(payload)) as im:
+            im.load()
+            if im.mode not in ("L", "P"):
+                raise ValueError("a mask must be a single-channel label PNG (class id per pixel, "
+                                 f"0..18), found mode {im.mode}.")
+            return np.asarray(im)  # (H, W)
+    except OSError as e:
+        raise ValueError(f"not a readable image for the mask ({e}).") from e
+
+
+def _preset_autoencoder(preset) -> AutoencoderCfg:
+    return preset.mask_ae
+
+
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return mask_reconstruction_loss(recon, x)  # MSE of the Sigmoid output against the input
+
+
+def ids_from_upload(image: Image.Image) -> np.ndarray:
+    """(H, W) ids of an uploaded mask: a label-id image, or the page's palette colours."""
+    if image.mode in ("L", "P", "I;16", "I"):
+        return np.asarray(image)
+    return colours_to_ids(np.asarray(image.convert("RGB")))
+
+
 NETWORK_INPUT = MapInput(check=check_masks, to_map=_to_map, resize=resize_labels,
-                         read_png=read_label_png, to_input=mask_to_input, ae_lr=1e-3, dtype=torch.int64)
+                         read_png=read_label_png, to_input=mask_to_input, ae_lr=1e-3, dtype=torch.int64,
+                         read=read_label_ids, autoencoder=_preset_autoencoder,
+                         ae_loss=_reconstruction_loss, from_upload=ids_from_upload)
+
+HELP = ConditionHelp(file="Label-id PNG (CelebAMask-HQ ids 0..18)", noun="mask",
+                     annotator="parsing it (the pivot of a spatial edit)")
 
 SPEC = ModalitySpec(name="mask", exts=("mask.png",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, component="parser", stats=ClassFrequency,
-                    tile=_tile, network_input=NETWORK_INPUT)
+                    tile=_tile, network_input=NETWORK_INPUT,
+                    help=HELP)

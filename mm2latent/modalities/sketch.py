@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 from mm2latent_core.errors import ConfigError
-from mm2latent.models.autoencoders import sketch_to_input
+from mm2latent.losses import sketch_reconstruction_loss
+from mm2latent.models.autoencoders import AutoencoderCfg, sketch_to_input
 from mm2latent.modalities.codecs import decode_image, encode_png
 from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
-from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
+from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
 from mm2latent import annotation
 
 
@@ -87,10 +88,36 @@ def read_stroke_png(payload: bytes, _num_classes: int) -> np.ndarray:
     return (array >= 128).astype(np.uint8)
 
 
+def read_strokes(payload: bytes) -> np.ndarray:
+    """(H, W) grey levels of a sketch file or tar member (values unchecked: 0/255 expected)."""
+    try:
+        return decode_image(payload, "L")  # (H, W)
+    except OSError as e:
+        raise ValueError(f"not a readable image for the sketch ({e}).") from e
+
+
+def _preset_autoencoder(preset) -> AutoencoderCfg:
+    return preset.sketch_ae
+
+
+def _reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sketch_reconstruction_loss(logits, (x != 0).to(x.dtype))  # strokes may be 1.02
+
+
+def strokes_from_upload(image: Image.Image) -> np.ndarray:
+    """(H, W) grey levels of an uploaded sketch."""
+    return np.asarray(image.convert("L"))
+
+
 NETWORK_INPUT = MapInput(check=check_sketches, to_map=_to_map, resize=resize_strokes,
                          read_png=read_stroke_png, to_input=sketch_to_input, ae_lr=1e-2,
-                         dtype=torch.uint8)
+                         dtype=torch.uint8, read=read_strokes, autoencoder=_preset_autoencoder,
+                         ae_loss=_reconstruction_loss, from_upload=strokes_from_upload)
+
+HELP = ConditionHelp(file="Sketch PNG, white (255) strokes on black (0)", noun="sketch",
+                     annotator="its edges")
 
 SPEC = ModalitySpec(name="sketch", exts=("sketch.png",), encode=_encode, decode=_decode,
                     annotate=_annotate, build=_build, stats=EdgeDensity, tile=_tile,
-                    network_input=NETWORK_INPUT)
+                    network_input=NETWORK_INPUT,
+                    help=HELP)

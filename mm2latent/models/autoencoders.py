@@ -1,4 +1,4 @@
-"""Convolutional autoencoders that turn a face mask or a sketch into a 512-d spatial embedding.
+"""Convolutional autoencoders that turn a map (face mask, sketch, ...) into a 512-d spatial embedding.
 
 MM2Latent encodes each spatial modality with its own small autoencoder and feeds the flattened
 bottleneck to the MappingNet next to the text embedding. The authors' published networks
@@ -17,6 +17,11 @@ than "nose vs cloth" (2 and 18), an ordering the classes do not have, and neighb
 sit only 10/255 apart, so rounding the decoder output back to ids is fragile. One-hot costs 19x
 input and output channels, which only touches the first and last conv (a few thousand weights).
 `mask_encoding="grey"` reproduces the authors' input encoding.
+
+Other map modalities. `kind` is the modality's name; the mask and sketch networks have the
+behaviour above, any other kind takes `in_channels` as its modality's MapInput.to_input makes
+them (declared by the modality, see presets.map_autoencoder) and outputs raw values, which its
+MapInput.ae_loss compares with the input.
 
 The authors' published checkpoints. `arch="official"` builds their exact module layout (see
 `autoencoders_official.py`) so their `.ckpt` files load by name; the presets `mask_official`
@@ -45,7 +50,7 @@ logger = logging.getLogger(__name__)
 # Grey level of class id k in the authors' mask PNGs after ToTensor: k * 10 / 255.
 GREY_LEVEL_STEP = 10.0 / 255.0
 
-KINDS = ("mask", "sketch")
+OFFICIAL_KINDS = ("mask", "sketch")  # the authors' networks exist for these modalities only
 MASK_ENCODINGS = ("onehot", "grey")
 ACTIVATIONS = ("lrelu", "silu")
 ARCHES = ("ours", "official")
@@ -59,11 +64,11 @@ _FACER_TO_CELEBAMASK = torch.from_numpy(FACER_CELEBM_TO_CELEBAMASK_LUT.astype("i
 
 @dataclass(frozen=True)
 class AutoencoderCfg:
-    """Architecture of a mask or sketch autoencoder."""
+    """Architecture of a map modality's autoencoder (mask, sketch or another MapInput modality)."""
 
-    kind: str = "mask"  # "mask" (MSE on Sigmoid output) or "sketch" (BCE on logits)
+    kind: str = "mask"  # its modality: "mask" (Sigmoid output), "sketch" (logits), another (raw output)
     resolution: int = 256  # input H = W in pixels; authors' img_size = 256
-    in_channels: int = NUM_MASK_CLASSES  # input channels: num_classes for one-hot masks, 1 for grey/sketch
+    in_channels: int = NUM_MASK_CLASSES  # input channels: num_classes for one-hot masks, 1 for grey/sketch, the modality's otherwise
     num_classes: int = NUM_MASK_CLASSES  # mask classes (ids 0..num_classes-1); unused for sketches
     mask_encoding: str = "onehot"  # "onehot" or "grey" (authors: id * 10 / 255); masks only
     widths: tuple[int, ...] = (16, 32, 32, 16, 8)  # channels per stage; each stage halves H, W
@@ -77,7 +82,13 @@ class AutoencoderCfg:
     stroke_value: float = 1.0  # sketch input value of a stroke; authors: 255/250 = 1.02
 
     def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, KINDS)
+        if not self.kind or not isinstance(self.kind, str):
+            raise ConfigError(f"kind must name the autoencoder's map modality, got {self.kind!r}.")
+        if self.arch == "official" and self.kind not in OFFICIAL_KINDS:
+            raise ConfigError(f"arch='official' exists for {', '.join(OFFICIAL_KINDS)} only, not "
+                              f"kind={self.kind!r}; use arch='ours'.")
+        if self.in_channels < 1:
+            raise ConfigError(f"in_channels must be >= 1, got {self.in_channels}.")
         _check_choice("mask_encoding", self.mask_encoding, MASK_ENCODINGS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("arch", self.arch, ARCHES)
@@ -113,10 +124,10 @@ class AutoencoderCfg:
 
     @property
     def expected_in_channels(self) -> int:
-        """Input channels implied by kind and mask_encoding."""
+        """Input channels implied by kind and mask_encoding (another modality declares its own)."""
         if self.kind == "mask" and self.mask_encoding == "onehot":
             return self.num_classes
-        return 1
+        return 1 if self.kind in OFFICIAL_KINDS else self.in_channels
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -134,7 +145,11 @@ def official_variant(cfg: AutoencoderCfg) -> AutoencoderCfg:
     """`cfg`'s size in the authors' network and input encoding (the `official` training recipe).
 
     Masks: grey levels of facer ids, no BatchNorm; sketches: stem + BatchNorm, strokes at 1.02.
+    Other modalities have no authors' network: ConfigError.
     """
+    if cfg.kind not in OFFICIAL_KINDS:
+        raise ConfigError(f"the official recipe exists for {', '.join(OFFICIAL_KINDS)} only, not "
+                          f"{cfg.kind!r}; train it with recipe 'ours'.")
     if cfg.kind == "mask":
         return dataclasses.replace(cfg, arch="official", mask_encoding="grey", in_channels=1,
                                    label_order="facer", batchnorm=False, stem=False)
@@ -195,10 +210,11 @@ def _build_decoder(cfg: AutoencoderCfg) -> nn.Sequential:
 
 
 class SpatialAutoencoder(nn.Module):
-    """Mask or sketch autoencoder whose flattened bottleneck is the spatial embedding.
+    """A map modality's autoencoder whose flattened bottleneck is the spatial embedding.
 
     `forward` returns the decoder output: for masks values in [0, 1] (Sigmoid, as the authors'
-    mask network, compared with MSE), for sketches raw logits (compared with BCE-with-logits).
+    mask network, compared with MSE), for sketches raw logits (compared with BCE-with-logits),
+    for other modalities the raw decoder output (their MapInput.ae_loss compares it).
     """
 
     def __init__(self, cfg: AutoencoderCfg) -> None:

@@ -1,4 +1,4 @@
-"""Train the mask autoencoder (MSE) or the sketch autoencoder (binary cross-entropy)."""
+"""Train the autoencoder of a map modality (mask: MSE, sketch: binary cross-entropy, others: their spec's loss)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from mm2latent_core.errors import TrainingError
-from mm2latent.losses import mask_reconstruction_loss, sketch_reconstruction_loss
 from mm2latent.modalities.registry import default_registry
-from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder
+from mm2latent_core.modalities.spec import ModalityRegistry
+from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder, official_variant
+from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training import data
 from mm2latent.training.augment import random_affine_flip
@@ -25,20 +26,36 @@ from mm2latent.training.snapshot import ShardSnapshot, snapshot_for
 logger = logging.getLogger(__name__)
 
 
-def to_network_input(maps: torch.Tensor, ae_cfg: AutoencoderCfg) -> torch.Tensor:
+def to_network_input(maps: torch.Tensor, ae_cfg: AutoencoderCfg,
+                     registry: ModalityRegistry | None = None) -> torch.Tensor:
     """(B, C, R, R) float input of the autoencoder from stored uint8 maps (B, R, R).
 
-    The conversion is the MapInput.to_input of the modality the autoencoder is for (ae_cfg.kind).
+    The conversion is the MapInput.to_input of the modality the autoencoder is for (ae_cfg.kind),
+    looked up in `registry` (None = default_registry()).
     """
-    return default_registry().map_input(ae_cfg.kind).to_input(maps, ae_cfg)
+    return (registry or default_registry()).map_input(ae_cfg.kind).to_input(maps, ae_cfg)
 
 
-def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor) -> torch.Tensor:
-    """MSE (mask, Sigmoid output vs network input) or BCE-with-logits (sketch) of a batch."""
-    x = to_network_input(maps, model.cfg)  # (B, C, R, R)
-    if model.cfg.kind == "mask":
-        return mask_reconstruction_loss(model(x), x)
-    return sketch_reconstruction_loss(model(x), (x != 0).to(x.dtype))  # strokes may be 1.02
+def reconstruction_loss(model: SpatialAutoencoder, maps: torch.Tensor,
+                        registry: ModalityRegistry | None = None) -> torch.Tensor:
+    """The modality's MapInput.ae_loss of a batch: MSE (mask), BCE-with-logits (sketch), ..."""
+    map_input = (registry or default_registry()).map_input(model.cfg.kind)
+    x = map_input.to_input(maps, model.cfg)  # (B, C, R, R)
+    return map_input.ae_loss(model(x), x)
+
+
+def preset_autoencoder(preset: PresetCfg, modality: str, recipe: str = "ours",
+                       registry: ModalityRegistry | None = None) -> AutoencoderCfg:
+    """The architecture a training run of `modality`'s autoencoder builds.
+
+    Args:
+        preset: the resolved preset; the modality's MapInput.autoencoder picks its config.
+        modality: a map modality of `registry`.
+        recipe: "ours", or "official" for the authors' network (mask and sketch only).
+        registry: where `modality` is looked up; None = default_registry().
+    """
+    ae_cfg = (registry or default_registry()).map_input(modality).autoencoder(preset)
+    return official_variant(ae_cfg) if recipe == "official" else ae_cfg
 
 
 def build_autoencoder(ae_cfg: AutoencoderCfg, seed: int) -> SpatialAutoencoder:
@@ -69,7 +86,7 @@ def autoencoder_job(indices: np.ndarray, maps: torch.Tensor, ae_cfg: Autoencoder
 
     return TrainJob(
         model=model,
-        loss_fn=lambda batch, _noise: (reconstruction_loss(model, batch["maps"]), {}),
+        loss_fn=lambda batch, _noise: (reconstruction_loss(model, batch["maps"], cfg.modalities), {}),
         train_batches=lambda epoch: batches(train_pos, derive_seed(cfg.seed, "shuffle", epoch)),
         val_batches=(lambda: batches(val_pos, None)) if len(val_pos) else None,
         extra_config={"autoencoder": dataclasses.asdict(ae_cfg)},
@@ -98,9 +115,10 @@ def train_autoencoder(dataset_url: str, run_url: str, ae_cfg: AutoencoderCfg,
     """
     snapshot = snapshot_for(dataset_url, snapshot)
     digest = snapshot.dataset_hash
-    check_input_files(dataset_url, ("tar",), snapshot.shards)  # the maps below come from the tars
+    # The maps below come from the tars (and the modality check from the parquets): hashed once here.
+    check_input_files(dataset_url, ("tar", "parquet"), snapshot.shards)
     indices, maps = data.load_spatial(dataset_url, cfg.modality, ae_cfg.resolution, snapshot.shards,
-                                      cfg.modality_registry)
+                                      cfg.modality_registry, check=False)
     if real_dir is not None:
         real_ids, real_maps, real_digest = data.load_png_dir(
             real_dir, cfg.modality, ae_cfg.resolution, ae_cfg.num_classes, cfg.modality_registry)

@@ -114,10 +114,12 @@ def resize_map(x: torch.Tensor, modality: str, resolution: int,
     return (registry or default_registry()).map_input(modality).resize(x, resolution)
 
 
-def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None = None) -> int:
-    """Number of 'ok' samples; TrainingError if any of them lacks `modality` (manifest only)."""
+def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None = None,
+                   check: bool = True) -> int:
+    """Number of 'ok' samples; TrainingError if any of them lacks `modality` (manifest only;
+    `check`: sha256-check the parquets first, False when the caller just did)."""
     try:
-        table = read_vectors(dataset_url, (f"{modality}_bytes",), shards)
+        table = read_vectors(dataset_url, (f"{modality}_bytes",), shards, check)
     except DatasetError as e:
         raise TrainingError(f"{dataset_url}: cannot check the {modality!r} modality: {e}") from e
     present = table[f"{modality}_bytes"]
@@ -133,8 +135,8 @@ def check_modality(dataset_url: str, modality: str, shards: Sequence[int] | None
 
 
 def load_spatial(dataset_url: str, modality: str, resolution: int,
-                 shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None
-                 ) -> tuple[np.ndarray, torch.Tensor]:
+                 shards: Sequence[int] | None = None, registry: ModalityRegistry | None = None,
+                 check: bool = True) -> tuple[np.ndarray, torch.Tensor]:
     """(indices (N,), uint8 (N, R, R)) of every sample's mask ids or {0,1} sketch, in index order.
 
     Held in memory at the autoencoder's resolution: N * R * R bytes (30k samples at 256 px:
@@ -146,13 +148,15 @@ def load_spatial(dataset_url: str, modality: str, resolution: int,
         resolution: the autoencoder's input side; stored maps are resized to it.
         shards: the run's shard snapshot; None = every complete shard now.
         registry: the modalities; None = default_registry().
+        check: sha256-check each parquet and tar before reading it; False when the caller has
+            just hashed them (training/input_checks.check_input_files).
     """
     registry = registry or default_registry()
     map_input = registry.map_input(modality)
-    check_modality(dataset_url, modality, shards)
+    check_modality(dataset_url, modality, shards, check)
     indices, maps = [], []
     samples = iter_samples(dataset_url, modalities=(modality,), split_by_node=False,
-                           split_by_worker=False, shards=shards, registry=registry)
+                           split_by_worker=False, shards=shards, registry=registry, check=check)
     for sample in samples:
         indices.append(sample["index"])
         maps.append(map_input.resize(map_input.to_map(sample[modality]), resolution))

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mm2latent_core.errors import TrainingError
-from storage.dataset_index import complete_shards
-from storage.shard_check import damaged_shards
+from mm2latent_core.errors import DatasetError, TrainingError
+from storage.shard_check import check_shard_files, readable_shards
 
 # |value| above this is no StyleGAN2 w, unit FaRL vector, 3DMM code or autoencoder embedding.
 ABSURD = 1e4
@@ -25,12 +24,15 @@ _FIX = ("Fix: re-run the synth-data command that made the dataset with --verify 
 def check_input_files(dataset_url: str, parts: tuple[str, ...],
                       shards: Sequence[int] | None = None) -> None:
     """TrainingError naming each shard (default: every complete one) whose `parts` ("tar",
-    "parquet") differ from the sha256 digests in its stats file."""
-    shards = complete_shards(dataset_url) if shards is None else list(shards)
-    damaged = damaged_shards(dataset_url, shards, rehash=True, parts=parts)
-    if damaged:
-        lines = "; ".join(f"shard {s}: {why}" for s, why in sorted(damaged.items()))
-        raise TrainingError(f"{dataset_url}: damaged training input ({lines}). {_FIX}")
+    "parquet") differ from the sha256 digests in its stats file.
+
+    The readers' own check (storage/shard_check.py), run once up front so that training fails
+    before it decodes anything; the readers called afterwards pass check=False.
+    """
+    try:
+        check_shard_files(dataset_url, readable_shards(dataset_url, shards), parts)
+    except DatasetError as e:
+        raise TrainingError(str(e).replace("damaged dataset", "damaged training input", 1)) from e
 
 
 def check_vectors(dataset_url: str, arrays: dict[str, np.ndarray], names: tuple[str, ...]) -> None:

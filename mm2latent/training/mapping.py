@@ -75,7 +75,7 @@ def load_mapping_arrays(dataset_url: str, modality: str, embeddings_version: str
     columns = ("w", "farl", modality) if vector else ("w", "farl")
     check_input_files(dataset_url, ("parquet",), shards)  # the vectors below come from the parquets
     try:
-        arrays = read_vectors(dataset_url, ("shard", *columns), shards)
+        arrays = read_vectors(dataset_url, ("shard", *columns), shards, check=False)  # hashed above
     except DatasetError as e:
         raise TrainingError(f"cannot train a {modality} MappingNet on {dataset_url}: {e}") from e
     if len(arrays["index"]) == 0:

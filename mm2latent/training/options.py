@@ -19,9 +19,6 @@ from mm2latent.training.config import (AutoencoderTrainCfg, MappingTrainCfg, Tra
                                        autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
 
-# The default registry's names (a constant: the registry is rebuilt, not shared).
-AE_MODALITIES: tuple[str, ...] = default_registry().maps  # modalities with an autoencoder
-MAPPING_MODALITIES: tuple[str, ...] = default_registry().conditions  # MappingNet conditions
 M = TypeVar("M", bound=BaseModel)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,7 +89,20 @@ class RunTarget(BaseModel):
 class TrainRunOptions(TrainOverrides, RunTarget):
     """A run that trains models of one kind."""
 
-    resume: bool = Field(False, description="Continue the interrupted run of the same data and settings.")
+    resume: bool = Field(False, description="Continue the interrupted run of the same data and "
+                         "settings; refused when there is nothing to resume.")
+    resume_or_start: bool = Field(False, description="Continue the interrupted run if there is "
+                                  "one, else start it (what the pipeline and retrain flows do).")
+
+    @property
+    def continues_runs(self) -> bool:
+        """Whether training continues a run directory's checkpoints (else they are an error)."""
+        return self.resume or self.resume_or_start
+
+    @property
+    def must_resume(self) -> bool:
+        """--resume alone: the command refuses when none of its runs has anything to resume."""
+        return self.resume and not self.resume_or_start
 
 
 class AutoencoderOptions(TrainRunOptions):
@@ -109,7 +119,7 @@ class AutoencoderOptions(TrainRunOptions):
     @field_validator("modalities", mode="before")
     @classmethod
     def _known(cls, value: object) -> list[str]:
-        return _modality_list(value, AE_MODALITIES, "--modalities")
+        return _modality_list(value, default_registry().maps, "--modalities")
 
     def train_cfgs(self) -> list[AutoencoderTrainCfg]:
         """One validated training config per chosen modality."""
@@ -156,17 +166,17 @@ class TrainChainOptions(DeviceAndBatch, RunTarget):
     @field_validator("autoencoders", mode="before")
     @classmethod
     def _known_autoencoders(cls, value: object) -> list[str]:
-        return _modality_list(value, AE_MODALITIES, "autoencoders", allow_empty=True)
+        return _modality_list(value, default_registry().maps, "autoencoders", allow_empty=True)
 
     @field_validator("mappings", mode="before")
     @classmethod
     def _known_mappings(cls, value: object) -> list[str]:
-        return _modality_list(value, MAPPING_MODALITIES, "mappings", allow_empty=True)
+        return _modality_list(value, default_registry().conditions, "mappings", allow_empty=True)
 
     def _shared(self, epochs: int | None) -> dict[str, object]:
-        # resume=True: a chain interrupted by a crash continues its runs instead of failing.
+        # A chain interrupted by a crash continues its runs instead of failing; new runs start.
         shared = {"dataset": self.dataset, "out": self.out, "registry": self.registry_url,
-                  "preset": self.preset, "resume": True, "epochs": epochs,
+                  "preset": self.preset, "resume_or_start": True, "epochs": epochs,
                   "batch_size": self.batch_size, "device": self.device}
         return {k: v for k, v in shared.items() if v is not None}
 

@@ -91,10 +91,7 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
     name = ae_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
     shards, digest = list(snapshot.shards), snapshot.dataset_hash
-    # The real directory's content joins the data hash inside `fit`, which refuses to resume
-    # a run whose files changed; its URL is enough to keep runs apart here.
-    run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
-    run_url = run_url_for(out_url, name, run_hash, cfg, ae_cfg)
+    run_url = autoencoder_run_url(out_url, ae_cfg, cfg, snapshot, real_dir)
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_autoencoder(dataset_url, run_url, ae_cfg, cfg, resume, on_progress,
@@ -132,13 +129,10 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         on_progress: called with 1 per finished epoch.
         snapshot: the shards this run works on (one for every step of a run); None = take one.
     """
-    ae_tag, version = None, None
-    if cfg.modality in cfg.modalities.maps:  # a vector condition (flame) needs no autoencoder
-        ae_tag, version = _embeddings_of(registry_url, cfg.modality, embeddings_version)
+    ae_tag, version = _mapping_embeddings(registry_url, cfg, embeddings_version)
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
-    run_url = run_url_for(out_url, name, mapping_data_hash(snapshot.dataset_hash, version), cfg,
-                          net_cfg)
+    run_url = _mapping_run_url(out_url, net_cfg, cfg, version, snapshot)
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
@@ -150,6 +144,38 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
                          {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
                           "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash})
     return MappingReport(record=record, summary=summary)
+
+
+def autoencoder_run_url(out_url: str, ae_cfg: AutoencoderCfg, cfg: AutoencoderTrainCfg,
+                        snapshot: ShardSnapshot, real_dir: str | None = None) -> str:
+    """The run directory `autoencoder_run` trains in for these data and settings."""
+    digest = snapshot.dataset_hash
+    # The real directory's content joins the data hash inside `fit`, which refuses to resume
+    # a run whose files changed; its URL is enough to keep runs apart here.
+    run_hash = digest if real_dir is None else hashlib.sha256(f"{digest}:{real_dir}".encode()).hexdigest()
+    return run_url_for(out_url, ae_name(cfg.modality), run_hash, cfg, ae_cfg)
+
+
+def mapping_run_url(out_url: str, registry_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
+                    embeddings_version: str | None, snapshot: ShardSnapshot) -> str:
+    """The run directory `mapping_run` trains in for these data, embeddings and settings."""
+    _, version = _mapping_embeddings(registry_url, cfg, embeddings_version)
+    return _mapping_run_url(out_url, net_cfg, cfg, version, snapshot)
+
+
+def _mapping_run_url(out_url: str, net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
+                     embeddings: str | None, snapshot: ShardSnapshot) -> str:
+    data_hash = mapping_data_hash(snapshot.dataset_hash, embeddings)
+    return run_url_for(out_url, mapping_name(cfg.modality), data_hash, cfg, net_cfg)
+
+
+def _mapping_embeddings(registry_url: str, cfg: MappingTrainCfg,
+                        requested: str | None) -> tuple[str | None, str | None]:
+    """(autoencoder tag, embeddings directory) a MappingNet reads; (None, None) for a vector
+    condition (flame), which needs no autoencoder."""
+    if cfg.modality not in cfg.modalities.maps:
+        return None, None
+    return _embeddings_of(registry_url, cfg.modality, requested)
 
 
 def _embeddings_of(registry_url: str, modality: str, requested: str | None) -> tuple[str, str]:

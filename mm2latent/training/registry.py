@@ -7,8 +7,8 @@ registry directory, so a registry and its runs can be moved, copied or read from
 
 Concurrent registrations are safe: a version is claimed by creating its file exclusively
 (storage/exclusive.py), and a writer that loses the race takes the next number, so two runs
-never share a version and no registration is lost (on local disk and memory://; on object
-stores, see that module). Registries written before this layout kept every record in one
+never share a version and no registration is lost (local disk, memory:// and s3://, where the
+claim is a conditional write; stores that cannot create a file only if it is absent are refused). Registries written before this layout kept every record in one
 `registry.json`; it is still read.
 """
 

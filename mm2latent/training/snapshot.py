@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mm2latent_core.errors import TrainingError
 from mm2latent.training import data
-from storage.dataset_index import complete_shards
+from storage.shard_check import readable_shards
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,12 @@ class ShardSnapshot:
 
 
 def take_snapshot(dataset_url: str) -> ShardSnapshot:
-    """List and hash the dataset's complete shards once (TrainingError if there are none)."""
-    shards = tuple(complete_shards(dataset_url))
+    """List and hash the dataset's complete shards once (TrainingError if there are none).
+
+    The listing is the readers' (storage/shard_check.readable_shards): a missing or edited
+    dataset.json, a garbled or missing stats file, or a shard of the wrong size is refused here.
+    """
+    shards = tuple(readable_shards(dataset_url))
     return ShardSnapshot(dataset_url, shards, data.dataset_hash(dataset_url, list(shards)))
 
 

@@ -10,6 +10,7 @@ workers started with `spawn`, process pools).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,9 +21,11 @@ from torch.nn import functional as F
 
 from mm2latent_core.errors import ConfigError
 
-# An autoencoder config (mm2latent.models.autoencoders.AutoencoderCfg): the bottom layer cannot
-# import network code, so it is typed loosely here; the modality's to_input takes the real class.
+# An autoencoder config (mm2latent.models.autoencoders.AutoencoderCfg) and a preset
+# (mm2latent.presets.PresetCfg): the bottom layer cannot import library code, so they are typed
+# loosely here; the modality's own functions take the real classes.
 AutoencoderCfgLike = Any
+PresetLike = Any
 
 Spatial = np.ndarray | torch.Tensor  # a raw condition as a caller passes it
 
@@ -66,6 +69,11 @@ class MapInput:
         to_input: ((B, R, R) uint8 maps, AutoencoderCfg) -> (B, C, R, R) float network input.
         ae_lr: default Adam learning rate of its autoencoder (the authors' value).
         dtype: dtype of a checked batch.
+        read: bytes of a condition file or of the stored tar member -> (H, W) raw map as a
+            user passes it (what `check` takes); ValueError saying what is wrong with them.
+        autoencoder: preset -> the AutoencoderCfg of this modality's autoencoder.
+        ae_loss: (autoencoder output, its network input) -> scalar reconstruction loss.
+        from_upload: an uploaded PIL image -> (H, W) raw map (the app); None = its grey levels.
     """
 
     check: Callable[[Spatial], torch.Tensor]
@@ -75,6 +83,10 @@ class MapInput:
     to_input: Callable[[torch.Tensor, AutoencoderCfgLike], torch.Tensor]
     ae_lr: float
     dtype: torch.dtype
+    read: Callable[[bytes], np.ndarray]
+    autoencoder: Callable[[PresetLike], AutoencoderCfgLike]
+    ae_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    from_upload: Callable[[Any], np.ndarray] | None = None
 
     shape: ClassVar[str] = "(B, H, W)"
 
@@ -113,6 +125,20 @@ class VectorInput:
         if not t.dtype.is_floating_point or not bool(torch.isfinite(t).all()):
             raise ConfigError(f"{self.name} must be finite floating-point values.")
         return t.to(self.dtype)
+
+    def read(self, data: bytes) -> np.ndarray:
+        """The array of a `.npy` condition file or tar member, as stored (unchecked).
+
+        ValueError when the bytes are not a pickle-free `.npy` array.
+        """
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"not a .npy array of {self.name} values ({e}).") from e
+
+    def rows(self, checked: np.ndarray) -> np.ndarray:
+        """(B, dim) float32 of an array `check` accepted ((dim,) or (B, dim))."""
+        return checked.astype(np.float32).reshape(-1, self.dim)
 
 
 NetworkInput = MapInput | VectorInput

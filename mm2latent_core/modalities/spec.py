@@ -51,6 +51,21 @@ class ModalityStats(Protocol):
 
 
 @dataclass(frozen=True)
+class ConditionHelp:
+    """How the CLI's help names a condition of this modality (`generate --<name>`, `edit`).
+
+    Args:
+        file: what a condition file holds, e.g. "Label-id PNG (CelebAMask-HQ ids 0..18)".
+        noun: the condition in a sentence, e.g. "mask", "3DMM code".
+        annotator: what the photo's own condition replaces, e.g. "DECA's", "its edges".
+    """
+
+    file: str
+    noun: str
+    annotator: str
+
+
+@dataclass(frozen=True)
 class ModalitySpec:
     """Everything the pipeline needs to know about one modality.
 
@@ -70,6 +85,7 @@ class ModalitySpec:
         network_input: how training and inference feed it to a network: MapInput (an
             autoencoder's input, the MappingNet takes the embedding) or VectorInput (the
             MappingNet takes the vector); None = it conditions no network.
+        help: how the CLI's help describes its condition options; None = by its name.
 
     Every callable is a module-level function, class or frozen dataclass, never a lambda or
     closure: registries are pickled to DataLoader workers started with `spawn`.
@@ -88,6 +104,13 @@ class ModalitySpec:
     stats: Callable[[], ModalityStats] | None = None
     tile: Callable[[Any], np.ndarray] | None = None
     network_input: MapInput | VectorInput | None = None
+    help: ConditionHelp | None = None
+
+    @property
+    def condition_help(self) -> ConditionHelp:
+        """`help`, or a plain one built from the name and file extension."""
+        return self.help or ConditionHelp(file=f"{self.exts[0]} file of a {self.name}",
+                                          noun=self.name, annotator="annotating it")
 
 
 @dataclass(frozen=True)
