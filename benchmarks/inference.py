@@ -33,7 +33,7 @@ import torch
 
 from mm2latent.editing import text_direction
 from mm2latent.inference import Mm2LatentGenerator
-from mm2latent.inference.editor import stored_pixels
+from mm2latent.annotation import stored_pixels
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.e4e import E4EEncoder
@@ -42,7 +42,7 @@ from mm2latent.models.mapping_net import MappingNet
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg, get_preset
 from mm2latent.seeding import derive_seed, seeded_init
-from mm2latent.synth import stages
+from mm2latent import annotation
 from mm2latent.training.mapping import mapping_net_cfg
 
 PAPER_TABLE4_MS = {"MM2Latent": 41.78, "TediGAN": 114.02, "Collaborative Diffusion": 11071.77}
@@ -94,7 +94,7 @@ def stage_times(preset: PresetCfg, batch: int, runs: int, device: torch.device) 
     text, space = model.text_embeddings(captions), model.spatial_embeddings(masks)
     w = model.mapping(text, space)
     w_plus = e4e.invert(photos)
-    stored = stages.to_float_images(stored_pixels(photos.cpu(), preset.store_size)).to(device)
+    stored = annotation.to_float_images(stored_pixels(photos.cpu(), preset.store_size)).to(device)
     generation = {
         "FaRL text encode": lambda: model.text_embeddings(captions),
         "spatial encode": lambda: model.spatial_embeddings(masks),

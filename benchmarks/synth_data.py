@@ -53,19 +53,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from benchmarks.generator import PeakRss
+from benchmarks.prefect_harness import harness, isolate_prefect
 
 if TYPE_CHECKING:  # the library is imported after Prefect's home is set (see below)
     from mm2latent.synth.run import SynthSummary
 
 MODALITIES = ("mask", "sketch", "flame", "farl")
-
-
-def _isolate_prefect(home: str) -> None:
-    """Point Prefect at a throw-away home before it is first imported (as tests/conftest.py)."""
-    os.environ.setdefault("PREFECT_HOME", home)
-    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(home, "storage"))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _params(args: argparse.Namespace, n: int, out: str) -> dict:
@@ -129,13 +122,6 @@ def flow_run(args: argparse.Namespace, n: int, out: str,
     return time.perf_counter() - start, summary
 
 
-def _harness():
-    """A Prefect test harness context (temporary database and server)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    return prefect_test_harness(server_startup_timeout=180)
-
-
 def _child(args: argparse.Namespace) -> None:
     """Subprocess mode: one run of `args.child` at n = args.n; print seconds and peak RSS.
 
@@ -146,7 +132,7 @@ def _child(args: argparse.Namespace) -> None:
         out = os.path.join(tmp, "data")
         with contextlib.ExitStack() as stack:
             if args.child == "flow":
-                stack.enter_context(_harness())
+                stack.enter_context(harness())
             with PeakRss() as sampler:
                 run_fn = flow_run if args.child == "flow" else library_run
                 seconds, summary = run_fn(args, args.n, out)
@@ -192,7 +178,7 @@ def throughput(args: argparse.Namespace) -> None:
     last: dict[str, tuple[float, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp, contextlib.ExitStack() as stack:
         if "flow" in paths or "dask" in paths:
-            stack.enter_context(_harness())
+            stack.enter_context(harness())
         for repeat in range(args.repeats):
             times["bare"].append(bare_forward(args.n, args.batch_size))
             for path in paths:
@@ -239,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         argv = sys.argv[1:] if argv is None else argv
         os.execv(sys.executable, [sys.executable, "-m", "benchmarks.synth_data", *argv])
-    _isolate_prefect(tempfile.mkdtemp(prefix="synth-bench-prefect-"))
+    isolate_prefect(tempfile.mkdtemp(prefix="synth-bench-prefect-"))
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the Prefect test harness stops its server
     # instead of leaving it running without a parent.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -35,6 +35,8 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.prefect_harness import harness
+
 PRESET = "ffhq-arch"
 MODALITIES = ("mask", "sketch", "flame", "farl")
 BARE_STAGES = ("synthesis", "mask", "sketch", "flame", "farl", "png")
@@ -61,6 +63,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     library's generate stage on the same batch (key "generate", not a bare stage)."""
     from mm2latent.models.deca import ffhq_crop_for_deca
     from mm2latent.models.sketch import extract_sketch
+    from mm2latent import annotation
     from mm2latent.synth import stages
     from mm2latent.modalities.codecs import encode_png
 
@@ -78,7 +81,7 @@ def bare_stages(models, indices: list[int], store_size: int, sketch_cfg, clock: 
     images = timed("synthesis", lambda: g.synthesis(g.mapping(z, 0.7), noise_mode="const"))
     timed("generate", lambda: stages.generate(g, z, 0.7, store_size))
     pixels = stages.store_pixels(images, store_size).cpu()  # (B, S, S, 3) uint8
-    images01 = stages.to_float_images(pixels).to(device)  # (B, 3, S, S)
+    images01 = annotation.to_float_images(pixels).to(device)  # (B, 3, S, S)
     nets = models.annotators  # modality -> its network
     labels = timed("mask", lambda: nets["mask"].parse(images01).labels.cpu().numpy())
     edges = timed("sketch", lambda: extract_sketch(pixels.numpy(), sketch_cfg))
@@ -189,9 +192,7 @@ def run_stages(args: argparse.Namespace) -> None:
     flow: dict = {b: [] for b in args.batches}
     with tempfile.TemporaryDirectory(prefix="synth-stages-") as tmp, contextlib.ExitStack() as stack:
         if with_flow:
-            from benchmarks.synth_data import _harness
-
-            stack.enter_context(_harness())
+            stack.enter_context(harness())
             _warm_flow_models(args.device, os.path.join(tmp, "warm"))
         bare_stages(models, [0], preset.store_size, preset.sketch, clock)  # warm-up: first calls pick kernels
         for repeat in range(args.repeats):

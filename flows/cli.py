@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import Progress
 
 from flows.cli_app import app_command
 from flows.cli_benchmark import add_benchmark_command
-from flows.cli_common import console, user_errors
+from flows.cli_common import NOT_FACES, console, note_tiny, progress_bar, user_errors
 from flows.cli_curation import add_curation_commands
 from flows.cli_edit import edit_dataset_command, export_command
 from flows.cli_generate import add_inference_commands, cli_modalities
@@ -45,17 +44,6 @@ app.command("edit-dataset")(edit_dataset_command)
 add_benchmark_command(app)
 add_pipeline_command(app)
 app.command("app")(app_command)
-
-NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
-             "faces. Use --preset ffhq (official weights) for the paper's setup.")
-
-
-def progress_bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console(stderr=True),
-                    redirect_stderr=True)
-
 
 @app.command("synth-data")
 def synth_data_command(
@@ -95,8 +83,7 @@ def synth_data_command(
         check_runner_choice(task_runner, dask_address)
         validate(params, overwrite)  # dataset and weights checks fail fast, before Prefect starts
         refuse_if_held(params.out)  # so does a second run into a dataset being written
-        if preset == "tiny":
-            console(stderr=True).print(NOT_FACES)
+        note_tiny(preset)
         try:
             with progress_bar() as progress:
                 bar = progress.add_task("synth-data", total=params.n_samples, rate="")

@@ -10,8 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
-from flows.cli_generate import Device, Models, Preset, note_tiny
+from flows.cli_common import Device, Models, Preset, console, note_tiny, user_errors
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
+from flows.cli_common import console, note_tiny, progress_bar, user_errors
 
 if TYPE_CHECKING:  # the CLI imports the benchmark code only when the command runs
     from mm2latent.benchmark.records import FinishedBenchmark
@@ -43,7 +43,6 @@ def benchmark_command(
     """Evaluate MappingNets on CelebA-Dialog captions + CelebAMask-HQ masks (CLIP score, mask accuracy, CMMD, latency)."""
     from flows.benchmark import benchmark
     from flows.cli_flow import run_flow
-    from flows.cli import NOT_FACES, progress_bar
     from mm2latent.benchmark.config import BenchmarkCfg
     from mm2latent.benchmark.run import make_plan
 
@@ -65,8 +64,7 @@ def benchmark_command(
                 reference_images=reference, versions=versions, **values, on_progress=on_progress),
                 on_progress=lambda n: progress.update(bar, advance=n))
     _print(finished)
-    if preset == "tiny":
-        console(stderr=True).print(NOT_FACES)
+    note_tiny(preset)
 
 
 def _print(finished: FinishedBenchmark) -> None:

@@ -1,12 +1,20 @@
-"""Shared pieces of the typer CLI: consoles and the user error -> exit code 2 rule."""
+"""Shared pieces of the typer CLI: consoles, the user error -> exit code 2 rule, the progress
+bar, the tiny-preset note and the options several commands declare alike.
+
+Every command module imports these from here (never from flows/cli.py, which imports the
+command modules), so the CLI's imports form no circle.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
 from mm2latent_core.errors import Mm2LatentError
 from storage.fs import as_user_error
@@ -50,3 +58,26 @@ def user_errors(*urls: str) -> Iterator[None]:
         if isinstance(e, OSError):
             raise _fail(_os_error_line(e, urls)) from None
         raise
+
+
+Models = Annotated[str, typer.Option(help="The --out directory of `mm2latent train` (e.g. runs/tiny); its registry is <models>/registry.")]
+Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces), ffhq, or ffhq-official (the authors' released mask/sketch models; --models is then unused).")]
+Out = Annotated[str, typer.Option(help="Output PNG (several images are placed side by side).")]
+Device = Annotated[str, typer.Option(help="torch device.")]
+
+NOT_FACES = ("[yellow]Note:[/] preset 'tiny' runs random-weight networks: its images are NOT "
+             "faces. Use --preset ffhq (official weights) for the paper's setup.")
+
+
+def note_tiny(preset: str) -> None:
+    """Remind on stderr that the tiny preset's images are not faces."""
+    if preset == "tiny":
+        console(stderr=True).print(NOT_FACES)
+
+
+def progress_bar() -> Progress:
+    """A rich bar with count, rate (the task's `rate` field) and ETA, drawn on stderr."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console(stderr=True),
+                    redirect_stderr=True)

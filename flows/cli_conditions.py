@@ -19,6 +19,8 @@ import typer
 from mm2latent_core.errors import ConfigError
 from mm2latent_core.modalities.spec import ModalityRegistry, ModalitySpec
 
+ConditionValues = Optional[dict[str, Optional[str]]]  # modality -> its option's value
+
 Ref = "a file, or a dataset sample as DATASET#INDEX (e.g. data/tiny#3)"
 
 # Help of each group of options: spec -> help text.

@@ -10,9 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
-from flows.cli_conditions import Ref, choices, flag, one_given
-from flows.cli_generate import ConditionValues, Device, Models, Out, Preset, note_tiny
+from flows.cli_common import Device, Models, Out, Preset, console, note_tiny, user_errors
+from flows.cli_conditions import ConditionValues, Ref, choices, flag, one_given
 from mm2latent.modalities.registry import default_registry
 from mm2latent.training.registry import default_registry_url
 from mm2latent_core.modalities.spec import ModalityRegistry
@@ -20,7 +19,7 @@ from mm2latent_core.modalities.spec import ModalityRegistry
 
 def parse_betas(text: str) -> list[float]:
     """'0,0.5,1' -> [0.0, 0.5, 1.0]; ConfigError naming the bad item."""
-    from mm2latent.editing import check_betas
+    from mm2latent.batch_inputs import check_betas
     from mm2latent_core.errors import ConfigError
 
     values = []

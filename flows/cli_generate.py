@@ -11,18 +11,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_common import console, user_errors
-from flows.cli_conditions import choices, condition_options, flag, with_condition_options
+from flows.cli_common import Device, Models, Out, Preset, console, note_tiny, user_errors
+from flows.cli_conditions import (ConditionValues, choices, condition_options, flag,
+                                  with_condition_options)
+from flows.cli_edit import edit_command, generate_rows
 from mm2latent.modalities.registry import default_registry
 from mm2latent.training.registry import default_registry_url
 from mm2latent_core.modalities.spec import ModalityRegistry
 
-ConditionValues = Optional[dict[str, Optional[str]]]  # modality -> its option's value
-
-Models = Annotated[str, typer.Option(help="The --out directory of `mm2latent train` (e.g. runs/tiny); its registry is <models>/registry.")]
-Preset = Annotated[str, typer.Option(help="Preset the models were trained with: tiny (not faces), ffhq, or ffhq-official (the authors' released mask/sketch models; --models is then unused).")]
-Out = Annotated[str, typer.Option(help="Output PNG (several images are placed side by side).")]
-Device = Annotated[str, typer.Option(help="torch device.")]
 
 
 def _condition(conditions: ConditionValues, modalities: ModalityRegistry):
@@ -37,13 +33,6 @@ def _condition(conditions: ConditionValues, modalities: ModalityRegistry):
                           f"(got {', '.join(flag(m) for m in given) or 'none'}).")
     modality, url = next(iter(given.items()))
     return modality, load_condition(modality, url, modalities)
-
-
-def note_tiny(preset: str) -> None:
-    from flows.cli import NOT_FACES  # imported here: flows.cli imports this module
-
-    if preset == "tiny":
-        console(stderr=True).print(NOT_FACES)
 
 
 def generate_command(
@@ -64,8 +53,6 @@ def generate_command(
     from storage.path_checks import check_output_file
 
     if rows is not None:
-        from flows.cli_edit import generate_rows
-
         return generate_rows(rows, models, preset, out, device)
     with user_errors(models, out):
         if text is None:
@@ -103,7 +90,6 @@ def add_inference_commands(app: typer.Typer, modalities: ModalityRegistry | None
         modalities: the registry the condition options come from; None = default_registry()
             (the project's modalities and any MM2LATENT_MODALITIES plugin).
     """
-    from flows.cli_edit import edit_command  # imported here: flows.cli_edit imports this module
 
     modalities = modalities or default_registry()
     app.command("generate")(with_condition_options(

@@ -16,35 +16,43 @@ reconstruction bit for bit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mm2latent import annotation
+from mm2latent.annotation import stored_pixels
+from mm2latent.batch_inputs import broadcast, check_betas, check_images, check_texts
 from mm2latent.batching import invariant_forward, per_sample
-from mm2latent_core.errors import ConfigError
-from mm2latent.inference import Mm2LatentGenerator, Spatial, check_images, check_texts
-from mm2latent.inference.editor import stored_pixels
-from mm2latent.inference.inputs import broadcast
-from mm2latent.models.mapping_net import apply_edit
-from mm2latent.synth import stages
+from mm2latent.models.clip_towers import ClipEmbedder
+from mm2latent.models.mapping_net import MappingNet, apply_edit
+from mm2latent.presets import PresetCfg
+from mm2latent_core.modalities.network_input import Spatial
 
 SPATIAL_DEFAULT_BETA = 1.0  # the paper's strength for mask / sketch / 3DMM edits
 
 
-def check_betas(betas: float | Sequence[float]) -> tuple[float, ...]:
-    """Betas as a non-empty tuple of finite floats; ConfigError naming the bad one."""
-    values = (betas,) if isinstance(betas, (int, float)) else tuple(betas)
-    if not values:
-        raise ConfigError("betas is empty; give at least one edit strength, e.g. 1.0.")
-    for i, beta in enumerate(values):
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
-            raise ConfigError(f"beta[{i}]={beta!r} must be a finite number (0 = no edit, 1 = the "
-                              "full direction; negative values move away from the target).")
-    return tuple(float(b) for b in values)
+class EditModel(Protocol):
+    """What an edit uses of the loaded models; mm2latent.inference.Mm2LatentGenerator is one.
+
+    A structural type: the generator's own `edit` delegates to text_edit here, so this module
+    must not import the inference package (that would close an import circle).
+    """
+
+    preset: PresetCfg  # its store_size is the size annotators and FaRL see photos at
+    farl: ClipEmbedder
+    mapping: MappingNet
+    device: torch.device
+
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor: ...
+    def spatial_embeddings(self, spatial: Spatial) -> torch.Tensor: ...
+    def annotate(self, images01: torch.Tensor) -> Spatial: ...
+    def invert(self, images01: torch.Tensor) -> torch.Tensor: ...
+    def synthesize(self, w: torch.Tensor, noise_seed: int | None = None) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class EditBatch:
         return tiles.permute(0, 2, 1, 3, 4).reshape(b * r, k * r, 3).cpu().numpy()
 
 
-def _mapped(model: Mm2LatentGenerator, text: torch.Tensor, space: torch.Tensor) -> torch.Tensor:
+def _mapped(model: EditModel, text: torch.Tensor, space: torch.Tensor) -> torch.Tensor:
     """MappingNet(text, space) (B, w_dim); a row does not depend on the rest of the batch."""
     split = text.shape[1]
     joined = torch.cat([text, space], dim=1)  # (B, text_dim + spatial_dim)
@@ -73,7 +81,7 @@ def _mapped(model: Mm2LatentGenerator, text: torch.Tensor, space: torch.Tensor) 
 
 
 @torch.no_grad()
-def text_direction(model: Mm2LatentGenerator, target_text: str, pivot_text: str,
+def text_direction(model: EditModel, target_text: str, pivot_text: str,
                    space: torch.Tensor) -> torch.Tensor:
     """(B, w_dim) delta = Net(f_target, s) - Net(f_pivot, s) for B spatial embeddings `space`."""
     texts = check_texts([target_text], "target_text") + check_texts([pivot_text], "pivot_text")
@@ -84,27 +92,28 @@ def text_direction(model: Mm2LatentGenerator, target_text: str, pivot_text: str,
 
 
 @torch.no_grad()
-def spatial_direction(model: Mm2LatentGenerator, f_img: torch.Tensor, s_target: torch.Tensor,
+def spatial_direction(model: EditModel, f_img: torch.Tensor, s_target: torch.Tensor,
                       s_pivot: torch.Tensor) -> torch.Tensor:
     """(B, w_dim) delta = Net(f_img, s_target) - Net(f_img, s_pivot)."""
     return _mapped(model, f_img, s_target) - _mapped(model, f_img, s_pivot)
 
 
 @torch.no_grad()
-def image_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch.Tensor:
+def image_embeddings(model: EditModel, images01: torch.Tensor) -> torch.Tensor:
     """(B, 512) FaRL image embeddings of photos, seen at the stored size as synth-data sees them."""
     pixels = stored_pixels(check_images(images01), model.preset.store_size)  # (B, S, S, 3)
-    return stages.embed(model.farl.encode_image, stages.to_float_images(pixels).to(model.device))
+    images = annotation.to_float_images(pixels).to(model.device)  # (B, 3, S, S)
+    return annotation.embed(model.farl.encode_image, images)
 
 
 @torch.no_grad()
-def invert_each(model: Mm2LatentGenerator, images01: torch.Tensor) -> torch.Tensor:
+def invert_each(model: EditModel, images01: torch.Tensor) -> torch.Tensor:
     """e4e w+ (B, num_ws, w_dim), one photo at a time (batch-invariant)."""
     return per_sample(model.invert, images01)
 
 
 @torch.no_grad()
-def synthesize_each(model: Mm2LatentGenerator, w_plus: torch.Tensor) -> torch.Tensor:
+def synthesize_each(model: EditModel, w_plus: torch.Tensor) -> torch.Tensor:
     """(N, R, R, 3) uint8 images of w+ (N, num_ws, w_dim), one latent at a time."""
     return per_sample(model.synthesize, w_plus)
 
@@ -123,7 +132,7 @@ def edit_latents(inversion: torch.Tensor, delta: torch.Tensor, betas: Sequence[f
 
 
 @torch.no_grad()
-def apply_direction(model: Mm2LatentGenerator, images01: torch.Tensor, inversion: torch.Tensor,
+def apply_direction(model: EditModel, images01: torch.Tensor, inversion: torch.Tensor,
                     delta: torch.Tensor, betas: Sequence[float]) -> EditBatch:
     """The EditBatch of w+ + beta * delta for every beta (delta: (B, w_dim))."""
     betas = check_betas(betas)
@@ -135,7 +144,7 @@ def apply_direction(model: Mm2LatentGenerator, images01: torch.Tensor, inversion
                      w_plus=w_plus, images=images.unflatten(0, (b, k)))
 
 
-def condition_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor, spatial: Spatial | None,
+def condition_embeddings(model: EditModel, images01: torch.Tensor, spatial: Spatial | None,
            name: str) -> torch.Tensor:
     """(B, D) spatial embeddings: of `spatial` (one, or one per photo), else of the photos' own."""
     space = model.spatial_embeddings(model.annotate(images01) if spatial is None else spatial)
@@ -144,7 +153,7 @@ def condition_embeddings(model: Mm2LatentGenerator, images01: torch.Tensor, spat
 
 
 @torch.no_grad()
-def text_edit(model: Mm2LatentGenerator, images01: torch.Tensor, target_text: str,
+def text_edit(model: EditModel, images01: torch.Tensor, target_text: str,
               pivot_text: str, betas: float | Sequence[float] = 1.0,
               spatial: Spatial | None = None) -> EditBatch:
     """Text edit of B photos at every beta.
@@ -165,7 +174,7 @@ def text_edit(model: Mm2LatentGenerator, images01: torch.Tensor, target_text: st
 
 
 @torch.no_grad()
-def spatial_edit(model: Mm2LatentGenerator, images01: torch.Tensor, target: Spatial,
+def spatial_edit(model: EditModel, images01: torch.Tensor, target: Spatial,
                  betas: float | Sequence[float] = SPATIAL_DEFAULT_BETA,
                  pivot: Spatial | None = None) -> EditBatch:
     """Spatial edit of B photos toward a target mask / sketch / 3DMM code, at every beta.

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from mm2latent.config_utils import resolve_preset
 from mm2latent_core.dims import NUM_MASK_CLASSES
-from mm2latent.models.autoencoders import OFFICIAL_STROKE_VALUE, AutoencoderCfg
+from mm2latent.models.autoencoders import OFFICIAL_MASK_CFG, OFFICIAL_SKETCH_CFG, AutoencoderCfg
 from mm2latent.models.clip_towers import ClipTowerCfg
 from mm2latent.models.deca import DecaCfg
 from mm2latent.models.e4e import E4ECfg
@@ -78,10 +78,8 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderCfg] = {
     "mask": AutoencoderCfg(),
     "sketch": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True),
     # The authors' released networks and inputs (Open-Debin/MM2Latent at 1d381a2).
-    "mask_official": AutoencoderCfg(in_channels=1, mask_encoding="grey", arch="official",
-                                    label_order="facer"),
-    "sketch_official": AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True,
-                                      arch="official", stroke_value=OFFICIAL_STROKE_VALUE),
+    "mask_official": OFFICIAL_MASK_CFG,
+    "sketch_official": OFFICIAL_SKETCH_CFG,
     "tiny_mask": AutoencoderCfg(resolution=64, widths=(8, 16, 8)),
     "tiny_sketch": AutoencoderCfg(
         kind="sketch", resolution=64, in_channels=1, widths=(8, 16, 8), stem=True, batchnorm=True

@@ -278,3 +278,56 @@ def test_small_masks_and_wild_psi_are_refused_as_the_cli_refuses_them(client):
     assert small.status_code == 400 and "smaller than the 64x64" in small.json()["error"]
     psi = client.post("/api/generate", json={"caption": "a face", "condition": _painted(_mask()), "psi": 9})
     assert psi.status_code == 400 and "truncation psi 9 is outside" in psi.json()["error"]
+
+
+def _photo_session(client) -> str:
+    photo = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    got = client.post("/api/photo", content=_png(photo))
+    assert got.status_code == 200, got.text
+    return got.json()["session"]
+
+
+@pytest.mark.parametrize("photo, message", [
+    (np.full((64, 64), 40000, np.uint16), "not 8-bit RGB or grey"),  # a 16-bit grey PNG
+    (np.zeros((4, 4, 3), np.uint8), "4x4 px, smaller than the 64x64"),
+])
+def test_16_bit_and_tiny_photos_are_refused(client, photo, message):
+    got = client.post("/api/photo", content=_png(photo))
+    assert got.status_code == 400 and message in got.json()["error"], got.text
+
+
+@pytest.mark.parametrize("seed", [-1, 2**53, 10**30])
+def test_negative_and_huge_seeds_are_refused(client, seed):
+    got = client.post("/api/generate", json={"caption": "a face", "condition": _painted(_mask()), "seed": seed})
+    assert got.status_code == 400 and "outside 0..9007199254740991" in got.json()["error"], got.text
+
+
+def test_huge_betas_are_refused_on_both_edit_routes(client):
+    session = _photo_session(client)
+    direction = client.post("/api/direction", json={"session": session, "target": "a smiling face",
+                                                    "beta": 1e6})
+    assert direction.status_code == 400 and "outside -10..10" in direction.json()["error"], direction.text
+    ok = client.post("/api/direction", json={"session": session, "target": "a smiling face", "beta": -3})
+    assert ok.status_code == 200, ok.text
+    for beta in (10.5, -1e300):
+        got = client.post("/api/render", json={"session": session, "beta": beta})
+        assert got.status_code == 400 and "outside -10..10" in got.json()["error"], got.text
+
+
+def test_each_router_serves_on_its_own(model_set):
+    # The routes are named functions on one APIRouter per concern: a bare app with only the
+    # generation router answers as the full app does, and the handler runs without HTTP.
+    from fastapi import FastAPI
+
+    from flows.app.routes import GenerateRequest, Painted, generate_router, run_generate
+
+    state = AppState(model_set)
+    bare = FastAPI()
+    bare.state.mm2latent = state
+    bare.include_router(generate_router)
+    mask = _mask(3)
+    with TestClient(bare) as c:
+        got = c.post("/api/generate", json={"caption": "a face", "condition": _painted(mask), "seed": 1})
+        assert c.get("/api/info").status_code == 404  # not mounted here
+    direct = run_generate(state, GenerateRequest(caption="a face", condition=Painted(**_painted(mask)), seed=1))
+    assert got.status_code == 200 and got.json()["image"] == direct["image"]

@@ -22,6 +22,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from mm2latent import presets
 from mm2latent.batching import BatchVariantOpError, batch_invariant, invariant_forward
 from mm2latent.models.deca import ffhq_crop_for_deca
+from mm2latent import annotation
 from mm2latent.synth import stages
 from mm2latent.synth.models import build_synth_models
 
@@ -126,10 +127,10 @@ def _annotate(models, indices: tuple[int, ...]) -> dict[str, torch.Tensor]:
     with torch.inference_mode():
         z = stages.latents(0, indices, g.cfg.z_dim)
         w, pixels = stages.generate(g, z, 0.7, 64)
-        images01 = stages.to_float_images(pixels)
-        labels, _ = stages.parse_masks(nets["mask"], images01)
-        flame = stages.embed(nets["flame"].flame159, ffhq_crop_for_deca(images01))
-        farl = stages.embed(nets["farl"].encode_image, images01)
+        images01 = annotation.to_float_images(pixels)
+        labels, _ = annotation.parse_masks(nets["mask"], images01)
+        flame = annotation.embed(nets["flame"].flame159, ffhq_crop_for_deca(images01))
+        farl = annotation.embed(nets["farl"].encode_image, images01)
     return dict(w=w, pixels=pixels, mask=labels, flame=flame, farl=farl)
 
 

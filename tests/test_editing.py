@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mm2latent.editing import (check_betas, image_embeddings, spatial_direction, spatial_edit,
+from mm2latent.batch_inputs import check_betas
+from mm2latent.editing import (image_embeddings, spatial_direction, spatial_edit,
                                text_direction, text_edit)
 from mm2latent_core.errors import ConfigError
 from tests.fabricate_inference import seeded_model
@@ -108,3 +109,47 @@ def test_bad_betas_are_refused(models, betas, message):
 def test_spatial_target_count_must_fit_the_photos(models):
     with pytest.raises(ConfigError, match="2 target conditions but 3 images"):
         spatial_edit(models["mask"], _images(3), _masks(2))
+
+
+# --- Mm2LatentGenerator.edit: one beta of text_edit (moved here from test_inference.py) ----------
+# The generator's edit delegates to text_edit, so both give the same bytes. Before, edit ran e4e,
+# the MappingNet and synthesis on the whole batch, and a photo's edit differed from text_edit's
+# in the last bits whenever B > 1 (CPU kernels round by batch size; see mm2latent.batching).
+
+@pytest.mark.parametrize("modality", ["mask", "sketch", "flame"])
+def test_the_generators_edit_is_one_beta_of_text_edit(models, modality):
+    model, images = models[modality], _images(2, seed=7)
+    own = np.ones(159, np.float32) if modality == "flame" else None  # given: DECA need not run
+    strip = text_edit(model, images, "a smiling face", "a face", [0.0, 3.0], spatial=own)
+    edited = model.edit(images, "a smiling face", "a face", 3.0, own)
+    assert torch.equal(edited, strip.images[:, 1])
+    assert not torch.equal(edited, strip.reconstruction)
+    assert torch.equal(model.edit(images, "a smiling face", "a face", 0.0, own), strip.reconstruction)
+    assert torch.equal(model.edit(images, "a face", "a face", 3.0, own), strip.reconstruction)
+    # per photo: a photo edited alone gives the bytes it gets in the batch
+    alone = model.edit(images[1:], "a smiling face", "a face", 3.0, own)
+    assert torch.equal(alone[0], edited[1])
+
+
+def test_text_edit_is_w_plus_beta_times_the_direction_of_the_own_mask(models):
+    model, images = models["mask"], _images(2, seed=4)
+    own = model.annotate(images)  # the seeded parser's labels of the stored photos
+    strip = text_edit(model, images, "a smiling face", "a face", [2.0, -1.0])
+    delta = text_direction(model, "a smiling face", "a face", model.spatial_embeddings(own))
+    for k, beta in enumerate((2.0, -1.0)):
+        assert torch.equal(strip.w_plus[:, k], strip.inversion + beta * delta[:, None])
+    default = model.edit(images, "a smiling face", "a face", 2.0)
+    assert torch.equal(default, model.edit(images, "a smiling face", "a face", 2.0, spatial=own))
+    assert torch.equal(default, strip.images[:, 0])
+
+
+def test_edit_sketch_defaults_to_canny_of_the_stored_image(models):
+    from mm2latent.models.sketch import extract_sketch
+
+    model, images = models["sketch"], _images(2, seed=6)
+    pixels = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    own = extract_sketch(pixels, model.preset.sketch)  # (B, 64, 64) 0/255
+    blank = np.zeros((64, 64), np.uint8)
+    default = model.edit(images, "a smiling face", "a face", 2.0)
+    assert torch.equal(default, model.edit(images, "a smiling face", "a face", 2.0, spatial=own))
+    assert not torch.equal(default, model.edit(images, "a smiling face", "a face", 2.0, spatial=blank))

@@ -25,6 +25,7 @@ from mm2latent.modalities.registry import default_registry
 from mm2latent.models.stylegan2.generator import Generator, GeneratorCfg
 from mm2latent.presets import CLIP_PRESETS, DECA_PRESETS
 from mm2latent.seeding import seeded_init
+from mm2latent import annotation
 from mm2latent.synth import run, stages
 from mm2latent.synth.params import parse_params
 from storage.readers import iter_samples, read_vectors
@@ -95,10 +96,10 @@ def test_ffhq_path_uses_exactly_the_cached_weights(ffhq_cache, tmp_path):
     with torch.inference_mode():
         pixels = (images * 255).round().to(torch.uint8)  # the stored PNG pixels: FaRL's input
         np.testing.assert_allclose(np.stack([s["farl"] for s in samples]),
-                                   stages.embed(farl.encode_image, pixels).numpy(), atol=1e-5)
-        labels, _ = stages.parse_masks(parser, images)
+                                   annotation.embed(farl.encode_image, pixels).numpy(), atol=1e-5)
+        labels, _ = annotation.parse_masks(parser, images)
         from mm2latent.models.deca import ffhq_crop_for_deca
-        flame = stages.embed(deca.flame159, ffhq_crop_for_deca(images))
+        flame = annotation.embed(deca.flame159, ffhq_crop_for_deca(images))
     assert np.array_equal(np.stack([s["mask"] for s in samples]), labels.numpy().astype(np.int64))
     np.testing.assert_allclose(np.stack([s["flame"] for s in samples]), flame.numpy(), atol=1e-5)
 

@@ -26,8 +26,6 @@ from mm2latent.inference import load_inference
 from mm2latent.models.autoencoders import mask_to_input
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.e4e import E4EEncoder
-from mm2latent.models.face_parser.bisenet import BiSeNet
-from mm2latent.models.sketch import extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import get_preset
 from mm2latent.seeding import derive_seed, seeded_init
@@ -163,40 +161,7 @@ def _e4e_reconstruction(images: torch.Tensor) -> torch.Tensor:
         return _by_hand_quantized(generator, e4e.invert(images))
 
 
-@pytest.mark.parametrize("modality", ["mask", "sketch", "flame"])
-def test_beta_zero_and_target_equal_pivot_return_the_e4e_reconstruction(models, modality):
-    images = _images(2)
-    recon = _e4e_reconstruction(images)
-    model = models[modality]
-    assert torch.equal(model.edit(images, "a smiling face", "a face", beta=0.0), recon)
-    assert torch.equal(model.edit(images, "a face", "a face", beta=3.0), recon)
-    assert not torch.equal(model.edit(images, "a smiling face", "a face", beta=3.0), recon)
-
-
-def test_edit_uses_the_images_own_mask_by_the_seeded_parser(registry, models):
-    model, images, beta = models["mask"], _images(2, seed=4), 2.0
-    pixels = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # stored uint8, already 64 px
-    parser = _seeded("parser", lambda: BiSeNet(PRESET.bisenet))
-    labels = parser.parse(pixels.float() / 255).labels  # (B, 64, 64)
-    e4e = _seeded("e4e", lambda: E4EEncoder(PRESET.e4e))
-    generator = _seeded("generator", lambda: Generator(PRESET.generator))
-    with torch.no_grad():
-        space = model.spatial_embeddings(labels)
-        text = model.text_embeddings(["a smiling face", "a face"])
-        delta = model.mapping(text[:1].expand(2, -1), space) - model.mapping(text[1:].expand(2, -1), space)
-        expected = _by_hand_quantized(generator, e4e.invert(images) + beta * delta[:, None])
-    assert torch.equal(model.edit(images, "a smiling face", "a face", beta), expected)
-    assert torch.equal(model.edit(images, "a smiling face", "a face", beta, spatial=labels), expected)
-
-
-def test_edit_sketch_defaults_to_canny_of_the_stored_image(models):
-    model, images = models["sketch"], _images(2, seed=6)
-    pixels = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    own = extract_sketch(pixels, PRESET.sketch)  # (B, 64, 64) 0/255
-    blank = np.zeros((64, 64), np.uint8)
-    default = model.edit(images, "a smiling face", "a face", 2.0)
-    assert torch.equal(default, model.edit(images, "a smiling face", "a face", 2.0, spatial=own))
-    assert not torch.equal(default, model.edit(images, "a smiling face", "a face", 2.0, spatial=blank))
+# The generator's edit (one beta of mm2latent.editing.text_edit) is tested in test_editing.py.
 
 
 BAD_INPUTS = [

@@ -122,7 +122,7 @@ _CODEC_CALLS = {"torch.load": 0, "torch.save": 1, "torch.jit.load": 0, "torch.ji
                 "pq.write_table": 1, "pq.ParquetFile": 0, "zipfile.ZipFile": 0}
 # (file, call) -> why it may open by itself. Keep this short; every entry must still be needed.
 _ALLOWED_OPENS = {
-    ("flows/app/server.py", "read_text"): "the editor's HTML page is package data read with "
+    ("flows/app/routes.py", "read_text"): "the editor's HTML page is package data read with "
         "importlib.resources (works from a wheel or zip), not a dataset, checkpoint or image path",
 }
 
@@ -236,3 +236,179 @@ def test_the_open_scanner_catches_each_kind_of_direct_open():
     flagged = sorted((line, what) for line, what in hits if what)
     assert flagged == [(4, "open"), (5, "fsspec.open"), (6, "os.replace"), (7, "write_bytes"),
                        (8, "torch.load"), (9, "torch.save"), (10, "np.load")]
+
+
+# --- the import graph: no circles, every arrow points down the layers --------------------------
+# Built from the source with `ast`, every import at any depth (the CLI imports lazily inside its
+# commands) and those under `if TYPE_CHECKING:` too: a type-only circle is still two modules
+# that each need the other's names, and it turns into a run-time circle at the first annotation
+# evaluated at run time. tests/ is left out (it sits on top; see test_layering_tests_package.py).
+
+_LAYERS = ("mm2latent_core", "storage", "mm2latent", "tasks", "flows", "benchmarks")
+# Order inside the library: a module under the first prefix never imports one under the second.
+_LIBRARY_ORDER = (
+    ("mm2latent.modalities", "mm2latent.synth"),  # the registry sits below the synth pipeline
+    ("mm2latent.models", "mm2latent.presets"),  # presets are built from the models' configs
+    ("mm2latent.editing", "mm2latent.inference"),  # the generator's edit delegates to editing
+)
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_modules(root: Path, tops: tuple[str, ...]) -> dict[str, Path]:
+    return {_module_name(p, root): p for top in tops for p in sorted((root / top).rglob("*.py"))}
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
+    """Dotted names an import statement may bind: `from a import b` gives a.b, then a."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:  # relative: resolved against the importing module's package
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+    return [f"{base}.{alias.name}" for alias in node.names] + [base]
+
+
+def import_graph(root: Path, tops: tuple[str, ...]) -> dict[str, set[str]]:
+    """module -> the project modules importing it runs (`from a import b` of a name: a)."""
+    modules = _project_modules(root, tops)
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            names = _imported_names(node, name, path.name == "__init__.py")
+            if isinstance(node, ast.Import):
+                found.update(n for n in names if n in modules)
+            else:  # each alias: the submodule if there is one, else the module it comes from
+                *submodules, base = names
+                found.update(s if s in modules else base for s in submodules
+                             if s in modules or base in modules)
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first (unless they are the
+        # importer's own packages, already being imported): a re-export in a package's
+        # __init__ closes a circle as surely as a direct import.
+        parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 1)}
+        graph[name] = (found | {p for p in parents if p in modules
+                                and not name.startswith(p + ".")}) - {name}
+    return graph
+
+
+def import_knots(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that reach each other through imports (strongly connected, size > 1)."""
+    order, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:  # v is the first-visited module of its group: pop the group
+            group = set()
+            while v not in group:
+                group.add(stack.pop())
+            on_stack.difference_update(group)
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in order:
+            visit(v)
+    return sorted(groups)
+
+
+def circle_in(graph: dict[str, set[str]], knot: list[str]) -> list[str]:
+    """A shortest import path from the knot's first module back to itself, a -> ... -> a."""
+    group, start = set(knot), knot[0]
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v] & group):
+                if w == start:
+                    return paths[v] + [start]
+                if w not in paths:
+                    paths[w] = paths[v] + [w]
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no circle through {start} in {sorted(group)}")
+
+
+def arrows_up(graph: dict[str, set[str]]) -> list[str]:
+    """'a -> b' for every import of a higher layer, or against the order inside the library."""
+    rank = {top: i for i, top in enumerate(_LAYERS)}
+    under = lambda module, prefix: module == prefix or module.startswith(prefix + ".")  # noqa: E731
+    bad = []
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            if rank[b.split(".")[0]] > rank[a.split(".")[0]]:
+                bad.append(f"{a} -> {b} (layer {b.split('.')[0]} sits above {a.split('.')[0]})")
+            bad += [f"{a} -> {b} ({low} sits below {high})" for low, high in _LIBRARY_ORDER
+                    if under(a, low) and under(b, high)]
+    return bad
+
+
+def test_no_import_circle_outside_tests():
+    graph = import_graph(ROOT, _LAYERS)
+    knots = import_knots(graph)
+    # One circle of each knot, then every module caught in it with its imports inside the knot.
+    report = [" -> ".join(circle_in(graph, knot)) + "".join(
+        f"\n    {m} imports {', '.join(sorted(graph[m] & set(knot)))}" for m in knot)
+        for knot in knots]
+    assert not knots, ("import circles (move what both sides need to a module below them):\n"
+                       + "\n".join(report))
+
+
+def test_every_import_points_down_the_layers():
+    bad = arrows_up(import_graph(ROOT, _LAYERS))
+    assert not bad, ("imports against the layer order (core -> storage -> library -> tasks -> "
+                     "flows -> benchmarks):\n" + "\n".join(bad))
+
+
+def test_the_graph_sees_lazy_relative_and_type_only_imports_and_reports_a_circle(tmp_path):
+    # Guards the checks above: the import forms the project uses, and one circle through three
+    # modules reported as a path, on a throw-away tree shaped like the project.
+    files = {
+        "mm2latent_core/__init__.py": "",
+        "mm2latent_core/errors.py": "",
+        "mm2latent/__init__.py": "from mm2latent_core.errors import *\n",
+        "mm2latent/models/__init__.py": "",
+        "mm2latent/models/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                 "    from mm2latent.models.b import X\n",
+        "mm2latent/models/b.py": "def f():\n    from . import c\n",
+        "mm2latent/models/c.py": "import mm2latent.models.a\nfrom mm2latent import presets\n",
+        "mm2latent/presets.py": "from mm2latent.models import a\n",
+        "flows/__init__.py": "",
+        "flows/cli.py": "from mm2latent_core.errors import E\n",
+        "storage/__init__.py": "",
+        "storage/fs.py": "def f():\n    from flows.cli import main\n",
+        "flows/app/__init__.py": "",
+        "flows/app/server.py": "from flows.app import gate\nfrom storage.fs import f\n",
+        "flows/app/gate.py": "",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    graph = import_graph(tmp_path, ("mm2latent_core", "storage", "mm2latent", "flows"))
+    assert graph["mm2latent.models.b"] == {"mm2latent.models.c"}
+    assert graph["flows.cli"] == {"mm2latent_core", "mm2latent_core.errors"}
+    assert graph["flows.app.server"] == {"flows.app.gate", "storage", "storage.fs"}
+    assert graph["mm2latent.presets"] == {"mm2latent.models", "mm2latent.models.a"}
+    knot = ["mm2latent.models.a", "mm2latent.models.b", "mm2latent.models.c", "mm2latent.presets"]
+    assert import_knots(graph) == [knot]
+    assert circle_in(graph, knot) == ["mm2latent.models.a", "mm2latent.models.b",
+                                      "mm2latent.models.c", "mm2latent.models.a"]
+    assert arrows_up(graph) == [
+        "mm2latent.models.c -> mm2latent.presets (mm2latent.models sits below mm2latent.presets)",
+        "storage.fs -> flows (layer flows sits above storage)",
+        "storage.fs -> flows.cli (layer flows sits above storage)"]

@@ -20,9 +20,9 @@ the model registry, `editor` runs generation and editing.
 
 
 from mm2latent.inference.editor import Mm2LatentGenerator
+from mm2latent.batch_inputs import check_beta, check_images, check_texts
 from mm2latent.inference.files import read_condition, read_image, write_png
-from mm2latent.inference.inputs import (Spatial, check_beta, check_condition, check_images,
-                                        check_modality, check_texts)
+from mm2latent.inference.inputs import Spatial, check_condition, check_modality
 from mm2latent.inference.loading import load_inference, load_registered, load_released
 
 __all__ = ["Mm2LatentGenerator", "Spatial", "check_beta", "check_condition", "check_images",

@@ -7,38 +7,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mm2latent.batching import invariant_forward
 from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import check_map_size
-from mm2latent.inference.inputs import Spatial, broadcast, check_beta, check_images, check_texts
-from mm2latent_core.modalities.network_input import VectorInput
+from mm2latent.batch_inputs import broadcast, check_beta, check_images, check_texts
+from mm2latent.editing import text_edit
+from mm2latent_core.modalities.network_input import Spatial, VectorInput
 from mm2latent.modalities.registry import default_registry
 from mm2latent_core.modalities.spec import ModalityRegistry, SynthBatch
 from mm2latent.model_loading import build_component
 from mm2latent.models.autoencoders import SpatialAutoencoder
 from mm2latent.models.clip_towers import ClipEmbedder
 from mm2latent.models.e4e import E4EEncoder
-from mm2latent.models.mapping_net import MappingNet, apply_edit, edit_direction
+from mm2latent.models.mapping_net import MappingNet
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import PresetCfg
 from mm2latent.seeding import derive_seed
+from mm2latent import annotation
+from mm2latent.annotation import stored_pixels
 from mm2latent.synth import stages
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:
     """Generator output (B, 3, R, R) -> uint8 (B, R, R, 3), exactly as synth-data stores it."""
     return stages.store_pixels(images, images.shape[-1])
-
-
-def stored_pixels(images01: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, S, S, 3) uint8 of [0, 1] images at the dataset's stored size (synth-data's resize)."""
-    if images01.shape[-2:] != (size, size):
-        images01 = F.interpolate(images01, size=(size, size), mode="bilinear",
-                                 align_corners=False, antialias=True)
-    pixels = (images01 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S), rounded
-    return pixels.permute(0, 2, 3, 1).contiguous()  # (B, S, S, 3)
 
 
 class Mm2LatentGenerator:
@@ -197,7 +190,7 @@ class Mm2LatentGenerator:
         pixels = stored_pixels(check_images(images01), self.preset.store_size)  # (B, S, S, 3)
         # A real photo has no generator latent: w is empty (condition annotators never read it).
         batch = SynthBatch(w=torch.empty(pixels.shape[0], 0), pixels=pixels.to(self.device),
-                           images01=stages.to_float_images(pixels).to(self.device))
+                           images01=annotation.to_float_images(pixels).to(self.device))
         return self.registry.get(self.modality).annotate(self._annotator(), batch).values
 
     @torch.no_grad()
@@ -210,6 +203,10 @@ class Mm2LatentGenerator:
              spatial: Spatial | None = None) -> torch.Tensor:
         """(B, R, R, 3) uint8 edited images: w+ + beta * (Net(target) - Net(pivot)).
 
+        One beta of mm2latent.editing.text_edit (the one text-edit implementation, which the
+        CLI, the app and edit-dataset use): e4e, the MappingNet and synthesis run per photo, so
+        a photo's edit does not depend on the others in the batch.
+
         Args:
             images01: (B, 3, H, W) FFHQ-aligned RGB in [0, 1].
             target_text: description of the wanted result, e.g. "a smiling face".
@@ -217,12 +214,5 @@ class Mm2LatentGenerator:
             beta: edit strength; 0 returns the e4e reconstruction.
             spatial: the images' conditions (one, or one per image); None = annotate them.
         """
-        beta = check_beta(beta)
-        target, pivot = self.text_embeddings(check_texts([target_text], "target_text")
-                                             + check_texts([pivot_text], "pivot_text"))
-        w_plus = self.invert(images01)  # (B, num_ws, w_dim)
-        space = self.spatial_embeddings(self.annotate(images01) if spatial is None else spatial)
-        space, _ = broadcast(space, w_plus[:, 0], ("spatial conditions", "images"))
-        rows = w_plus.shape[0]
-        delta = edit_direction(self.mapping, target.expand(rows, -1), pivot.expand(rows, -1), space)
-        return self.synthesize(apply_edit(w_plus, delta, beta))
+        result = text_edit(self, images01, target_text, pivot_text, check_beta(beta), spatial)
+        return result.images[:, 0]  # (B, R, R, 3)

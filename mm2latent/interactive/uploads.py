@@ -16,6 +16,8 @@ from mm2latent_core.errors import ConfigError
 from mm2latent_core.modalities.network_input import MapInput
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+# Pillow modes of 8-bit photos (P: an 8-bit palette): what e4e and the annotators were made for.
+PHOTO_MODES = ("RGB", "RGBA", "L", "LA", "P")
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,20 @@ def condition_from_raw(b64: str, width: int, height: int, modality: str, map_inp
     return array
 
 
-def photo_from_image(image: Image.Image) -> torch.Tensor:
-    """(1, 3, H, W) float RGB in [0, 1], as the CLI reads a photo; square (FFHQ-aligned) only."""
+def photo_from_image(image: Image.Image, min_side: int = 1) -> torch.Tensor:
+    """(1, 3, H, W) float RGB in [0, 1], as the CLI reads a photo.
+
+    Only 8-bit RGB or grey, square (FFHQ-aligned) and at least `min_side` px: ConfigError
+    otherwise. A 16-bit photo would be clipped to 8 bits and a thumbnail blown up to the
+    encoder's size, both silently.
+    """
+    if image.mode not in PHOTO_MODES:
+        raise ConfigError(f"the photo has Pillow mode {image.mode!r}, not 8-bit RGB or grey (e.g. a "
+                          "16-bit or CMYK file). Fix: save it as an 8-bit RGB PNG or JPEG.")
     check_looks_aligned(image.height, image.width, what="the photo")
+    if image.width < min_side:
+        raise ConfigError(f"the photo is {image.width}x{image.height} px, smaller than the "
+                          f"{min_side}x{min_side} px the inversion (e4e) takes. Fix: upload a "
+                          "larger aligned crop.")
     rgb = np.asarray(image.convert("RGB"))  # (H, W, 3)
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255.0).unsqueeze(0)

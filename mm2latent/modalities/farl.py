@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mm2latent.modalities.codecs import vector_codec
 from mm2latent_core.modalities.spec import Annotation, ModalitySpec, SynthBatch
-from mm2latent.synth import stages
+from mm2latent import annotation
 
 _encode, _decode = vector_codec("farl")
 
@@ -22,7 +22,7 @@ def _build(preset, cache_dir: Path | None):
 def _annotate(embedder, batch: SynthBatch) -> Annotation:
     # The stored uint8 pixels: FaRL's official preprocessing is Pillow's resize of them.
     pixels = batch.pixels.permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
-    return Annotation(stages.embed(embedder.encode_image, pixels).cpu().numpy())  # (B, 512)
+    return Annotation(annotation.embed(embedder.encode_image, pixels).cpu().numpy())  # (B, 512)
 
 
 def _vector_dim(preset) -> int:

@@ -9,7 +9,7 @@ from mm2latent.models.deca import ffhq_crop_for_deca
 from mm2latent.modalities.codecs import vector_codec
 from mm2latent_core.modalities.network_input import VectorInput
 from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
-from mm2latent.synth import stages
+from mm2latent import annotation
 
 _encode, _decode = vector_codec("flame")
 
@@ -24,7 +24,7 @@ def _build(preset, cache_dir: Path | None):
 
 def _annotate(encoder, batch: SynthBatch) -> Annotation:
     crops = ffhq_crop_for_deca(batch.images01)
-    return Annotation(stages.embed(encoder.flame159, crops).cpu().numpy())  # (B, 159)
+    return Annotation(annotation.embed(encoder.flame159, crops).cpu().numpy())  # (B, 159)
 
 
 def _vector_dim(preset) -> int:

@@ -18,7 +18,7 @@ from mm2latent.models.face_parser.labels import CELEBAMASK_HQ_CLASSES, NUM_CLASS
 from mm2latent.modalities.codecs import encode_png
 from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
 from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
-from mm2latent.synth import stages
+from mm2latent import annotation
 
 
 def _encode(labels: np.ndarray, _image_format: str) -> tuple[str, bytes]:
@@ -43,7 +43,7 @@ def _build(preset, cache_dir: Path | None):
 
 def _annotate(parser, batch: SynthBatch) -> Annotation:
     """Labels, and a NoFaceFound error where (almost) no pixel is face or head."""
-    labels, fraction = stages.parse_masks(parser, batch.images01)
+    labels, fraction = annotation.parse_masks(parser, batch.images01)
     errors = [None if share >= MIN_FACE_FRACTION else
               (f"NoFaceFound: the face parser labelled {share:.2%} of the pixels as face or head "
                f"(minimum {MIN_FACE_FRACTION:.0%})") for share in fraction.tolist()]

@@ -14,7 +14,7 @@ from mm2latent.models.autoencoders import AutoencoderCfg, sketch_to_input
 from mm2latent.modalities.codecs import decode_image, encode_png
 from mm2latent_core.modalities.network_input import MapInput, Spatial, batched_maps, interpolated
 from mm2latent_core.modalities.spec import Annotation, ConditionHelp, ModalitySpec, SynthBatch
-from mm2latent.synth import stages
+from mm2latent import annotation
 
 
 def _encode(lines: np.ndarray, _image_format: str) -> tuple[str, bytes]:
@@ -27,7 +27,7 @@ def _decode(data: bytes) -> torch.Tensor:
 
 
 def _annotate(cfg, batch: SynthBatch) -> Annotation:
-    return Annotation(stages.sketches(cfg, batch.pixels.cpu()))  # (B, S, S) uint8 {0, 255}
+    return Annotation(annotation.sketches(cfg, batch.pixels.cpu()))  # (B, S, S) uint8 {0, 255}
 
 
 def _tile(lines: torch.Tensor) -> np.ndarray:

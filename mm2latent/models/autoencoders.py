@@ -157,6 +157,15 @@ def official_variant(cfg: AutoencoderCfg) -> AutoencoderCfg:
                                stroke_value=OFFICIAL_STROKE_VALUE)
 
 
+# The authors' released networks and inputs (Open-Debin/MM2Latent at 1d381a2): the configs
+# their checkpoints load into. Declared here, beside the architecture, so the loaders in
+# official_models.py need nothing from the presets above them (presets name these too).
+OFFICIAL_MASK_CFG = AutoencoderCfg(in_channels=1, mask_encoding="grey", arch="official",
+                                   label_order="facer")
+OFFICIAL_SKETCH_CFG = AutoencoderCfg(kind="sketch", in_channels=1, stem=True, batchnorm=True,
+                                     arch="official", stroke_value=OFFICIAL_STROKE_VALUE)
+
+
 def _conv_unit(cfg: AutoencoderCfg, conv: nn.Module, out_c: int) -> list[nn.Module]:
     """conv [+ BatchNorm] + activation, the repeated unit of both halves."""
     layers: list[nn.Module] = [conv]

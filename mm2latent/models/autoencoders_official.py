@@ -22,21 +22,38 @@ LeakyReLU keeps torch's default slope 0.01 in both, as the authors' `nn.LeakyReL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import nn
-
-if TYPE_CHECKING:  # the config lives in autoencoders.py, which imports this module
-    from mm2latent.models.autoencoders import AutoencoderCfg
 
 SKETCH_HEAD_CHANNELS = 2  # the authors' sketch decoder: background / stroke logits
 
 
-def _act(cfg: AutoencoderCfg) -> nn.Module:
+class LayoutCfg(Protocol):
+    """The fields of autoencoders.AutoencoderCfg these builders read.
+
+    A structural type, so that this module needs nothing from autoencoders.py (which imports
+    it to build the official layout): the two modules form no import circle.
+    """
+
+    # Read-only properties: the config is a frozen dataclass.
+    @property
+    def kind(self) -> str: ...  # "mask" or "sketch"
+    @property
+    def in_channels(self) -> int: ...  # input channels (1: grey mask or sketch)
+    @property
+    def widths(self) -> tuple[int, ...]: ...  # channels per stage; each stage halves H, W
+    @property
+    def activation(self) -> str: ...  # "lrelu" or "silu"
+    @property
+    def lrelu_slope(self) -> float: ...  # LeakyReLU negative slope
+
+
+def _act(cfg: LayoutCfg) -> nn.Module:
     return nn.LeakyReLU(cfg.lrelu_slope) if cfg.activation == "lrelu" else nn.SiLU()
 
 
-def build_official_mask_encoder(cfg: AutoencoderCfg) -> nn.Sequential:
+def build_official_mask_encoder(cfg: LayoutCfg) -> nn.Sequential:
     """encoder.<s> = Sequential(conv3x3, act, conv2x2/2, act) per stage, biases kept."""
     stages, c_in = [], cfg.in_channels
     for c_out in cfg.widths:
@@ -46,7 +63,7 @@ def build_official_mask_encoder(cfg: AutoencoderCfg) -> nn.Sequential:
     return nn.Sequential(*stages)
 
 
-def build_official_mask_decoder(cfg: AutoencoderCfg) -> nn.Sequential:
+def build_official_mask_decoder(cfg: LayoutCfg) -> nn.Sequential:
     """decoder.<2k> = 3x3 stride-2 transposed conv; widths mirror the encoder down to 1 channel."""
     widths = list(reversed(cfg.widths[:-1])) + [cfg.in_channels]  # e.g. 16, 32, 32, 16, 1
     layers: list[nn.Module] = []
@@ -62,7 +79,7 @@ def build_official_mask_decoder(cfg: AutoencoderCfg) -> nn.Sequential:
 class _NaiveBlock(nn.Module):
     """conv1 -> bn1 -> act -> conv2 -> bn2 -> act, the authors' `NaiveBlock` (no conv biases)."""
 
-    def __init__(self, cfg: AutoencoderCfg, c_in: int, c_out: int, decoder: bool) -> None:
+    def __init__(self, cfg: LayoutCfg, c_in: int, c_out: int, decoder: bool) -> None:
         super().__init__()
         if decoder:  # doubles H, W, then a 3x3 conv
             self.conv1 = nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1, bias=False)
@@ -81,7 +98,7 @@ class _NaiveBlock(nn.Module):
 class OfficialSketchEncoder(nn.Module):
     """The authors' `NaiveEncoder`: stem conv1/bn1/act, then naivenet1..N encoder blocks."""
 
-    def __init__(self, cfg: AutoencoderCfg) -> None:
+    def __init__(self, cfg: LayoutCfg) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cfg.in_channels, cfg.widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cfg.widths[0])
@@ -102,7 +119,7 @@ class OfficialSketchEncoder(nn.Module):
 class OfficialSketchDecoder(nn.Module):
     """The authors' `NaiveDecoder`: naivenet1..N decoder blocks, then final_conv1 to 2 logits."""
 
-    def __init__(self, cfg: AutoencoderCfg) -> None:
+    def __init__(self, cfg: LayoutCfg) -> None:
         super().__init__()
         widths = list(reversed(cfg.widths[:-1])) + [cfg.widths[0]]  # e.g. 16, 32, 32, 16, 16
         c_in = cfg.widths[-1]
@@ -118,7 +135,7 @@ class OfficialSketchDecoder(nn.Module):
         return self.final_conv1(x)  # (B, 2, R, R): background, stroke logits
 
 
-def build_official(cfg: AutoencoderCfg) -> tuple[nn.Module, nn.Module]:
+def build_official(cfg: LayoutCfg) -> tuple[nn.Module, nn.Module]:
     """(encoder, decoder) in the authors' layout for a mask or sketch config."""
     if cfg.kind == "mask":
         return build_official_mask_encoder(cfg), build_official_mask_decoder(cfg)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from mm2latent.checkpoint_io import load_state_checked
 from mm2latent_core.errors import CheckpointError
-from mm2latent.models.autoencoders import AutoencoderCfg, SpatialAutoencoder
+from mm2latent.models.autoencoders import (OFFICIAL_MASK_CFG, OFFICIAL_SKETCH_CFG, AutoencoderCfg,
+                                           SpatialAutoencoder)
 from mm2latent.models.lightning_checkpoint import read_lightning_checkpoint
-from mm2latent.presets import AUTOENCODER_PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ def load_official_autoencoder(path: str | os.PathLike[str], cfg: AutoencoderCfg)
 
     Args:
         path: local path or fsspec URL of the Lightning checkpoint.
-        cfg: an `arch="official"` config, e.g. AUTOENCODER_PRESETS["mask_official"].
+        cfg: an `arch="official"` config, e.g. OFFICIAL_MASK_CFG.
     """
     if cfg.arch != "official":
         raise CheckpointError(path, f"the authors' files need arch='official', got {cfg.arch!r}.",
-                              "Use AUTOENCODER_PRESETS['mask_official'] or ['sketch_official'] "
-                              "(mm2latent.presets).")
+                              "Use the preset 'mask_official' or 'sketch_official' "
+                              "(mm2latent.presets.AUTOENCODER_PRESETS).")
     ckpt = read_lightning_checkpoint(path)
     state = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(_LOSS_MODULE_PREFIXES)}
     losses = sorted(set(ckpt.state_dict) - set(state))
@@ -61,9 +61,9 @@ def load_official_autoencoder(path: str | os.PathLike[str], cfg: AutoencoderCfg)
 
 def load_official_mask_autoencoder(path: Path) -> SpatialAutoencoder:
     """The authors' grey-level mask autoencoder (registry format `mm2latent-mask-ae-ckpt`)."""
-    return load_official_autoencoder(path, AUTOENCODER_PRESETS["mask_official"])
+    return load_official_autoencoder(path, OFFICIAL_MASK_CFG)
 
 
 def load_official_sketch_autoencoder(path: Path) -> SpatialAutoencoder:
     """The authors' sketch autoencoder (registry format `mm2latent-sketch-ae-ckpt`)."""
-    return load_official_autoencoder(path, AUTOENCODER_PRESETS["sketch_official"])
+    return load_official_autoencoder(path, OFFICIAL_SKETCH_CFG)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mm2latent_core.modalities.spec import SynthBatch
+from mm2latent.annotation import to_float_images
 from mm2latent.synth import stages
 from mm2latent.synth.models import SynthModels
 
@@ -46,7 +47,7 @@ def synthesize_batch(models: SynthModels, dataset_seed: int, indices: Sequence[i
     with _timed(durations, "generate"):
         z = stages.latents(dataset_seed, indices, models.generator.cfg.z_dim).to(models.device)
         w, pixels = stages.generate(models.generator, z, truncation_psi, store_size)
-    batch = SynthBatch(w=w, pixels=pixels, images01=stages.to_float_images(pixels))
+    batch = SynthBatch(w=w, pixels=pixels, images01=to_float_images(pixels))
     result = BatchResult(indices=list(indices), values={}, errors=[None] * len(indices))
     for spec in models.specs:
         annotator = models.annotators.get(spec.name)

@@ -5,23 +5,21 @@ sample depend only on (dataset seed, sample index, preset, weights), never on wh
 samples share its batch or how many threads run it: every stage that runs a network goes
 through mm2latent.batching.invariant_forward (why and how: see that module).
 tests/test_synth_pipeline.py checks the whole pipeline byte for byte across batch and shard
-sizes, tests/test_batch_invariance.py across thread counts at the paper's widths.
+sizes, tests/test_batch_invariance.py across thread counts at the paper's widths. The
+annotation stages (masks, sketches, embeddings of the stored image) live in
+mm2latent/annotation.py: the modalities below synth and the editor call them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mm2latent.batching import invariant_forward
-from mm2latent.models.face_parser.base import FaceParser, ParseResult
-from mm2latent.models.sketch import SketchCfg, extract_sketch
 from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.seeding import derive_seed
-
 
 
 def sample_seed(dataset_seed: int, index: int) -> int:
@@ -61,24 +59,3 @@ def store_pixels(images: torch.Tensor, store_size: int) -> torch.Tensor:
                                align_corners=False, antialias=True)
     pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # (B, 3, S, S)
     return pixels.permute(0, 2, 3, 1).contiguous()  # (B, S, S, 3)
-
-
-def to_float_images(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]: annotators see the stored image."""
-    return pixels.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-
-
-def parse_masks(parser: FaceParser, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) uint8 CelebAMask-HQ labels and (B,) non-background fraction."""
-    result = ParseResult.of_labels(invariant_forward(lambda x: parser.parse(x).labels, images01))
-    return result.labels, result.face_fraction
-
-
-def sketches(cfg: SketchCfg, pixels: torch.Tensor) -> np.ndarray:
-    """(B, S, S) uint8 {0, 255} Canny edges of the stored uint8 images (per image, no padding)."""
-    return extract_sketch(pixels.numpy(), cfg)
-
-
-def embed(encoder: Callable[[torch.Tensor], torch.Tensor], images01: torch.Tensor) -> torch.Tensor:
-    """(B, D) float32 embedding of a batch by an image encoder, batch-invariant."""
-    return invariant_forward(encoder, images01).float()
