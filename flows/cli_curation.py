@@ -28,7 +28,7 @@ def attributes_command(
 ) -> None:
     """Per-sample attributes (mask class shares, head pose, zero-shot CelebA attributes) beside the dataset; rerun to resume."""
     from flows.attributes import attributes
-    from flows.cli import progress_bar
+    from flows.cli_common import progress_bar
     from flows.cli_flow import run_flow
     from mm2latent.attributes.run import source_names
     from storage.dataset_index import DatasetIndex, complete_shards

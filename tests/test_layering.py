@@ -125,6 +125,12 @@ _ALLOWED_OPENS = {
     ("flows/app/routes.py", "read_text"): "the editor's HTML page is package data read with "
         "importlib.resources (works from a wheel or zip), not a dataset, checkpoint or image path",
 }
+# The temporary Prefect server's stdout/stderr go to a local scratch log (Popen needs an OS file
+# descriptor, so no fsspec URL can stand in); it is read for the crash cause and deleted.
+_ALLOWED_OPENS.update({("flows/prefect_runtime.py", call): "the temporary Prefect server's "
+                       "local scratch log, not a dataset, checkpoint or image path"
+                       for call in ("tempfile", "tempfile.NamedTemporaryFile", "read_text",
+                                    "os.unlink")})
 
 
 def _dotted(node: ast.AST) -> str:
