@@ -58,7 +58,7 @@ def read_parquet(url: str, what: str, fix: str, columns: Sequence[str] | None = 
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
-        raise DatasetError(f"{url}: unreadable {what} file ({str(e).splitlines()[0]}). {fix}") from e
+        raise DatasetError(f"{url}: damaged, unreadable {what} file ({str(e).splitlines()[0]}). {fix}") from e
 
 
 def recorded_source(url: str) -> str | None:
