@@ -45,17 +45,25 @@ def _png_size(data: bytes) -> str:
     return f"{int.from_bytes(data[16:20], 'big')} x {int.from_bytes(data[20:24], 'big')} px, "
 
 
-def _open_png(url: str, what: str) -> Image.Image:
-    data = _read_bytes(url, what)
+def _header_checked(url: str, what: str, data: bytes) -> Image.Image:
+    """The image in `data`, opened (header only) and refused if it is over MAX_INPUT_PIXELS."""
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
-        if image.width * image.height > MAX_INPUT_PIXELS:
-            raise _too_large(url, what, image.width * image.height,
-                             f"{image.width} x {image.height} px, ")
-        image.load()
     except Image.DecompressionBombError as e:  # open() itself refuses beyond twice the limit
         counted = re.search(r"(\d+) pixels", str(e))
         raise _too_large(url, what, int(counted.group(1)) if counted else 0, _png_size(data)) from e
+    except OSError as e:
+        raise ConfigError(f"{url}: not a readable image for the {what} ({e}).") from e
+    if image.width * image.height > MAX_INPUT_PIXELS:
+        raise _too_large(url, what, image.width * image.height,
+                         f"{image.width} x {image.height} px, ")
+    return image
+
+
+def _open_png(url: str, what: str) -> Image.Image:
+    image = _header_checked(url, what, _read_bytes(url, what))
+    try:
+        image.load()
     except OSError as e:
         raise ConfigError(f"{url}: not a readable image for the {what} ({e}).") from e
     return image
@@ -82,8 +90,11 @@ def read_condition(url: str, modality: str, registry: ModalityRegistry | None = 
         registry: the modalities; None = default_registry().
     """
     network_input = (registry or default_registry()).condition(modality)
+    data = _read_bytes(url, modality)
+    if not isinstance(network_input, VectorInput):
+        _header_checked(url, modality, data)  # a map is an image: no decoding bombs
     try:
-        array = network_input.read(_read_bytes(url, modality))
+        array = network_input.read(data)
     except ValueError as e:
         raise ConfigError(f"{url}: {e}") from e
     checked = checked_array(url, network_input.check, array)
