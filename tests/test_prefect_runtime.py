@@ -19,6 +19,14 @@ from flows.prefect_runtime import (DEFAULT_STARTUP_TIMEOUT_S, PrefectServerError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def no_api_url():
+    """As for a user without PREFECT_API_URL, also after a test harness of this session set one
+    (otherwise tied_prefect_server rightly starts nothing)."""
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
 def test_the_wait_is_minutes_unless_the_user_sets_prefects_own_setting():
     assert DEFAULT_STARTUP_TIMEOUT_S >= 120  # Prefect's 20 s default is what failed
     assert startup_timeout_s() == DEFAULT_STARTUP_TIMEOUT_S
