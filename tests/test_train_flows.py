@@ -79,7 +79,8 @@ def test_cli_trains_an_autoencoder_and_reports_user_errors(prefect_harness, tiny
     bad = runner.invoke(train_app, ["mapping", "--dataset", str(tmp_path / "nothing"),
                                     "--modality", "flame", "--out", str(out)])
     assert bad.exit_code == 2
-    assert "error:" in bad.output and "no complete shards" in bad.output
+    # A folder without dataset.json is no dataset (issue 24: refused, not guessed at).
+    assert "error:" in bad.output and "is not a dataset" in bad.output
     no_ae = runner.invoke(train_app, ["mapping", "--dataset", str(tiny_dataset), "--out", str(out),
                                       "--modality", "mask"])
     assert no_ae.exit_code == 2 and "no mask-ae registered" in no_ae.output
