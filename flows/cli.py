@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -26,7 +24,7 @@ from flows.cli_pipeline import DaskAddressOpt, TaskRunnerOpt, add_pipeline_comma
 from flows.cli_train import train_app
 from flows.cli_weights import weights_app
 from flows.cli_flow import run_flow
-from flows.interrupts import Interrupted, StopOnSignal
+from flows.interrupts import Interrupted
 
 if TYPE_CHECKING:  # imported lazily at run time: the library is slow to import
     from mm2latent.synth.run import SynthSummary
@@ -188,18 +186,3 @@ def presets_command(name: Annotated[Optional[str], typer.Argument(help="Show one
                 typer.echo(f"{key:6s} {preset.generator.img_resolution:5d} px  {kind}")
             return
         typer.echo(json.dumps(dataclasses.asdict(get_preset(name)), indent=2, default=str))
-
-
-def main() -> None:
-    """Entry point of the `mm2latent` console script."""
-    # A local run starts Prefect's temporary server, whose usage telemetry would try the
-    # network on every run (and log an error offline). Users can still opt in explicitly.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    try:
-        # Ctrl-C / SIGTERM unwind any command (temp files removed, servers stopped) to exit
-        # 130 / 143 instead of killing it mid-write; a flow run stops between its batches.
-        with StopOnSignal(between_batches=False):
-            app()
-    except Interrupted as e:
-        console(stderr=True).print(f"[yellow]Stopped[/] ({e}); finished outputs are kept.")
-        sys.exit(e.exit_code)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import re
 import signal
@@ -26,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 from mm2latent_core.errors import Mm2LatentError
 
@@ -79,12 +79,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-class _TiedServer:
+class TiedServer:
     """Prefect's API (its uvicorn command line, as Prefect runs its ephemeral server) in a
-    child process of this one; the CLI never imports the server code itself (seconds)."""
+    child process of this one; the CLI never imports the server code itself (seconds).
 
-    def __init__(self, log: IO[bytes]) -> None:
-        self._log = log
+    `launch()` starts the process without waiting, so a command can start it first and import
+    its own modules while the server starts; `start()` waits until it answers (launching it
+    first if needed); `close()` stops it and removes its log unless a message names the log.
+    """
+
+    def __init__(self) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix="mm2latent-prefect-server-",
+                                                suffix=".log", delete=False)
+        self._keep_log = False
         self.process: subprocess.Popen | None = None
         self.port = 0
 
@@ -92,27 +99,24 @@ class _TiedServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def _launch(self) -> None:
-        import prefect
-        from prefect.settings import get_current_settings
-
+    def launch(self) -> None:
+        """Start uvicorn on a free port; do not wait for it."""
         self.port = _free_port()
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1",
-               **get_current_settings().to_environment_variables(exclude_unset=True)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parents[1]),
+            [sys.executable, "-m", "uvicorn", "--app-dir", _site_packages_of("prefect"),
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            env=_server_env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True, preexec_fn=_die_with_parent)
 
     def start(self) -> None:
-        """Start uvicorn and wait until /health answers, the process exits, or the timeout."""
+        """Wait until /health answers (launching first if not launched), the process exits,
+        or the timeout."""
         timeout = startup_timeout_s()
         deadline = time.monotonic() + timeout
         for _ in range(_PORT_ATTEMPTS):
-            self._launch()
+            if self.process is None:
+                self.launch()
             if self._wait_healthy(deadline, timeout):
                 return
         raise PrefectServerError(f"the temporary Prefect server lost its port to another "
@@ -152,16 +156,48 @@ class _TiedServer:
                 self.process.wait()
             self.process = None
 
+    def close(self) -> None:
+        """Stop the server and remove its log, unless an error message names the log."""
+        self.stop()
+        if not self._log.closed:
+            self._log.close()
+            if not self._keep_log:
+                os.unlink(self._log.name)
+
     def _exited(self, code: int) -> bool:
         self.process = None
         self._log.flush()
         log = Path(self._log.name)
         if "address already in use" in log.read_text(errors="replace").lower():
             return False
+        self._keep_log = True  # the message names it
         raise PrefectServerCrashed(
             f"the temporary Prefect server exited with code {code} while starting: "
             f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
             f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
+
+
+def _site_packages_of(package: str) -> str:
+    """The directory `package` is imported from, found without importing it."""
+    return str(Path(importlib.util.find_spec(package).origin).parents[1])
+
+
+def _server_env() -> dict[str, str]:
+    """The server's environment: this process's, plus Prefect settings changed in-process.
+
+    Before prefect is imported no setting can have been changed in-process, so the environment
+    (and the profile and .env files, which the server reads itself) is the whole configuration:
+    an early launch need not import prefect, which takes seconds.
+    """
+    # The server serves this one command's flow runs, which use no Prefect blocks: registering
+    # Prefect's block types in its database costs seconds at a first start (the user may set it).
+    env = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false", **os.environ,
+           "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import get_current_settings
+
+        env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+    return env
 
 
 def _prefect_home() -> str:
@@ -171,26 +207,47 @@ def _prefect_home() -> str:
 
 
 @contextlib.contextmanager
-def tied_prefect_server() -> Iterator[None]:
+def launched_early(wanted: bool) -> Iterator[TiedServer | None]:
+    """A tied server launched now, without waiting, when `wanted` and PREFECT_API_URL is not in
+    the environment; None otherwise. Stopped when the block ends, whether used or not.
+
+    The CLI's entry calls this before importing the command's modules (torch, prefect: seconds),
+    so that the server starts while they import; `tied_prefect_server(early)` then waits for it.
+    """
+    if not wanted or os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    server = TiedServer()
+    try:
+        server.launch()
+        yield server
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def tied_prefect_server(early: TiedServer | None = None) -> Iterator[None]:
     """Run the block against a temporary Prefect server tied to this process, unless
-    PREFECT_API_URL names a server already (then nothing changes)."""
+    PREFECT_API_URL names a server already (then nothing changes, and an `early` server, one
+    launched before the settings could be read, is stopped unused).
+
+    Args:
+        early: a server from `launched_early`, to wait for instead of launching one.
+    """
     from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     if PREFECT_API_URL.value():
+        if early is not None:
+            early.close()
         yield
         return
-    log = tempfile.NamedTemporaryFile(prefix="mm2latent-prefect-server-", suffix=".log",
-                                      delete=False)
-    keep_log = False
-    server = _TiedServer(log)
+    server = early or TiedServer()
     try:
-        try:
-            server.start()
-        except PrefectServerCrashed:
-            keep_log = True  # the message names it
-            raise
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        server.start()
+        # No UI URL: Prefect would print "View at http://127.0.0.1:<port>/runs/..." for every
+        # run, a page of a server that serves no UI and is gone when the command ends.
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}):
             try:
                 yield
             finally:
@@ -198,7 +255,4 @@ def tied_prefect_server() -> Iterator[None]:
                 # Prefect's log worker flushes at exit into a stopped server and prints an error.
                 APILogWorker.drain_all(timeout=5)
     finally:
-        server.stop()
-        log.close()
-        if not keep_log:
-            os.unlink(log.name)
+        server.close()

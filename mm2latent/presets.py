@@ -22,7 +22,7 @@ from typing import TypeVar
 from mm2latent.config_utils import resolve_preset
 from mm2latent_core.dims import NUM_MASK_CLASSES
 from mm2latent.models.autoencoders import OFFICIAL_MASK_CFG, OFFICIAL_SKETCH_CFG, AutoencoderCfg
-from mm2latent.models.clip_towers import ClipTowerCfg
+from mm2latent.models.clip_tower_cfg import ClipTowerCfg
 from mm2latent.models.deca import DecaCfg
 from mm2latent.models.e4e import E4ECfg
 from mm2latent.models.face_parser.bisenet import BiSeNetCfg

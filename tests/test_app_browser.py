@@ -77,7 +77,7 @@ def server(runs, tmp_path):
     yielded function to wait until it answers. Stopped by its PID afterwards."""
     port = _free_port()
     log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "app",
+    proc = subprocess.Popen([sys.executable, "-c", "from flows.main import main; main()", "app",
                              "--models", runs, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 

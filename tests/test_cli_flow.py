@@ -17,6 +17,8 @@ from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.main import FLOW_COMMANDS, runs_a_flow
+from mm2latent.attributes import run as attribute_run
 from mm2latent.benchmark.fixture import write_fixture
 from mm2latent.presets import get_preset
 from mm2latent.synth import run as synth
@@ -39,6 +41,9 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                           modalities=("mask", "flame", "farl"))
     for shard in synth.plan(params):
         synth.run_shard(params, shard)
+    scoring = attribute_run.plan(data)  # captions and curation need attributes to get past checks
+    for shard in scoring.todo:
+        attribute_run.run_shard(scoring, shard)
     registry, quick = default_registry_url(runs), dict(epochs=1, batch_size=4, val_fraction=0.0)
     autoencoder_run(data, runs, registry, PRESET.mask_ae, autoencoder_train_cfg("mask", **quick))
     for modality in ("mask", "flame"):
@@ -74,6 +79,9 @@ BATCH_COMMANDS = {
                  "{reference} --out {tmp}/bench --models {runs} --n-pairs 2",
     "edit-dataset": "edit-dataset {photos} --spec {spec} --models {runs} --out {tmp}/edits",
     "pipeline": "pipeline --n 4 --samples-per-shard 4 --data {tmp}/d --runs {tmp}/r",
+    "dataset attributes": "dataset attributes {data} --sources mask",
+    "dataset captions": "dataset captions {data}",
+    "dataset curate": "dataset curate {data} --out {tmp}/curated --n 2",
 }
 
 
@@ -123,3 +131,15 @@ def test_bad_values_are_refused_before_any_server_starts(inputs, tmp_path, comma
     assert result.exit_code == 2, result.output
     assert "Prefect server" not in result.output
     assert all(part in result.output for part in BAD_VALUES[command]), result.output
+
+
+def test_the_console_script_launches_a_server_early_exactly_for_the_batch_commands():
+    """flows/main.py starts the server before the command's imports for these commands only."""
+    batch = {tuple(name.split()) for name in BATCH_COMMANDS}
+    assert batch == set(FLOW_COMMANDS)
+    for command in BATCH_COMMANDS.values():
+        assert runs_a_flow(command.split())
+        assert not runs_a_flow([*command.split(), "--help"])
+    for command in NO_SERVER_COMMANDS.values():
+        assert not runs_a_flow(command.split())
+    assert not runs_a_flow([]) and not runs_a_flow(["train"]) and not runs_a_flow(["dataset"])

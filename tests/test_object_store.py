@@ -162,7 +162,7 @@ def test_fsspec_s3_variables_point_a_fresh_cli_at_the_server(s3, tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env |= server.env() | {"PYTHONPATH": repo, "AWS_EC2_METADATA_DISABLED": "true",
                            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
-    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "dataset",
+    done = subprocess.run([sys.executable, "-c", "from flows.main import main; main()", "dataset",
                            "inspect", f"s3://{bucket}/ds"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ import pytest
 from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL,
                               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings)
 
-from flows.prefect_runtime import (DEFAULT_STARTUP_TIMEOUT_S, PrefectServerError,
+from flows.prefect_runtime import (DEFAULT_STARTUP_TIMEOUT_S, PrefectServerError, launched_early,
                                    startup_timeout_s, tied_prefect_server)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,10 +68,10 @@ def test_the_block_runs_against_the_tied_server_and_it_stops_after():
         httpx.get(f"{api_url}/health", timeout=10)
 
 
-def test_cli_start_failure_is_one_line_exit_2_and_no_traceback(tmp_path):
-    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(tmp_path / "prefect"),
+def test_cli_start_failure_is_one_line_exit_2_and_no_traceback(tmp_path, prefect_home):
+    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(prefect_home),
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0")
-    done = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()",
+    done = subprocess.run([sys.executable, "-c", "from flows.main import main; main()",
                            "synth-data", "--n", "4", "--out", str(tmp_path / "ds")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr
@@ -79,3 +79,34 @@ def test_cli_start_failure_is_one_line_exit_2_and_no_traceback(tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: the temporary Prefect server"), \
         done.stderr
+
+
+def test_an_early_server_starts_before_the_wait_and_is_the_one_the_block_uses(monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with launched_early(True) as early:
+        assert early is not None and early.process.poll() is None  # running, not waited for
+        port = early.port
+        with tied_prefect_server(early):
+            assert PREFECT_API_URL.value() == f"http://127.0.0.1:{port}/api"
+            assert httpx.get(f"{PREFECT_API_URL.value()}/health", timeout=10).status_code == 200
+        assert early.process is None  # stopped when the block ended
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
+
+
+def test_no_early_server_for_a_command_without_a_flow_or_with_prefect_api_url(monkeypatch):
+    with launched_early(False) as early:
+        assert early is None
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    with launched_early(True) as early:
+        assert early is None
+
+
+def test_an_early_server_is_stopped_unused_when_the_settings_name_a_server(monkeypatch):
+    """PREFECT_API_URL from a Prefect profile is only known once prefect reads its settings."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with launched_early(True) as early:
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+            with tied_prefect_server(early):
+                assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
+                assert early.process is None

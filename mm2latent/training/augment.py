@@ -17,8 +17,6 @@ Flipping a face swaps its sides while the l_/r_ labels stay, as in the authors' 
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as tvf
 
 MAX_DEGREES = 20.0  # rotation range, +-degrees
 MAX_TRANSLATE = 0.2  # translation range, fraction of width / height
@@ -37,6 +35,11 @@ def random_affine_flip(maps: torch.Tensor, seed: int) -> torch.Tensor:
         maps: label-id masks or 0/255 sketches.
         seed: seed of this batch's parameters (the result depends only on maps and seed).
     """
+    # Imported here, not at module level: torchvision's import pulls in torch._dynamo (seconds),
+    # which every training command would pay although only autoencoder training augments.
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
     if maps.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got {tuple(maps.shape)}.")
     gen = torch.Generator().manual_seed(seed)
