@@ -43,8 +43,12 @@ demo: install
 	$(BIN)/mm2latent dataset inspect data/tiny
 	$(BIN)/mm2latent dataset grid data/tiny --out data/tiny-grid.png
 
+# Test files run in parallel, one file per worker at a time (a file's module fixtures are built
+# once, and the README test's blocks run in order): most tests wait on CLI subprocesses, so
+# even 2 cores finish in about half the time. TEST_ARGS adds pytest options (TEST_ARGS=-n0: serial).
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(TEST_ARGS)
 
 clean-demo:
 	rm -rf data/tiny data/tiny-grid.png

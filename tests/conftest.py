@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from tests.prefect_homes import copy_prefect_home
+
 # Prefect reads its settings when first imported, so the temp home must be in the environment
 # before any test module imports prefect (pytest imports conftest first).
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mm2latent-prefect-")
@@ -62,3 +64,28 @@ def s3(s3_server, monkeypatch):
     S3FileSystem.clear_instance_cache()  # instances cache their endpoint and credentials
     yield s3_server, new_bucket(s3_server)
     S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def migrated_prefect_db(tmp_path_factory):
+    """A Prefect database migrated once per test process.
+
+    A server on an empty PREFECT_HOME first applies every migration (over 10 s on 2 cores); a
+    test's own PREFECT_HOME (`prefect_home`) starts from a copy of this one instead. The first
+    start on an empty home is still run, by the README test's `prefect server start` and by
+    benchmarks/cli_overhead.py.
+    """
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect-migrated")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": ""}
+    subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                   env=env, check=True, capture_output=True, timeout=600)
+    return home / "prefect.db"
+
+
+@pytest.fixture
+def prefect_home(tmp_path, migrated_prefect_db):
+    """A fresh PREFECT_HOME for one test's CLI processes, its database already migrated."""
+    return copy_prefect_home(migrated_prefect_db, tmp_path / "prefect")

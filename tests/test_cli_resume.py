@@ -12,7 +12,7 @@ import pytest
 
 from mm2latent.fabricate.datasets import write_dataset
 
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+CLI = [sys.executable, "-c", "from flows.main import main; main()"]
 LIMIT_S = 540  # the CLI imports torch and starts a Prefect server, on a machine maybe loaded
 
 
@@ -22,9 +22,9 @@ def dataset(tmp_path) -> Path:
     return tmp_path / "ds"
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _cli(tmp_path: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_API_URL="",
-               PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=str(LIMIT_S))
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True,
                           timeout=LIMIT_S, cwd=tmp_path)
@@ -33,9 +33,9 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("command", [["autoencoders", "--modalities", "mask"],
                                      ["mapping", "--modality", "flame"]])
 def test_resume_with_nothing_to_resume_is_refused_naming_the_run_and_the_fix(
-        dataset, tmp_path, command):
+        dataset, tmp_path, prefect_home, command):
     out = tmp_path / "runs"
-    result = _cli(tmp_path, "train", *command, "--dataset", str(dataset), "--out", str(out),
+    result = _cli(tmp_path, prefect_home, "train", *command, "--dataset", str(dataset), "--out", str(out),
                   "--epochs", "1", "--batch-size", "2", "--resume")
     assert result.returncode == 2, result.stdout + result.stderr
     # The CLI's one line goes to stderr, like every user error; stdout carries no second copy.

@@ -15,7 +15,7 @@ from mm2latent.dataset_report import verify_dataset
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+CLI = [sys.executable, "-c", "from flows.main import main; main()"]
 LIMIT_S = 600  # generous: the CLI imports torch and starts a Prefect server on a loaded machine
 
 
@@ -40,11 +40,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path: Path, home: Path) -> tuple[subprocess.Popen, Path]:
     """A synth-data run far longer than the test, in its own process group like a shell job."""
     out = tmp_path / "ds"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_API_URL="",
-               PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=str(LIMIT_S))
     proc = subprocess.Popen([*CLI, "synth-data", "--n", "4096", "--samples-per-shard", "8",
                              "--batch-size", "2", "--modalities", "mask", "--out", str(out)],
@@ -77,8 +77,8 @@ def _gone_soon(pids: list[int], seconds: float = 15) -> bool:
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_after_the_batch_commits_nothing_half_and_leaves_no_process(
-        tmp_path, signum, code):
-    proc, out = _start(tmp_path)
+        tmp_path, prefect_home, signum, code):
+    proc, out = _start(tmp_path, prefect_home)
     server = _children(proc.pid)
     try:
         assert server, "the temporary Prefect server should be a child of the CLI"
@@ -94,8 +94,8 @@ def test_a_signal_stops_after_the_batch_commits_nothing_half_and_leaves_no_proce
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
-def test_kill_9_of_the_cli_takes_the_temporary_server_with_it(tmp_path):
-    proc, _ = _start(tmp_path)
+def test_kill_9_of_the_cli_takes_the_temporary_server_with_it(tmp_path, prefect_home):
+    proc, _ = _start(tmp_path, prefect_home)
     server = _children(proc.pid)
     try:
         assert server
@@ -129,9 +129,9 @@ def flame_models(tmp_path_factory) -> dict[str, Path]:
     return {"data": data, "runs": runs, "own": root / "own.npy"}
 
 
-def _cli(args: list[str], tmp_path: Path) -> subprocess.Popen:
+def _cli(args: list[str], home: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_API_URL="",
-               PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_LOGGING_LEVEL="INFO")
     return subprocess.Popen([*CLI, *args], env=env, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,12 +147,12 @@ def _wait_for(proc: subprocess.Popen, ready) -> None:
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_generate_from_rows_unwinds_on_a_signal(flame_models, tmp_path, signum, code):
+def test_generate_from_rows_unwinds_on_a_signal(flame_models, tmp_path, prefect_home, signum, code):
     rows = tmp_path / "rows.jsonl"
     rows.write_text(f'{{"text": "a face", "flame": "{flame_models["own"]}"}}\n' * 4000)
     out = tmp_path / "gen"
     proc = _cli(["generate", "--from", str(rows), "--models", str(flame_models["runs"]),
-                 "--out", str(out)], tmp_path)
+                 "--out", str(out)], prefect_home)
     try:
         _wait_for(proc, lambda: (out / "dataset.json").exists())  # planned: generating now
         os.killpg(proc.pid, signum)
@@ -164,11 +164,11 @@ def test_generate_from_rows_unwinds_on_a_signal(flame_models, tmp_path, signum, 
 
 
 def test_train_mapping_stops_after_an_epoch_on_sigterm_and_leaves_no_server(flame_models,
-                                                                             tmp_path):
+                                                                             tmp_path, prefect_home):
     out = tmp_path / "runs"
     proc = _cli(["train", "mapping", "--dataset", str(flame_models["data"]), "--out", str(out),
                  "--modality", "flame", "--epochs", "100000", "--batch-size", "8",
-                 "--val-fraction", "0"], tmp_path)
+                 "--val-fraction", "0"], prefect_home)
     server: list[int] = []
     try:
         _wait_for(proc, lambda: any(out.glob("**/ckpt-*.pt")))  # the flow is training
@@ -183,7 +183,7 @@ def test_train_mapping_stops_after_an_epoch_on_sigterm_and_leaves_no_server(flam
         _clean_up(proc, server)
 
 
-def test_a_refused_resume_prints_one_line(flame_models, tmp_path):
+def test_a_refused_resume_prints_one_line(flame_models, tmp_path, prefect_home):
     from mm2latent.training.config import MappingTrainCfg
     from mm2latent.training.mapping import mapping_net_cfg
     from mm2latent.presets import get_preset
@@ -202,7 +202,7 @@ def test_a_refused_resume_prints_one_line(flame_models, tmp_path):
                                     val_fraction=0.0), on_progress=stop_after_first_epoch)
     proc = _cli(["train", "mapping", "--dataset", str(flame_models["data"]), "--out", str(out),
                  "--modality", "flame", "--epochs", "3", "--batch-size", "8", "--lr", "0.05",
-                 "--val-fraction", "0", "--resume"], tmp_path)
+                 "--val-fraction", "0", "--resume"], prefect_home)
     stdout, stderr = proc.communicate(timeout=LIMIT_S)
     assert proc.returncode == 2, stderr[-3000:]
     output = stdout + stderr

@@ -14,9 +14,9 @@ from tests.test_curation import SPEC, curate, make_source
 MM2LATENT = str(Path(sys.executable).with_name("mm2latent"))
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_API_URL="",
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL="",
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")  # a busy CI machine
     return env
@@ -26,7 +26,7 @@ def _shard_files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.glob("shard-*")) if not p.name.endswith(".stats.json")}
 
 
-def test_cli_curates_with_a_spec_and_flags_then_refuses_another_spec(tmp_path):
+def test_cli_curates_with_a_spec_and_flags_then_refuses_another_spec(tmp_path, prefect_home):
     source = make_source(tmp_path)
     spec = tmp_path / "spec.yaml"
     spec.write_text("filters: {min_face_share: 0.1}\nbalance:\n  attributes:\n"
@@ -35,7 +35,7 @@ def test_cli_curates_with_a_spec_and_flags_then_refuses_another_spec(tmp_path):
     args = [MM2LATENT, "dataset", "curate", source, "--out", str(out), "--spec", str(spec),
             "--n", "12", "--range", "deca.yaw_deg=-55:55", "--dedupe", "w:0.99",
             "--samples-per-shard", "5"]
-    done = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    done = subprocess.run(args, capture_output=True, text=True, env=_env(prefect_home), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "12 of 60 samples selected" in done.stdout
     index = json.loads((out / "dataset.json").read_text())
@@ -44,14 +44,14 @@ def test_cli_curates_with_a_spec_and_flags_then_refuses_another_spec(tmp_path):
     assert (out / "curation.png").exists()
 
     again = subprocess.run(args[:-6] + ["--n", "10"], capture_output=True, text=True,
-                           env=_env(tmp_path), timeout=300)
+                           env=_env(prefect_home), timeout=300)
     assert again.returncode == 2
     lines = again.stderr.strip().splitlines()
     assert len(lines) == 1 and "curated from another spec" in lines[0], again.stderr
 
     bad = subprocess.run([MM2LATENT, "dataset", "curate", source, "--out", str(tmp_path / "x"),
                           "--balance", "mask.eyeglasses"], capture_output=True, text=True,
-                         env=_env(tmp_path), timeout=300)
+                         env=_env(prefect_home), timeout=300)
     assert bad.returncode == 2 and "COLUMN>=THRESHOLD" in bad.stderr
     assert not (tmp_path / "x").exists()
 
@@ -77,13 +77,13 @@ for shard in todo:
 """
 
 
-def test_resume_after_kill_9_is_byte_identical(tmp_path):
+def test_resume_after_kill_9_is_byte_identical(tmp_path, prefect_home):
     source = make_source(tmp_path)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     curate(source, str(reference))
     script = KILLED_RUN.format(source=source, out=str(resumed), spec=json.dumps(SPEC))
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                            text=True, env=_env(tmp_path), timeout=300)
+                            text=True, env=_env(prefect_home), timeout=300)
     assert killed.returncode == -9, killed.stderr
     assert (resumed / "shard-000000.stats.json").exists()
     assert not (resumed / "shard-000001.stats.json").exists()

@@ -26,6 +26,7 @@ from mm2latent.fabricate.datasets import write_dataset
 from mm2latent.training.snapshot import take_snapshot
 from storage.embeddings import embedding_source, embeddings_url, read_embedding_table, write_embedding_table
 from storage.reference_images import scan_reference
+from tests.prefect_homes import copy_prefect_home
 
 CLI = str(Path(sys.executable).with_name("mm2latent"))
 
@@ -45,8 +46,8 @@ def ds(pristine, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("prefect-home")
+def env(tmp_path_factory, migrated_prefect_db) -> dict:
+    home = copy_prefect_home(migrated_prefect_db, tmp_path_factory.mktemp("prefect-home"))
     return {**os.environ, "PREFECT_HOME": str(home), "COLUMNS": "400"}
 
 

@@ -196,10 +196,10 @@ def test_the_app_offers_and_generates_from_shade(trained, model):
     assert refused.status_code == 400 and "levels 0..3" in refused.json()["error"]
 
 
-def test_the_installed_cli_takes_the_plugin_from_the_environment(trained, tmp_path):
+def test_the_installed_cli_takes_the_plugin_from_the_environment(trained, tmp_path, prefect_home):
     out = tmp_path / "sub.png"
     env = dict(os.environ, **{PLUGINS_ENV: PLUGIN, "PYTHONPATH": str(ROOT),
-                              "PREFECT_HOME": str(tmp_path / "prefect")})
+                              "PREFECT_HOME": str(prefect_home)})
     args = [str(Path(sys.executable).parent / "mm2latent"), "generate", "--text", "a face",
             "--shade", f"{trained['data']}#0", "--models", trained["runs"], "--out", str(out)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
