@@ -18,9 +18,10 @@ server), which reports its wall time and the peak RSS sampled every 20 ms while 
 - curation: mm2latent.curation.run.plan (selection: filters, faiss near-duplicates over every
   surviving w, balance) + copy_shard for every output shard + summarize (histograms, PNG).
 
-Streaming means the peak RSS grows by the n x 512 float32 vectors of the dedupe index (2 KiB
-per sample) and a few bytes per sample of selection state, not with the shards' bytes: the
-ratio of peaks stays far below the ratio of sizes while the ratio of times follows it.
+Streaming means the peak RSS grows by the surviving samples' n x 512 float32 vectors and the
+dedupe index's unit copy of them (2 x 2 KiB per sample) and a few bytes per sample of selection
+state, not with the shards' bytes: the ratio of peaks stays far below the ratio of sizes while
+the ratio of times follows it.
 """
 
 from __future__ import annotations

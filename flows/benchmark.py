@@ -45,8 +45,9 @@ def benchmark(celebamask: str, captions: str, reference_images: str, out: str,
         out: output folder; rerunning skips finished chunks. "{models}" in it is replaced by
             the evaluated models' tags (e.g. runs/x/{models} -> runs/x/mapping-mask-v3).
         models: the --out of `mm2latent train` (registry at <models>/registry).
-        versions: mapping-mask versions ("latest", "3", "v3", "mapping-mask-v3") and / or
-            "released" (the authors' models named by the preset, e.g. ffhq-official).
+        versions: mapping-mask versions ("latest": the latest of each registered text input,
+            "3", "v3", "mapping-mask-v3") and / or "released" (the authors' models named by the
+            preset, e.g. ffhq-official).
         preset, n_pairs, seed, caption_field, chunk_size, device, parser, clip_model,
             cmmd_model, reference_limit, cache, ablation: see BenchmarkCfg.
         fixture: write the small fixture under this folder first if `captions` is missing

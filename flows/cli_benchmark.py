@@ -15,7 +15,8 @@ from flows.cli_common import console, note_tiny, progress_bar, user_errors
 if TYPE_CHECKING:  # the CLI imports the benchmark code only when the command runs
     from mm2latent.benchmark.records import FinishedBenchmark
 
-_HELP_VERSION = ("mapping-mask version to evaluate: latest, 3, v3, mapping-mask-v3, or released (the "
+_HELP_VERSION = ("mapping-mask version to evaluate: latest (the latest of each registered --text "
+                 "kind: pteg, captions, mixed), 3, v3, mapping-mask-v3, or released (the "
                  "authors' models the preset names, e.g. ffhq-official); repeat the option or "
                  "separate with commas for several, e.g. released,latest.")
 

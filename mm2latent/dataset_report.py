@@ -297,11 +297,20 @@ def _join(pictures: Sequence[np.ndarray], axis: int) -> np.ndarray:
     return np.concatenate(parts, axis=axis)
 
 
+def _short(value: object, ends: int = 3) -> str:
+    """A parameter for the terminal: a long list (a curated dataset's source_indices) as its
+    length and first / last few items; --json keeps the whole list."""
+    if not isinstance(value, (list, tuple)) or len(value) <= 2 * ends + 1:
+        return str(value)
+    items = [*map(str, value[:ends]), "...", *map(str, value[-ends:])]
+    return f"[{len(value)} values: {', '.join(items)}]"
+
+
 def render_report(report: DatasetReport, registry: ModalityRegistry | None = None) -> str:
     """Plain-text rendering of a DatasetReport for the terminal (`registry` renders its stats)."""
     registry = registry or default_registry()
     lines = [f"dataset {report.url}", f"  preset {report.preset}; parameters "
-             + ", ".join(f"{k}={v}" for k, v in sorted(report.parameters.items()))]
+             + ", ".join(f"{k}={_short(v)}" for k, v in sorted(report.parameters.items()))]
     lines.append(f"  shards: {len(report.shards_complete)} complete of {report.shards_planned} planned")
     if report.shards_incomplete:
         shown = ", ".join(str(i) for i in report.shards_incomplete[:10])

@@ -40,7 +40,7 @@ def train_mapping(options: MappingOptions, on_progress: ProgressFn | None = None
     report = pipeline.mapping_run(options.dataset, options.out, options.registry_url,
                                   _mapping_net_cfg(options), options.train_cfg(),
                                   options.embeddings, options.continues_runs, on_progress, snapshot,
-                                  text=options.text)
+                                  text=options.text, caption_share=options.caption_share)
     _log_registered(report.record.tag, report.summary)
     return report
 
@@ -73,8 +73,8 @@ def check_resume(options: AutoencoderOptions | MappingOptions,
         cfg = options.train_cfg()
         runs = [(pipeline.mapping_run_url(options.out, options.registry_url,
                                           _mapping_net_cfg(options), cfg, options.embeddings,
-                                          snapshot, pipeline.text_embeddings_of(
-                                              options.dataset, options.text)), cfg.to_dict())]
+                                          snapshot, pipeline.text_run_key(
+                                              options.dataset, options.text_input())), cfg.to_dict())]
     check_something_to_resume(runs)
 
 

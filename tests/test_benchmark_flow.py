@@ -234,3 +234,29 @@ def test_a_models_placeholder_in_out_gives_each_new_version_its_own_folder(setup
     for finished in (first, second):
         assert bench.read_summary(finished.out) == finished.summary
     assert not (tmp_path / "{models}").exists()
+
+
+def test_latest_is_one_row_per_registered_text_input(setup, tmp_path):
+    from mm2latent.training.registry import ModelRegistry
+
+    models = str(tmp_path / "runs")
+    shutil.copytree(setup["models"], models)  # registered locations are relative: still valid
+    registry = ModelRegistry(default_registry_url(models))
+    v1, v2 = registry.records("mapping-mask")
+    # Fabricated records of caption-trained models on the tiny networks (text kind is all that
+    # differs for the benchmark): v3 captions, v4 mixed, v5 captions again (the latest captions).
+    for base, text in [(v1, {"text": "captions"}), (v2, {"text": "mixed", "caption_share": 0.25}),
+                       (v1, {"text": "captions"})]:
+        registry.register("mapping-mask", base.checkpoint_url, base.dataset_url, base.dataset_hash,
+                          base.metrics, base.config, {**base.extra, **text})
+    summary = _run(_cfg(setup, str(tmp_path / "out"), models=models, versions=("latest",)))
+    assert [(m.model, m.label) for m in summary.models] == [
+        ("mapping-mask-v2", "trained here: mapping-mask-v2"),  # PTEG: the row name it always had
+        ("mapping-mask-v5", "trained here: mapping-mask-v5 (captions)"),
+        ("mapping-mask-v4", "trained here: mapping-mask-v4 (mixed, caption share 0.25)")]
+    report = open(tmp_path / "out" / "report.md").read()
+    assert "| **trained here: mapping-mask-v2** |" in report
+    assert "| **trained here: mapping-mask-v5 (captions)** |" in report
+    # A version asked by number is that one row alone, labelled by its text input.
+    plan = bench.make_plan(_cfg(setup, str(tmp_path / "one"), models=models, versions=("3",)))
+    assert [m.label for m in plan.models] == ["trained here: mapping-mask-v3 (captions)"]

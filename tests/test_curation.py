@@ -159,6 +159,28 @@ def test_near_duplicates_match_brute_force(max_cosine, monkeypatch):
     assert 0 < keep.sum() < len(vectors)
 
 
+def test_near_duplicates_make_no_full_size_copy_of_the_vectors(monkeypatch):
+    # The float64 re-check used to hold the vectors in float64 and float32 beside the index's
+    # copy (about four copies); now it gathers the rows of the candidate pairs only. numpy's
+    # allocations show in tracemalloc, faiss's own index (C++) does not.
+    import tracemalloc
+
+    from mm2latent.curation import dedupe
+
+    monkeypatch.setattr(dedupe, "QUERY_BLOCK", 256)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((8192, 64)).astype(np.float32)
+    vectors[1::7] = vectors[::7][:len(vectors[1::7])] + 0.01  # some duplicates to re-check
+    tracemalloc.start()
+    try:
+        keep = near_duplicate_keep(vectors, 0.95)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert keep.sum() < len(vectors)  # duplicates were found and re-checked
+    assert peak < vectors.nbytes / 4, f"peak {peak} bytes for {vectors.nbytes} bytes of vectors"
+
+
 def test_dedupe_keeps_the_lower_index_of_a_pair(tmp_path):
     url = str(tmp_path / "dup")
     write_dataset(url, n_shards=2, per_shard=4)

@@ -92,3 +92,19 @@ def test_resume_after_kill_9_is_byte_identical(tmp_path, prefect_home):
     assert curation.n_shards == 4
     assert _shard_files(resumed) == _shard_files(reference)
     assert not list(resumed.glob(".*.tmp-*"))
+
+
+def test_inspect_of_a_curated_dataset_summarises_its_source_indices(tmp_path):
+    source = make_source(tmp_path, n_shards=4, per_shard=150, failed=frozenset({5}))
+    out = str(tmp_path / "curated")
+    curate(source, out, {"n": 590, "seed": 0}, per_shard=200)
+    chosen = json.loads((tmp_path / "curated" / "dataset.json").read_text())["parameters"]["source_indices"]
+    done = subprocess.run([MM2LATENT, "dataset", "inspect", out], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(chosen) == 590 and len(done.stdout) < 2000, done.stdout  # the list was ~3 kB alone
+    first, last = ", ".join(map(str, chosen[:3])), ", ".join(map(str, chosen[-3:]))
+    assert f"source_indices=[590 values: {first}, ..., {last}]" in done.stdout
+    full = subprocess.run([MM2LATENT, "dataset", "inspect", out, "--json"], capture_output=True,
+                          text=True, env=_env(tmp_path), timeout=300)
+    assert json.loads(full.stdout)["parameters"]["source_indices"] == chosen  # --json keeps all

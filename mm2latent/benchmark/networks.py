@@ -29,6 +29,7 @@ from mm2latent.models.stylegan2.generator import Generator
 from mm2latent.presets import CLIP_PRESETS, PRESETS, PresetCfg
 from mm2latent.seeding import derive_seed, seeded_init
 from mm2latent.training.autoencoders import load_autoencoder
+from mm2latent.training.config import TEXT_KINDS
 from mm2latent.training.mapping import load_mapping_net
 from mm2latent.training.pipeline import ae_name, mapping_name
 from mm2latent.training.registry import ModelRecord, ModelRegistry
@@ -109,11 +110,21 @@ class EvaluatedModel:
     released: tuple[str, str] | None = None  # (MappingNet, autoencoder) weights names
 
 
+def text_kind(record: ModelRecord) -> str:
+    """The record's text input (TEXT_KINDS); records from before `--text` existed are PTEG."""
+    return str(record.extra.get("text") or "pteg")
+
+
 def _registered(record: ModelRecord) -> EvaluatedModel:
     net, train = record.config.get("mapping_net", {}), record.config.get("train", {})
     switches = Switches(pteg=train.get("pteg"), use_batchnorm=net.get("use_batchnorm"),
                         dropout=net.get("dropout"), depth=net.get("depth"))
-    return EvaluatedModel(record.tag, f"trained here: {record.tag}", switches, record=record)
+    # PTEG rows keep the label they always had, so reports stay comparable across runs.
+    text = text_kind(record)
+    if text == "mixed":
+        text = f"mixed, caption share {record.extra.get('caption_share')}"
+    suffix = "" if text == "pteg" else f" ({text})"
+    return EvaluatedModel(record.tag, f"trained here: {record.tag}{suffix}", switches, record=record)
 
 
 def _released(preset: PresetCfg) -> EvaluatedModel:
@@ -156,7 +167,8 @@ def resolve_versions(registry_url: str, versions: tuple[str, ...], every: bool =
 
     Args:
         registry_url: model registry directory.
-        versions: "latest", "3", "v3" or "mapping-mask-v3" each.
+        versions: "latest" (the latest version of each registered text input: pteg,
+            captions, mixed, one row each), "3", "v3" or "mapping-mask-v3" each.
         every: all registered versions (ablation), ignoring `versions`.
     """
     registry, name = ModelRegistry(registry_url), mapping_name(MODALITY)
@@ -173,10 +185,17 @@ def resolve_versions(registry_url: str, versions: tuple[str, ...], every: bool =
         if spec.strip() != "latest" and match is None:
             raise ConfigError(f"model version {spec!r} is not {RELEASED!r}, 'latest', 'N', 'vN' "
                               f"or '{name}-vN'.")
-        record = records[-1] if match is None else registry.get(name, int(match[1]))
-        if record.version not in {r.version for r in chosen}:
-            chosen.append(record)
+        picked = (_latest_per_text_kind(records) if match is None
+                  else [registry.get(name, int(match[1]))])
+        chosen += [r for r in picked if r.version not in {c.version for c in chosen}]
     return chosen
+
+
+def _latest_per_text_kind(records: list[ModelRecord]) -> list[ModelRecord]:
+    """The latest record of each text input, PTEG first (records are in version order)."""
+    latest = {text_kind(r): r for r in records}
+    order = [*TEXT_KINDS, *sorted(set(latest) - set(TEXT_KINDS))]
+    return [latest[kind] for kind in order if kind in latest]
 
 
 def _autoencoder_record(registry: ModelRegistry, record: ModelRecord) -> ModelRecord:

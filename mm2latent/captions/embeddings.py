@@ -53,13 +53,14 @@ def captions_version(dataset_url: str) -> str:
     """
     folders = caption_dirs(dataset_url)
     if not folders:
-        raise TrainingError(f"{dataset_url}: no captions, so `--text captions` has nothing to read. "
-                            "Fix: run `mm2latent dataset attributes` then `mm2latent dataset "
-                            "captions` on it, or train with --text pteg.")
+        raise TrainingError(f"{dataset_url}: no captions, so `--text captions` or `--text mixed` "
+                            f"has nothing to read. Fix: run `mm2latent dataset attributes "
+                            f"{dataset_url}` then `mm2latent dataset captions {dataset_url}`, or "
+                            "train with --text pteg.")
     if len(folders) > 1:
         raise TrainingError(f"{dataset_url}: several captions folders ({', '.join(folders)}); "
-                            "`--text captions` needs exactly one. Fix: delete the ones not to "
-                            "train on (under captions/ and embeddings/captions-*).")
+                            "`--text captions` and `--text mixed` need exactly one. Fix: delete "
+                            "the ones not to train on (under captions/ and embeddings/captions-*).")
     return text_embeddings_version(folders[0])
 
 

@@ -5,10 +5,11 @@ kept sample has cosine > max_cosine with it. So of every duplicate pair the lowe
 and a chain a~b~c with a !~ c keeps a and c.
 
 faiss computes the candidate pairs (BLAS-blocked, multi-threaded, float32) with a small margin
-below the threshold; each candidate's cosine is then recomputed in float64 with a fixed
-summation order, so which pairs count does not depend on faiss's threads or blocking. Memory:
-the candidates' N x D float32 vectors (N x 512 x 4 bytes: 200 MiB at 100k) plus one query
-block's result lists.
+below the threshold; each candidate pair's cosine is then recomputed in float64 from the two
+input rows with a fixed summation order, so which pairs count does not depend on faiss's
+threads or blocking. Memory: the index's unit-length float32 copy of the vectors (N x D x 4
+bytes: 200 MiB at 100k x 512), the only full-size array made here, plus one block of queries
+and their result lists; the caller's own vectors are read, never copied whole.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
+def _unit_index(vectors: np.ndarray) -> faiss.IndexFlatIP:
+    """An inner-product index of the unit rows, filled one block at a time (no full-size temporaries)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    for start in range(0, len(vectors), QUERY_BLOCK):
+        index.add(np.ascontiguousarray(_unit(vectors[start:start + QUERY_BLOCK]), dtype=np.float32))
+    return index
+
+
 def near_duplicate_keep(vectors: np.ndarray, max_cosine: float) -> np.ndarray:
     """(N,) bool: which rows to keep, rows taken in order as ascending source indices.
 
@@ -38,14 +47,12 @@ def near_duplicate_keep(vectors: np.ndarray, max_cosine: float) -> np.ndarray:
     keep = np.zeros(n, dtype=bool)
     if n == 0:
         return keep
-    exact = _unit(vectors)  # (N, D) float64
-    x32 = np.ascontiguousarray(exact, dtype=np.float32)  # (N, D)
-    index = faiss.IndexFlatIP(x32.shape[1])
-    index.add(x32)
+    index = _unit_index(vectors)
     removed = np.zeros(n, dtype=bool)
     for start in range(0, n, QUERY_BLOCK):
         stop = min(start + QUERY_BLOCK, n)
-        limits, _, neighbours = index.range_search(x32[start:stop], max_cosine - CANDIDATE_MARGIN)
+        queries = index.reconstruct_n(start, stop - start)  # (B, D) float32, the stored rows
+        limits, _, neighbours = index.range_search(queries, max_cosine - CANDIDATE_MARGIN)
         for i in range(start, stop):
             if removed[i]:
                 continue
@@ -54,7 +61,7 @@ def near_duplicate_keep(vectors: np.ndarray, max_cosine: float) -> np.ndarray:
             later = found[found > i]
             if len(later) == 0:
                 continue
-            cosines = np.einsum("d,jd->j", exact[i], exact[later])  # (M,) float64, fixed order
+            rows = _unit(vectors[np.concatenate([[i], later])])  # (1 + M, D) float64
+            cosines = np.einsum("d,jd->j", rows[0], rows[1:])  # (M,) float64, fixed order
             removed[later[cosines > max_cosine]] = True
     return keep
-

@@ -99,9 +99,46 @@ class AutoencoderTrainCfg(TrainCfg):
             raise ConfigError(f"recipe={self.recipe!r}; choose one of {', '.join(RECIPES)}.")
 
 
-# A MappingNet's text input: the paper's pseudo text embeddings of the FaRL image embedding, or
-# the FaRL text embeddings of the dataset's templated captions (`dataset captions`).
-TEXT_KINDS = ("pteg", "captions")
+# A MappingNet's text input: the paper's pseudo text embeddings of the FaRL image embedding,
+# the FaRL text embeddings of the dataset's templated captions (`dataset captions`), or a mix of
+# the two drawn per sample and epoch.
+TEXT_KINDS = ("pteg", "captions", "mixed")
+DEFAULT_CAPTION_SHARE = 0.5  # "mixed": half captions, half PTEG unless told otherwise (our choice)
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """What a MappingNet reads as its text input, one of TEXT_KINDS."""
+
+    # "pteg": pseudo text embedding of the image's FaRL (the paper); "captions": the caption's
+    # FaRL text embedding; "mixed": per sample and epoch the caption's with probability
+    # caption_share, else the PTEG one.
+    kind: str = "pteg"
+    caption_share: float | None = None  # "mixed" only, in [0, 1]; None = DEFAULT_CAPTION_SHARE
+
+    def __post_init__(self) -> None:
+        if self.kind not in TEXT_KINDS:
+            raise ConfigError(f"--text {self.kind!r}; choose one of {', '.join(TEXT_KINDS)}.")
+        if self.caption_share is None:
+            return
+        if self.kind != "mixed":
+            raise ConfigError(f"--caption-share {self.caption_share} only applies to --text mixed "
+                              f"(got --text {self.kind}). Fix: drop --caption-share or pass "
+                              "--text mixed.")
+        if not 0.0 <= self.caption_share <= 1.0:
+            raise ConfigError(f"--caption-share must lie in [0, 1], got {self.caption_share}.")
+
+    @property
+    def reads_captions(self) -> bool:
+        """Whether training reads the dataset's caption text embeddings."""
+        return self.kind != "pteg"
+
+    @property
+    def share(self) -> float | None:
+        """The captions' share of "mixed" training samples; None for the other kinds."""
+        if self.kind != "mixed":
+            return None
+        return DEFAULT_CAPTION_SHARE if self.caption_share is None else self.caption_share
 
 
 @dataclass(frozen=True)

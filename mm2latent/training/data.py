@@ -39,8 +39,16 @@ def is_validation(indices: np.ndarray, val_fraction: float, split_seed: int = 0)
     """
     if val_fraction <= 0:
         return np.zeros(len(indices), dtype=bool)
-    draws = np.array([derive_seed(split_seed, "holdout", int(i)) / _HASH_RANGE for i in indices])
-    return draws < val_fraction
+    return sample_draws(indices, split_seed, "holdout") < val_fraction
+
+
+def sample_draws(indices: np.ndarray, *parts: object) -> np.ndarray:
+    """(N,) floats in [0, 1): a hash of (parts, index) per sample index.
+
+    A draw depends on the parts and the sample's index alone, never on its batch, its position
+    or how many samples there are, so batch size and data order cannot change it.
+    """
+    return np.array([derive_seed(*parts, int(i)) / _HASH_RANGE for i in indices], dtype=np.float64)
 
 
 def split_positions(indices: np.ndarray, val_fraction: float, split_seed: int = 0

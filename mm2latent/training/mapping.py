@@ -104,6 +104,8 @@ def _check_dims(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, modality:
     """TrainingError naming the column whose width differs from the MappingNet config."""
     expected = {"farl": ("text_dim", net_cfg.text_dim), "spatial": ("spatial_dim", net_cfg.spatial_dim),
                 "w": ("w_dim", net_cfg.w_dim)}
+    if "caption" in arrays:  # "mixed" text input: captions stand in for the image embedding
+        expected["caption"] = ("text_dim", net_cfg.text_dim)
     for column, (field, want) in expected.items():
         got = arrays[column].shape[1]
         if got != want:
@@ -131,10 +133,24 @@ def _caption_text(dataset_url: str, version: str, shards: Sequence[int],
     return text
 
 
+def caption_mask(indices: np.ndarray, share: float, seed: int, draw_key: object) -> torch.Tensor:
+    """(N,) bool: which samples of a "mixed" batch read their caption's text embedding.
+
+    Drawn per sample from (seed, draw_key, index) with probability `share`, so batch size,
+    shuffling and resuming never change which samples read captions in an epoch.
+    """
+    return torch.from_numpy(data.sample_draws(indices, seed, "caption", draw_key) < share)
+
+
 def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: MappingTrainCfg,
-                real_text: bool = False) -> TrainJob:
-    """A TrainJob for the MappingNet over aligned in-memory vectors (real_text: arrays["farl"]
-    holds text embeddings, fed as they are, without PTEG noise)."""
+                real_text: bool = False, caption_share: float | None = None) -> TrainJob:
+    """A TrainJob for the MappingNet over aligned in-memory vectors.
+
+    real_text: arrays["farl"] holds text embeddings, fed as they are, without PTEG noise.
+    caption_share: "mixed" text input: arrays["caption"] holds the captions' text embeddings;
+    each sample reads its caption's with this probability per epoch (caption_mask), else the
+    PTEG embedding of arrays["farl"]. None = no captions.
+    """
     _check_dims(arrays, net_cfg, cfg.modality)
     if net_cfg.output != "w":
         raise TrainingError("the dataset stores one w per sample; train with output='w'.")
@@ -142,24 +158,35 @@ def mapping_job(arrays: dict[str, np.ndarray], net_cfg: MappingNetCfg, cfg: Mapp
     with seeded_init(derive_seed(cfg.seed, "init", "mapping")):
         model = MappingNet(net_cfg)
     device = torch.device(cfg.device)
-    tensors = {k: torch.tensor(arrays[k], device=device) for k in ("farl", "spatial", "w")}  # copies
+    names = ("farl", "spatial", "w") + (("caption",) if caption_share is not None else ())
+    tensors = {k: torch.tensor(arrays[k], device=device) for k in names}  # copies
+    indices = np.asarray(arrays["index"])
     pteg = PseudoTextCfg(enabled=cfg.pteg and not real_text, noise_norm=cfg.pteg_noise_norm)
     min_size = 2 if net_cfg.use_batchnorm else 1  # BatchNorm1d cannot train on a single row
 
     def loss_fn(batch: dict[str, torch.Tensor], noise: torch.Generator):
         # Noise is drawn on the CPU generator so runs match across devices' RNGs.
+        # Every row draws its noise, captioned or not: a share of 0 is exactly the PTEG run.
         y = pseudo_text_embedding(batch["farl"].cpu(), noise, pteg).to(device)  # (B, Dt)
+        if "use_caption" in batch:
+            y = torch.where(batch["use_caption"][:, None], batch["caption"], y)  # (B, Dt)
         w_hat = model(y, batch["spatial"])  # (B, Dw)
         return mapping_loss(w_hat, batch["w"], cfg.cosine_weight, cfg.distance)
 
-    def batches(positions: np.ndarray, seed: int | None, keep: int):
+    def batches(positions: np.ndarray, seed: int | None, keep: int, draw_key: object):
         for pos in data.shuffled_batches(positions, cfg.batch_size, seed, keep):
-            yield data.gather(tensors, pos.to(device))
+            batch = data.gather(tensors, pos.to(device))
+            if caption_share is not None:
+                batch["use_caption"] = caption_mask(indices[pos.numpy()], caption_share, cfg.seed,
+                                                    draw_key).to(device)
+            yield batch
 
     return TrainJob(
         model=model, loss_fn=loss_fn,
-        train_batches=lambda epoch: batches(train_pos, derive_seed(cfg.seed, "shuffle", epoch), min_size),
-        val_batches=(lambda: batches(val_pos, None, 1)) if len(val_pos) else None,
+        train_batches=lambda epoch: batches(train_pos, derive_seed(cfg.seed, "shuffle", epoch),
+                                            min_size, epoch),
+        # Validation draws one fixed mix, so its loss compares across epochs.
+        val_batches=(lambda: batches(val_pos, None, 1, "val")) if len(val_pos) else None,
         extra_config={"mapping_net": dataclasses.asdict(net_cfg)},
     )
 
@@ -168,7 +195,8 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
                   embeddings_version: str | None = None, resume: bool = False,
                   on_progress: ProgressFn | None = None, stop_after_epoch: int | None = None,
                   snapshot: ShardSnapshot | None = None,
-                  text_embeddings: str | None = None) -> MappingTrainReport:
+                  text_embeddings: str | None = None,
+                  caption_share: float | None = None) -> MappingTrainReport:
     """Train a MappingNet for cfg.modality; fit's report plus num_samples and embeddings_version.
 
     Args:
@@ -183,14 +211,19 @@ def train_mapping(dataset_url: str, run_url: str, net_cfg: MappingNetCfg, cfg: M
         snapshot: the run's shards (see training/snapshot.py); None = take one now.
         text_embeddings: caption text embeddings version to feed as the text input (no PTEG
             noise: they are real text embeddings); None = the paper's PTEG of the image's FaRL.
+        caption_share: with text_embeddings, mix: each sample reads its caption's embedding
+            with this probability per epoch, else PTEG (see mapping_job); None = captions only.
     """
     snapshot = snapshot_for(dataset_url, snapshot)
     version = embeddings_version if cfg.modality in cfg.modalities.maps else None
     arrays = load_mapping_arrays(dataset_url, cfg.modality, version, snapshot.shards,
                                  cfg.modality_registry)
+    mixed = text_embeddings is not None and caption_share is not None
     if text_embeddings is not None:
-        arrays["farl"] = _caption_text(dataset_url, text_embeddings, snapshot.shards, arrays["index"])
-    job = mapping_job(arrays, net_cfg, cfg, real_text=text_embeddings is not None)
+        text = _caption_text(dataset_url, text_embeddings, snapshot.shards, arrays["index"])
+        arrays["caption" if mixed else "farl"] = text
+    job = mapping_job(arrays, net_cfg, cfg, real_text=text_embeddings is not None and not mixed,
+                      caption_share=caption_share if mixed else None)
     digest = mapping_data_hash(snapshot.dataset_hash, version)
     report = fit(job, cfg, run_url, digest, resume, on_progress, stop_after_epoch)
     fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}

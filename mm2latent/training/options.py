@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import parse_list
 from mm2latent.modalities.registry import default_registry
-from mm2latent.training.config import (TEXT_KINDS, AutoencoderTrainCfg, MappingTrainCfg,
-                                       TrainCfg, autoencoder_train_cfg, replace_cfg)
+from mm2latent.training.config import (DEFAULT_CAPTION_SHARE, TEXT_KINDS, AutoencoderTrainCfg,
+                                       MappingTrainCfg, TextInput, TrainCfg,
+                                       autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,10 +29,17 @@ def parse_options(model: type[M], values: dict) -> M:
     try:
         return model(**values)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or model.__name__}: {err['msg']}"
-                             for err in e.errors())
+        problems = "; ".join(_problem(err, model.__name__) for err in e.errors())
         raise ConfigError(f"bad training option(s): {problems}. Fix: see `--help` for the valid "
                           "values.") from e
+
+
+def _problem(err: dict, model_name: str) -> str:
+    """One validation failure: our own ConfigError's message as written (it names the option and
+    the fix), else pydantic's with the option's name in front."""
+    if isinstance(err.get("ctx", {}).get("error"), ConfigError):
+        return str(err["ctx"]["error"]).rstrip(".")
+    return f"{'.'.join(map(str, err['loc'])) or model_name}: {err['msg']}"
 
 
 def _modality_list(value: object, valid: tuple[str, ...], name: str,
@@ -139,7 +147,12 @@ class MappingOptions(TrainRunOptions):
     cosine_weight: float | None = Field(None, description="lambda of the cosine term (default 10).")
     pteg: bool = Field(True, description="Pseudo text embedding generation (--no-pteg: ablation).")
     text: str = Field("pteg", description="Text input: pteg (the paper's pseudo text embeddings of "
-                      "the image) or captions (FaRL text embeddings of `dataset captions`).")
+                      "the image), captions (FaRL text embeddings of `dataset captions`) or mixed "
+                      "(per sample and epoch, the caption's with probability --caption-share, "
+                      "else pteg).")
+    caption_share: float | None = Field(
+        None, description=f"--text mixed only: each sample's chance per epoch of reading its "
+        f"caption, in [0, 1] (default {DEFAULT_CAPTION_SHARE}).")
     batchnorm: bool | None = Field(None, description="Input BatchNorm (default: preset).")
     dropout: float | None = Field(None, description="Input dropout, 0 = none (default: preset).")
     depth: int | None = Field(None, description="Linear layers (default: preset).")
@@ -155,6 +168,15 @@ class MappingOptions(TrainRunOptions):
         if value not in TEXT_KINDS:
             raise ConfigError(f"--text {value!r}; choose one of {', '.join(TEXT_KINDS)}.")
         return value
+
+    @model_validator(mode="after")
+    def _share_with_mixed(self) -> MappingOptions:
+        self.text_input()  # --caption-share outside [0, 1] or without --text mixed: ConfigError
+        return self
+
+    def text_input(self) -> TextInput:
+        """The MappingNet's text input: --text and, for mixed, --caption-share."""
+        return TextInput(self.text, self.caption_share)
 
     def switches(self) -> dict[str, object]:
         """Architecture ablations for mapping_net_cfg; None = the preset's."""

@@ -13,12 +13,12 @@ import hashlib
 import json
 import logging
 
-from mm2latent_core.errors import ConfigError, TrainingError
+from mm2latent_core.errors import TrainingError
 from mm2latent.captions.embeddings import captions_version
 from mm2latent.models.autoencoders import AutoencoderCfg
 from mm2latent.models.mapping_net import MappingNetCfg
 from mm2latent.training.autoencoders import train_autoencoder
-from mm2latent.training.config import TEXT_KINDS, AutoencoderTrainCfg, MappingTrainCfg, TrainCfg
+from mm2latent.training.config import AutoencoderTrainCfg, MappingTrainCfg, TextInput, TrainCfg
 from mm2latent.training.embeddings import write_embeddings
 from mm2latent.training.loop import ProgressFn
 from mm2latent.training.mapping import mapping_data_hash, train_mapping
@@ -115,7 +115,8 @@ def autoencoder_run(dataset_url: str, out_url: str, registry_url: str, ae_cfg: A
 def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: MappingNetCfg,
                 cfg: MappingTrainCfg, embeddings_version: str | None = None, resume: bool = False,
                 on_progress: ProgressFn | None = None,
-                snapshot: ShardSnapshot | None = None, text: str = "pteg") -> MappingReport:
+                snapshot: ShardSnapshot | None = None, text: str = "pteg",
+                caption_share: float | None = None) -> MappingReport:
     """Train and register one MappingNet; its registry record and training report.
 
     Args:
@@ -129,32 +130,45 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
         resume: continue an interrupted run of the same data and config.
         on_progress: called with 1 per finished epoch.
         snapshot: the shards this run works on (one for every step of a run); None = take one.
-        text: the text input, one of TEXT_KINDS: "pteg" (the paper) or "captions".
+        text: the text input, one of TEXT_KINDS: "pteg" (the paper), "captions" or "mixed".
+        caption_share: "mixed" only: each sample's chance per epoch of reading its caption's
+            embedding (None = 0.5); refused with the other kinds.
     """
+    text_input = TextInput(text, caption_share)
     ae_tag, version = _mapping_embeddings(registry_url, cfg, embeddings_version)
     text_version = text_embeddings_of(dataset_url, text)
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
-    run_url = _mapping_run_url(out_url, net_cfg, cfg, version, snapshot, text_version)
+    run_url = _mapping_run_url(out_url, net_cfg, cfg, version, snapshot,
+                               text_run_key(dataset_url, text_input))
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
-                            snapshot=snapshot, text_embeddings=text_version)
+                            snapshot=snapshot, text_embeddings=text_version,
+                            caption_share=text_input.share)
     if not summary.finished:
         raise TrainingError(f"{run_url}: training stopped before the end; resume it.")
     record = _finish_run(summary, name, dataset_url, registry_url,
                          {"train": cfg.to_dict(), "mapping_net": dataclasses.asdict(net_cfg)},
                          {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
                           "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash,
-                          "text": text, "text_embeddings": text_version})
+                          "text": text, "text_embeddings": text_version,
+                          **({"caption_share": text_input.share} if text == "mixed" else {})})
     return MappingReport(record=record, summary=summary)
 
 
 def text_embeddings_of(dataset_url: str, text: str) -> str | None:
     """The text embeddings version a MappingNet with text input `text` reads; None = PTEG."""
-    if text not in TEXT_KINDS:
-        raise ConfigError(f"--text {text!r}; choose one of {', '.join(TEXT_KINDS)}.")
-    return captions_version(dataset_url) if text == "captions" else None
+    return captions_version(dataset_url) if TextInput(text).reads_captions else None
+
+
+def text_run_key(dataset_url: str, text_input: TextInput) -> str | None:
+    """What a run's text input adds to its data hash: the caption embeddings it reads and, for a
+    mix, the captions' share (another share is another run); None = PTEG."""
+    text_embeddings = text_embeddings_of(dataset_url, text_input.kind)
+    if text_input.share is None:
+        return text_embeddings
+    return f"{text_embeddings}@mixed-{text_input.share!r}"
 
 
 def autoencoder_run_url(out_url: str, ae_cfg: AutoencoderCfg, cfg: AutoencoderTrainCfg,
@@ -171,7 +185,7 @@ def mapping_run_url(out_url: str, registry_url: str, net_cfg: MappingNetCfg, cfg
                     embeddings_version: str | None, snapshot: ShardSnapshot,
                     text_embeddings: str | None = None) -> str:
     """The run directory `mapping_run` trains in for these data, embeddings and settings
-    (text_embeddings: text_embeddings_of(dataset, text))."""
+    (text_embeddings: text_run_key(dataset, text input))."""
     _, version = _mapping_embeddings(registry_url, cfg, embeddings_version)
     return _mapping_run_url(out_url, net_cfg, cfg, version, snapshot, text_embeddings)
 
