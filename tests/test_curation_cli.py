@@ -100,11 +100,11 @@ def test_inspect_of_a_curated_dataset_summarises_its_source_indices(tmp_path):
     curate(source, out, {"n": 590, "seed": 0}, per_shard=200)
     chosen = json.loads((tmp_path / "curated" / "dataset.json").read_text())["parameters"]["source_indices"]
     done = subprocess.run([MM2LATENT, "dataset", "inspect", out], capture_output=True, text=True,
-                          env=_env(tmp_path), timeout=300)
+                          env=_env(tmp_path / "prefect"), timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(chosen) == 590 and len(done.stdout) < 2000, done.stdout  # the list was ~3 kB alone
     first, last = ", ".join(map(str, chosen[:3])), ", ".join(map(str, chosen[-3:]))
     assert f"source_indices=[590 values: {first}, ..., {last}]" in done.stdout
     full = subprocess.run([MM2LATENT, "dataset", "inspect", out, "--json"], capture_output=True,
-                          text=True, env=_env(tmp_path), timeout=300)
+                          text=True, env=_env(tmp_path / "prefect"), timeout=300)
     assert json.loads(full.stdout)["parameters"]["source_indices"] == chosen  # --json keeps all

@@ -143,12 +143,12 @@ def test_mixed_at_share_0_is_pteg_and_at_share_1_is_captions_exactly(tmp_path):
         mapping_run(url, str(tmp_path / "r"), registry, NET, CFG, text="mixed", caption_share=1.5)
 
 
-def test_train_mapping_text_mixed_cli_on_tiny(tmp_path):
+def test_train_mapping_text_mixed_cli_on_tiny(tmp_path, prefect_home):
     """As users run it: a subprocess; --caption-share without --text mixed is one line, exit 2."""
     url = str(tmp_path / "data")
     write_dataset(url, n_shards=2, per_shard=3, failed={4}, dims={**TINY_DIMS, "w": 512, "farl": 512})
     _captioned(url)
-    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(tmp_path / "prefect"),
+    env = dict(os.environ, PREFECT_API_URL="", PREFECT_HOME=str(prefect_home),
                PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240")
     cli = [str(Path(sys.executable).with_name("mm2latent")), "train", "mapping", "--dataset", url,
