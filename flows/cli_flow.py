@@ -22,10 +22,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-import click
-
 from flows.interrupts import Interrupted, StopOnSignal, run_in_worker
-from flows.prefect_runtime import TiedServer, tied_prefect_server
+from flows.prefect_runtime import tied_prefect_server
 from mm2latent_core.errors import Mm2LatentError
 
 T = TypeVar("T")
@@ -70,14 +68,6 @@ def _user_errors_off_console() -> Iterator[None]:
             handler.removeFilter(only_once)
 
 
-def _early_server() -> TiedServer | None:
-    """The server the console script launched before importing this command (flows/main.py),
-    which click hands to the command as its context's `obj`; None when called otherwise."""
-    context = click.get_current_context(silent=True)
-    obj = context.obj if context is not None else None
-    return obj if isinstance(obj, TiedServer) else None
-
-
 def run_flow(flow_call: Callable[[ProgressFn], T], on_progress: ProgressFn | None = None,
              between_batches: bool = True) -> T:
     """`flow_call(progress)`: run a flow the CLI way; check every argument before calling this.
@@ -89,8 +79,7 @@ def run_flow(flow_call: Callable[[ProgressFn], T], on_progress: ProgressFn | Non
         on_progress: the command's own callback (its progress bar), if any.
         between_batches: False for a flow that reports no progress: a signal stops it at once.
     """
-    with tied_prefect_server(_early_server()), StopOnSignal(between_batches) as stop, \
-            _user_errors_off_console():
+    with tied_prefect_server(), StopOnSignal(between_batches) as stop, _user_errors_off_console():
         def progress(count: int) -> None:
             if on_progress is not None:
                 on_progress(count)

@@ -41,12 +41,10 @@ def main() -> None:
     try:
         # Ctrl-C / SIGTERM unwind any command (temp files removed, servers stopped) to exit
         # 130 / 143 instead of killing it mid-write; a flow run stops between its batches.
-        with StopOnSignal(between_batches=False), \
-                launched_early(runs_a_flow(sys.argv[1:])) as early_server:
+        with StopOnSignal(between_batches=False), launched_early(runs_a_flow(sys.argv[1:])):
             from flows.cli import app  # seconds: torch, and each command's modules
 
-            # Click hands `obj` to every command's context: run_flow finds the server there.
-            app(obj=early_server)
+            app()  # a flow command's run_flow waits for the server launched above
     except Interrupted as e:
         from flows.cli_common import console
 

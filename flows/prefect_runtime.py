@@ -15,6 +15,7 @@ API server (uvicorn) itself, instead of letting Prefect start its "ephemeral" on
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import importlib.util
 import os
@@ -156,6 +157,11 @@ class TiedServer:
                 self.process.wait()
             self.process = None
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` ran: a closed server cannot be launched again."""
+        return self._log.closed
+
     def close(self) -> None:
         """Stop the server and remove its log, unless an error message names the log."""
         self.stop()
@@ -175,6 +181,11 @@ class TiedServer:
             f"the temporary Prefect server exited with code {code} while starting: "
             f"{_cause(log)} (full log: {log}). Fix: check free disk space and "
             f"permissions under PREFECT_HOME ({_prefect_home()}). " + _FIX)
+
+
+# The server of the enclosing `launched_early` block, if any (see there).
+_LAUNCHED_EARLY: contextvars.ContextVar[TiedServer | None] = contextvars.ContextVar(
+    "mm2latent_launched_early", default=None)
 
 
 def _site_packages_of(package: str) -> str:
@@ -211,32 +222,37 @@ def launched_early(wanted: bool) -> Iterator[TiedServer | None]:
     """A tied server launched now, without waiting, when `wanted` and PREFECT_API_URL is not in
     the environment; None otherwise. Stopped when the block ends, whether used or not.
 
-    The CLI's entry calls this before importing the command's modules (torch, prefect: seconds),
-    so that the server starts while they import; `tied_prefect_server(early)` then waits for it.
+    The console script calls this before importing the command's modules (torch, prefect:
+    seconds), so that the server starts while they import; `tied_prefect_server()` inside the
+    block then waits for this server instead of launching one. The block's server is held in a
+    context variable, set for the block only, so the commands between need not pass it on.
     """
     if not wanted or os.environ.get("PREFECT_API_URL"):
         yield None
         return
     server = TiedServer()
+    token = _LAUNCHED_EARLY.set(server)
     try:
         server.launch()
         yield server
     finally:
+        _LAUNCHED_EARLY.reset(token)
         server.close()
 
 
 @contextlib.contextmanager
-def tied_prefect_server(early: TiedServer | None = None) -> Iterator[None]:
+def tied_prefect_server() -> Iterator[None]:
     """Run the block against a temporary Prefect server tied to this process, unless
-    PREFECT_API_URL names a server already (then nothing changes, and an `early` server, one
-    launched before the settings could be read, is stopped unused).
-
-    Args:
-        early: a server from `launched_early`, to wait for instead of launching one.
+    PREFECT_API_URL names a server already (then nothing changes, and a server from an
+    enclosing `launched_early`, launched before the settings could be read, is stopped unused).
+    Inside `launched_early` the block uses that server (once); otherwise it launches one.
     """
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
+    early = _LAUNCHED_EARLY.get()
+    if early is not None and early.closed:
+        early = None  # used by an earlier block
     if PREFECT_API_URL.value():
         if early is not None:
             early.close()
