@@ -183,10 +183,10 @@ def main() -> None:
                 loop = back_to_back(Path(tmp) / "loop", args.back_to_back)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs); "
           f"median of {args.repeats}; seconds")
-    print(f"{'':38s} {'mode':>12s} {'to flow log':>12s} {'whole':>8s}")
+    print(f"{'':48s} {'mode':>12s} {'to flow log':>12s} {'whole':>8s}")
     for mode, table in results.items():
         for name, (first, whole) in table.items():
-            print(f"{name:38s} {mode:>12s} {_cell(first):>12s} {_cell(whole):>8s}")
+            print(f"{name:48s} {mode:>12s} {_cell(first):>12s} {_cell(whole):>8s}")
     if loop is not None:
         ok, seconds, failures = loop
         print(f"train mapping --epochs 1 back to back beside {args.hogs} CPU hogs: {ok} of "
