@@ -52,7 +52,7 @@ demo: install
 # even 2 cores finish in about half the time. TEST_ARGS adds pytest options (TEST_ARGS=-n0: serial).
 TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(TEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --durations=15 $(TEST_ARGS)
 
 clean-demo:
 	rm -rf data/tiny data/tiny-grid.png
