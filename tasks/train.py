@@ -74,7 +74,9 @@ def check_resume(options: AutoencoderOptions | MappingOptions,
         runs = [(pipeline.mapping_run_url(options.out, options.registry_url,
                                           _mapping_net_cfg(options), cfg, options.embeddings,
                                           snapshot, pipeline.text_run_key(
-                                              options.dataset, options.text_input())), cfg.to_dict())]
+                                              pipeline.text_embeddings_of(options.dataset,
+                                                                          options.text),
+                                              options.text_input())), cfg.to_dict())]
     check_something_to_resume(runs)
 
 

@@ -134,7 +134,7 @@ def test_mixed_at_share_0_is_pteg_and_at_share_1_is_captions_exactly(tmp_path):
     record = runs["mixed"].record
     assert record.extra["text"] == "mixed" and record.extra["caption_share"] == 0.5
     assert record.extra["text_embeddings"] == captions_version(url)
-    keys = [text_run_key(url, TextInput(*text)) for text in
+    keys = [text_run_key(captions_version(url), TextInput(*text)) for text in
             [("mixed",), ("mixed", 0.5), ("mixed", 0.25), ("captions",)]]
     assert keys[0] == keys[1] and len(set(keys)) == 3  # None means 0.5; another share, another run
     with pytest.raises(ConfigError, match="--caption-share 0.3 only applies to --text mixed"):

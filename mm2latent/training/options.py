@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mm2latent_core.errors import ConfigError
 from mm2latent.input_checks import parse_list
 from mm2latent.modalities.registry import default_registry
-from mm2latent.training.config import (DEFAULT_CAPTION_SHARE, TEXT_KINDS, AutoencoderTrainCfg,
+from mm2latent.training.config import (DEFAULT_CAPTION_SHARE, AutoencoderTrainCfg,
                                        MappingTrainCfg, TextInput, TrainCfg,
                                        autoencoder_train_cfg, replace_cfg)
 from mm2latent.training.registry import default_registry_url
@@ -162,16 +162,10 @@ class MappingOptions(TrainRunOptions):
         overrides = {**self.cfg_overrides(), "cosine_weight": self.cosine_weight}
         return replace_cfg(MappingTrainCfg(modality=self.modality, pteg=self.pteg), overrides)
 
-    @field_validator("text")
-    @classmethod
-    def _known_text(cls, value: str) -> str:
-        if value not in TEXT_KINDS:
-            raise ConfigError(f"--text {value!r}; choose one of {', '.join(TEXT_KINDS)}.")
-        return value
-
     @model_validator(mode="after")
-    def _share_with_mixed(self) -> MappingOptions:
-        self.text_input()  # --caption-share outside [0, 1] or without --text mixed: ConfigError
+    def _known_text_input(self) -> MappingOptions:
+        # An unknown --text, --caption-share outside [0, 1] or without --text mixed: ConfigError.
+        self.text_input()
         return self
 
     def text_input(self) -> TextInput:

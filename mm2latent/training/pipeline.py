@@ -140,7 +140,7 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
     name = mapping_name(cfg.modality)
     snapshot = snapshot_for(dataset_url, snapshot)
     run_url = _mapping_run_url(out_url, net_cfg, cfg, version, snapshot,
-                               text_run_key(dataset_url, text_input))
+                               text_run_key(text_version, text_input))
     if resume:
         check_resume_settings(run_url, cfg.to_dict())
     summary = train_mapping(dataset_url, run_url, net_cfg, cfg, version, resume, on_progress,
@@ -153,7 +153,8 @@ def mapping_run(dataset_url: str, out_url: str, registry_url: str, net_cfg: Mapp
                          {"shards": list(snapshot.shards), "embeddings_version": ae_tag,
                           "embeddings": version, "raw_dataset_hash": snapshot.dataset_hash,
                           "text": text, "text_embeddings": text_version,
-                          **({"caption_share": text_input.share} if text == "mixed" else {})})
+                          **({"caption_share": text_input.share}
+                             if text_input.share is not None else {})})
     return MappingReport(record=record, summary=summary)
 
 
@@ -162,10 +163,10 @@ def text_embeddings_of(dataset_url: str, text: str) -> str | None:
     return captions_version(dataset_url) if TextInput(text).reads_captions else None
 
 
-def text_run_key(dataset_url: str, text_input: TextInput) -> str | None:
-    """What a run's text input adds to its data hash: the caption embeddings it reads and, for a
-    mix, the captions' share (another share is another run); None = PTEG."""
-    text_embeddings = text_embeddings_of(dataset_url, text_input.kind)
+def text_run_key(text_embeddings: str | None, text_input: TextInput) -> str | None:
+    """What a run's text input adds to its data hash: the caption embeddings it reads
+    (`text_embeddings_of`) and, for a mix, the captions' share (another share is another run);
+    None = PTEG."""
     if text_input.share is None:
         return text_embeddings
     return f"{text_embeddings}@mixed-{text_input.share!r}"
@@ -185,7 +186,7 @@ def mapping_run_url(out_url: str, registry_url: str, net_cfg: MappingNetCfg, cfg
                     embeddings_version: str | None, snapshot: ShardSnapshot,
                     text_embeddings: str | None = None) -> str:
     """The run directory `mapping_run` trains in for these data, embeddings and settings
-    (text_embeddings: text_run_key(dataset, text input))."""
+    (text_embeddings: text_run_key(text_embeddings_of(dataset, text), text input))."""
     _, version = _mapping_embeddings(registry_url, cfg, embeddings_version)
     return _mapping_run_url(out_url, net_cfg, cfg, version, snapshot, text_embeddings)
 
